@@ -1,0 +1,147 @@
+"""Depth of three kinds, turned into metric planar depth, steady over time.
+
+* ``metric``: metres along the camera's -Z axis (a Blender Z pass, a metric depth model, a lidar).
+* ``relative``: affine-invariant inverse depth, as Depth Anything outputs (bigger = nearer). It is mapped
+  affinely onto inverse metric depth between ``far`` and ``near`` (seed 001 uses 1 m to 10 m):
+  ``1/Z = 1/far + t (1/near - 1/far)`` with ``t = (d - lo) / (hi - lo)`` clipped to [0, 1], where ``lo`` and
+  ``hi`` are robust low and high percentiles of ``d``. Per-frame percentiles jump from frame to frame and make
+  the depth pump, so they are smoothed over time with a Gaussian of ``smoothing_s`` seconds: one scale and
+  shift that changes smoothly over the clip.
+* ``disparity``: pixels between a stereo pair with focal length ``f`` (pixels) and ``baseline`` (metres):
+  ``Z = f * baseline / d``.
+
+Non-finite or non-positive values mark a pixel as missing: it becomes NaN here, makes no point, and ends up as
+dropout.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import InputError
+
+DEPTH_KINDS = ("metric", "relative", "disparity")
+#: Percentiles of relative depth mapped to far and near: robust to a few outliers.
+RELATIVE_PERCENTILES = (1.0, 99.0)
+#: Pixels sampled per frame for the percentiles (a strided subset keeps the first pass cheap).
+_SAMPLE = 65536
+
+
+def missing(raw: np.ndarray) -> np.ndarray:
+    """Pixels that carry no depth: non-finite or non-positive."""
+    return ~(np.isfinite(raw) & (raw > 0))
+
+
+@dataclass
+class DepthStats:
+    """What one pass over a clip's raw depth learns: per-frame robust range, and the metric range."""
+
+    kind: str
+    lo: list[float] = field(default_factory=list)
+    hi: list[float] = field(default_factory=list)
+    metric_min: list[float] = field(default_factory=list)
+    metric_max: list[float] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.lo)
+
+
+def _sample(values: np.ndarray) -> np.ndarray:
+    step = max(1, values.size // _SAMPLE)
+    return values[::step]
+
+
+def observe(stats: DepthStats, raw: np.ndarray, *, label: str, scale: float = 1.0, focal_px: float = 1.0,
+            baseline: float = 1.0) -> None:
+    """Add one frame of raw depth to ``stats``; ``label`` names the frame in errors."""
+    raw = raw.astype(np.float32, copy=False) * np.float32(scale)
+    good = raw[~missing(raw)]
+    if good.size == 0:
+        raise InputError(f"{label} has no valid depth (every value is NaN, infinite, zero or negative); "
+                         "check the file, or the --depth-kind and --depth-scale")
+    if stats.kind == "relative":
+        lo, hi = np.percentile(_sample(good), RELATIVE_PERCENTILES)
+        stats.lo.append(float(lo))
+        stats.hi.append(float(hi))
+        return
+    lo, hi = float(good.min()), float(good.max())
+    stats.lo.append(lo)
+    stats.hi.append(hi)
+    if stats.kind == "disparity":
+        lo, hi = focal_px * baseline / hi, focal_px * baseline / lo
+    stats.metric_min.append(lo)
+    stats.metric_max.append(hi)
+
+
+def smooth(values: list[float], sigma_frames: float) -> np.ndarray:
+    """Gaussian smoothing over time, renormalised at the ends of the clip; sigma 0 leaves values as they are."""
+    x = np.asarray(values, dtype=np.float64)
+    if sigma_frames <= 0 or x.size < 2:
+        return x
+    radius = int(math.ceil(3 * sigma_frames))
+    offsets = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (offsets / sigma_frames) ** 2)
+    num = np.convolve(x, kernel, mode="full")[radius:radius + x.size]
+    den = np.convolve(np.ones_like(x), kernel, mode="full")[radius:radius + x.size]
+    return num / den
+
+
+@dataclass
+class DepthConverter:
+    """Turns raw depth frames into metric planar depth (metres; NaN where missing)."""
+
+    kind: str
+    scale: float = 1.0
+    near: float = 1.0
+    far: float = 10.0
+    focal_px: float = 1.0
+    baseline: float = 0.065
+    lo: np.ndarray | None = None
+    hi: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.kind not in DEPTH_KINDS:
+            raise InputError(f"depth kind {self.kind!r} is not one of {', '.join(DEPTH_KINDS)}")
+        if not (math.isfinite(self.scale) and self.scale > 0):
+            raise InputError(f"--depth-scale {self.scale} is not valid; give a positive factor")
+        if self.kind == "relative" and not (0 < self.near < self.far and math.isfinite(self.far)):
+            raise InputError(f"--near {self.near} m and --far {self.far} m are not valid; "
+                             "give 0 < near < far (seed 001 uses 1 and 10)")
+        if self.kind == "disparity" and not (math.isfinite(self.baseline) and self.baseline > 0):
+            raise InputError(f"--baseline {self.baseline} m is not valid; give the stereo pair's baseline "
+                             "in metres")
+
+    @classmethod
+    def from_stats(cls, stats: DepthStats, smoothing_frames: float, **kwargs) -> DepthConverter:
+        conv = cls(stats.kind, **kwargs)
+        if stats.kind == "relative":
+            conv.lo = smooth(stats.lo, smoothing_frames)
+            conv.hi = smooth(stats.hi, smoothing_frames)
+        return conv
+
+    def metric_range(self, stats: DepthStats) -> tuple[float, float]:
+        """Nearest and farthest metric depth over the clip."""
+        if self.kind == "relative":
+            return self.near, self.far
+        return min(stats.metric_min) * 1.0, max(stats.metric_max) * 1.0
+
+    def __call__(self, raw: np.ndarray, frame: int) -> np.ndarray:
+        """(H, W) raw depth of clip frame ``frame`` -> (H, W) float32 metric depth, NaN where missing."""
+        d = raw.astype(np.float32, copy=False) * np.float32(self.scale)
+        bad = missing(d)
+        if self.kind == "metric":
+            z = d.copy()
+        elif self.kind == "disparity":
+            with np.errstate(divide="ignore"):
+                z = np.float32(self.focal_px * self.baseline) / d
+        else:
+            lo, hi = float(self.lo[frame]), float(self.hi[frame])
+            t = np.clip((d - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+            inv = 1.0 / self.far + t * (1.0 / self.near - 1.0 / self.far)
+            z = (1.0 / inv).astype(np.float32)
+        z[bad] = np.nan
+        return z
