@@ -1,0 +1,241 @@
+"""The ``stereoforge`` command line.
+
+    stereoforge demo -o DIR                 the whole pipeline on the embedded demo clip
+    stereoforge convert SOURCE -o SHOT ...  a mono clip and its depth -> a stereo shot
+
+Bad input prints one line, ``stereoforge: error: ...``, and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from . import __version__
+from .composite import LAYOUTS
+from .depth import DEPTH_KINDS
+from .errors import Cancelled, InputError
+from .inpaint import DEFAULT_INPAINTER, INPAINTERS
+from .rig import CONVERGENCE_MODES, PIVOTS
+from .spec import CODECS, ConvertSpec, parse_frames
+
+
+class _Bars:
+    """One tqdm bar per stage on a terminal; silent when the output is piped (tqdm's ``disable=None``)."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.bars: dict = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        from tqdm import tqdm
+
+        bar = self.bars.get(stage)
+        if bar is None:
+            bar = self.bars[stage] = tqdm(total=total, desc=f"{stage:>12}", unit="frame", disable=None,
+                                          leave=True, dynamic_ncols=True)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def _positive(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def _layouts(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def add_convert_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``convert`` (and later ``generate``): depth, camera, rig, inpainting and output."""
+    g = p.add_argument_group("depth")
+    g.add_argument("--depth", metavar="PATH",
+                   help="depth for SOURCE: one file for an image (.npy, .exr, 16-bit .png/.tif), a folder of "
+                        "per-frame files, or one .npy/.npz stack shaped (frames, height, width)")
+    g.add_argument("--depth-kind", choices=DEPTH_KINDS, default="relative",
+                   help="metric: metres along the camera axis; relative: affine-invariant inverse depth (as "
+                        "Depth Anything outputs), mapped to --near..--far; disparity: pixels between a stereo "
+                        "pair, with --baseline (default: %(default)s)")
+    g.add_argument("--depth-scale", type=_positive, default=1.0, metavar="F",
+                   help="multiply the file's values by F first, e.g. 0.001 for millimetres (default: 1)")
+    g.add_argument("--near", type=_positive, default=1.0, metavar="M",
+                   help="relative depth: metres of the nearest point (default: 1, as seed 001)")
+    g.add_argument("--far", type=_positive, default=10.0, metavar="M",
+                   help="relative depth: metres of the farthest point (default: 10)")
+    g.add_argument("--baseline", type=_positive, metavar="M",
+                   help="disparity depth: the stereo pair's baseline in metres (default: the interocular)")
+    g.add_argument("--depth-smoothing", type=_positive, default=1.0, metavar="S",
+                   help="relative depth: seconds over which the depth normalisation may change; 0 normalises "
+                        "each frame on its own (flickers) (default: 1)")
+
+    g = p.add_argument_group("camera (principal point at the image centre)")
+    g.add_argument("--focal-px", type=_positive, metavar="F", help="focal length in pixels")
+    g.add_argument("--hfov", type=_positive, metavar="DEG",
+                   help="horizontal field of view in degrees (default: a 35 mm lens on a 36 mm-wide sensor, "
+                        "about 54.4 degrees)")
+
+    g = p.add_argument_group("stereo rig (Blender's stereo camera)")
+    g.add_argument("--interocular", type=_positive, metavar="M",
+                   help="distance between the eyes in metres (default: 0.065; with --depth-kind disparity, "
+                        "the baseline)")
+    g.add_argument("--convergence-distance", type=_positive, metavar="M",
+                   help="metres to the zero-parallax plane (default: the middle of the clip's depth range in "
+                        "parallax, so the nearest and farthest points get equal and opposite parallax)")
+    g.add_argument("--convergence-mode", choices=CONVERGENCE_MODES,
+                   help="OFFAXIS: parallel eyes with shifted image windows (Blender's default); PARALLEL: no "
+                        "shift, everything in front of the screen; TOE: eyes turned inwards (default: OFFAXIS, "
+                        "or PARALLEL with --depth-kind disparity)")
+    g.add_argument("--pivot", choices=PIVOTS,
+                   help="which view stays where the source camera is: CENTER renders both eyes from the "
+                        "centre view; LEFT keeps the source as the left eye and renders the right one "
+                        "(default: CENTER, or LEFT with --depth-kind disparity)")
+    g.add_argument("--max-parallax", type=_positive, metavar="PCT",
+                   help="depth budget: set the interocular so the nearest point's parallax is PCT %% of the "
+                        "image width (1-3 is comfortable on a TV)")
+
+    g = p.add_argument_group("inpainting and output")
+    g.add_argument("--inpaint", choices=sorted(INPAINTERS), default=DEFAULT_INPAINTER,
+                   help="how dropout (pixels no point reached) is filled: background takes the farther "
+                        "neighbour's colour; telea is OpenCV's; none leaves it black (default: %(default)s)")
+    g.add_argument("--layout", type=_layouts, default=("sbs",), metavar="LAYOUT[,LAYOUT...]",
+                   help=f"one or more of {', '.join(LAYOUTS)}: side-by-side, half side-by-side, top-bottom, "
+                        "half top-bottom, Dubois red-cyan anaglyph, two separate eyes (default: sbs)")
+    g.add_argument("--frames", type=parse_frames, metavar="A:B",
+                   help="frames A to B of the source, numbered from 1, inclusive (A: or :B for open ends)")
+    g.add_argument("--fps", type=_positive, help="frames per second of the output (default: the source's, or 24)")
+    g.add_argument("--codec", choices=CODECS, default="h264", help="video codec (default: %(default)s)")
+    g.add_argument("--crf", type=int, default=18, help="video quality, 0 lossless .. 51 worst (default: 18)")
+    g.add_argument("--no-cloud", dest="cloud", action="store_false",
+                   help="do not write the USD point clouds (faster, less disk)")
+    g.add_argument("--cloud-stride", type=int, default=2, metavar="N",
+                   help="keep every N-th pixel in each direction in cloud.usdc (default: 2; 1 for Blender renders "
+                        "at full resolution)")
+    g.add_argument("--device", default="auto", help="torch device for splatting: auto, cpu, cuda (default: auto)")
+    g.add_argument("--batch", type=int, default=4, metavar="N", help="frames splatted together (default: 4)")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def _spec_from_args(args: argparse.Namespace, source: str, output: str) -> ConvertSpec:
+    return ConvertSpec(
+        source=source, output_dir=output, depth=args.depth, depth_kind=args.depth_kind,
+        depth_scale=args.depth_scale, near=args.near, far=args.far, baseline=args.baseline,
+        depth_smoothing=args.depth_smoothing, focal_px=args.focal_px, hfov=args.hfov,
+        interocular=args.interocular, convergence_distance=args.convergence_distance,
+        convergence_mode=args.convergence_mode, pivot=args.pivot, max_parallax=args.max_parallax,
+        inpaint=args.inpaint, layouts=args.layout, frames=args.frames, fps=args.fps, codec=args.codec,
+        crf=args.crf, cloud=args.cloud, cloud_stride=args.cloud_stride, device=args.device, batch=args.batch)
+
+
+def _run(spec: ConvertSpec, quiet: bool) -> dict:
+    from .pipeline import convert
+
+    bars = _Bars(quiet)
+    log = (lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr))
+    try:
+        return convert(spec, progress=bars, log=log)
+    finally:
+        bars.close()
+
+
+def _report(result: dict, started: float) -> None:
+    seconds = time.perf_counter() - started
+    w, h = result["size"]
+    print(f"{result['frames']} frames at {w}x{h} in {seconds:.1f} s "
+          f"({seconds / max(result['frames'], 1):.2f} s per frame)")
+    print(f"shot: {result['shot_dir']}")
+    for video in result["videos"]:
+        print(f"video: {video}")
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    result = _run(_spec_from_args(args, args.source, args.output), args.quiet)
+    _report(result, started)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import demo_spec
+
+    started = time.perf_counter()
+    spec = demo_spec(args.output)
+    result = _run(spec, args.quiet)
+    _report(result, started)
+    sbs = [v for v in result["videos"] if v.endswith("_sbs.mp4")]
+    print("\nWatch it:")
+    if sbs:
+        print(f"  {sbs[0]}\n    side-by-side, left eye on the left: a 3D TV or a headset player in SBS mode "
+              "shows it in depth; any player shows the two eyes next to each other "
+              "(cross your eyes slightly by swapping, or use VLC's Video > Stereo Mode).")
+    for video in result["videos"]:
+        if video.endswith("_anaglyph.mp4"):
+            print(f"  {video}\n    red-cyan anaglyph: any player, with red-cyan glasses.")
+    print(f"  The shot folder holds each stage's files: source/, depth/, cloud.usdc (open it in Blender: "
+          f"File > Import > USD), eyes/, masks/, filled/ and out/.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stereoforge",
+        description="Stereo production backend: a mono clip and its depth become per-frame point clouds, "
+                    "left and right eyes, dropout masks, inpainted eyes and a stereo video.")
+    parser.add_argument("--version", action="version", version=f"stereoforge {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("convert", help="a mono clip and its depth -> a stereo shot",
+                       description="Turn SOURCE and its depth into a stereo shot folder: source/, depth/ "
+                                   "(metres), cloud.usdc (point clouds), eyes/, masks/, filled/, out/ (stereo "
+                                   "frames and video). Re-running on the same folder resumes; changed settings "
+                                   "remake only the stages they affect.")
+    p.add_argument("source", metavar="SOURCE",
+                   help="an image (png/jpg/exr/tif), a folder of frames, or a video (mp4/mov/mkv/webm)")
+    p.add_argument("-o", "--output", required=True, metavar="SHOT_DIR", help="the shot folder to write")
+    add_convert_options(p)
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("demo", help="run the whole pipeline on the embedded demo clip (no download, no GPU)",
+                       description="Convert the embedded demo clip (rendered with Blender, with its true depth "
+                                   "from the Z pass) into a stereo shot with a side-by-side and an anaglyph "
+                                   "video.")
+    p.add_argument("-o", "--output", default="demo-out", metavar="DIR",
+                   help="the shot folder to write (default: %(default)s)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"stereoforge: error: {exc}", file=sys.stderr)
+        return 2
+    except Cancelled as exc:
+        print(f"stereoforge: {exc}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("stereoforge: interrupted; finished frames are kept, run the same command again to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
+

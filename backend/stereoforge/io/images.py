@@ -1,0 +1,460 @@
+"""Still images and depth files in and out: PNG, JPEG, TIFF, OpenEXR and NumPy.
+
+Colour is handled in linear light inside StereoForge: 8- and 16-bit files are sRGB-encoded and are decoded
+on read (:func:`read_image`) and encoded on write (:func:`to_uint8_srgb`, :func:`to_uint16_srgb`); EXR holds
+linear values and is read and written as-is. Arrays are RGB order everywhere; OpenCV's BGR stays inside this
+module.
+
+Every writer here is atomic (:func:`atomic_path`): a file that exists is complete, which is what lets a shot
+folder be resumed after a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import secrets
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import OpenEXR
+
+from ..errors import InputError
+
+#: File types :func:`read_image` reads (lower case, with the dot).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr")
+#: File types :func:`read_depth_file` reads.
+DEPTH_EXTENSIONS = (".npy", ".exr", ".png", ".tif", ".tiff")
+
+# Piecewise sRGB transfer function (IEC 61966-2-1).
+_SRGB_DECODE_KNEE = 0.04045
+_SRGB_ENCODE_KNEE = 0.0031308
+_SRGB_SLOPE = 12.92
+_SRGB_GAMMA = 2.4
+_SRGB_OFFSET = 0.055
+
+
+def _is_torch(x) -> bool:
+    return type(x).__module__.split(".")[0] == "torch"
+
+
+def srgb_to_linear(x):
+    """Decode sRGB-encoded values to linear light, exactly (the piecewise IEC 61966-2-1 curve).
+
+    Args:
+        x: sRGB values, nominally in [0, 1], any shape: a numpy array (returned as float32) or a torch tensor
+            (returned as a tensor of the same dtype and device).
+
+    Returns:
+        Linear-light values, same shape. Values below the knee follow the linear segment (negatives stay
+        negative); values above 1 follow the power segment.
+    """
+    if _is_torch(x):
+        import torch
+
+        power = ((x.clamp(min=_SRGB_DECODE_KNEE) + _SRGB_OFFSET) / (1 + _SRGB_OFFSET)) ** _SRGB_GAMMA
+        return torch.where(x <= _SRGB_DECODE_KNEE, x / _SRGB_SLOPE, power)
+    x = np.asarray(x, dtype=np.float32)
+    power = ((np.maximum(x, _SRGB_DECODE_KNEE) + _SRGB_OFFSET) / (1 + _SRGB_OFFSET)) ** _SRGB_GAMMA
+    return np.where(x <= _SRGB_DECODE_KNEE, x / _SRGB_SLOPE, power).astype(np.float32)
+
+
+def linear_to_srgb(x):
+    """Encode linear-light values to sRGB, exactly (inverse of :func:`srgb_to_linear`).
+
+    Args:
+        x: linear values, any shape: a numpy array (returned as float32) or a torch tensor (same dtype and
+            device back). Nothing is clipped: clip first where the result is to be quantised.
+
+    Returns:
+        sRGB-encoded values, same shape.
+    """
+    if _is_torch(x):
+        import torch
+
+        power = (1 + _SRGB_OFFSET) * x.clamp(min=_SRGB_ENCODE_KNEE) ** (1 / _SRGB_GAMMA) - _SRGB_OFFSET
+        return torch.where(x <= _SRGB_ENCODE_KNEE, x * _SRGB_SLOPE, power)
+    x = np.asarray(x, dtype=np.float32)
+    power = (1 + _SRGB_OFFSET) * np.maximum(x, _SRGB_ENCODE_KNEE) ** (1 / _SRGB_GAMMA) - _SRGB_OFFSET
+    return np.where(x <= _SRGB_ENCODE_KNEE, x * _SRGB_SLOPE, power).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=2)
+def _decode_table(levels: int) -> np.ndarray:
+    # A lookup table turns decoding an 8- or 16-bit frame into one gather instead of a pow per pixel.
+    table = srgb_to_linear(np.arange(levels, dtype=np.float32) / (levels - 1))
+    table.flags.writeable = False
+    return table
+
+
+def srgb_integers_to_linear(codes: np.ndarray) -> np.ndarray:
+    """Decode uint8 or uint16 sRGB code values to float32 linear light in [0, 1], same shape."""
+    if codes.dtype == np.uint8:
+        return _decode_table(256)[codes]
+    if codes.dtype == np.uint16:
+        return _decode_table(65536)[codes]
+    raise TypeError(f"expected uint8 or uint16 sRGB codes, got {codes.dtype}")
+
+
+def to_uint8_srgb(linear: np.ndarray) -> np.ndarray:
+    """Linear float (any shape) -> uint8 sRGB codes: clip to [0, 1], encode, scale by 255, round."""
+    encoded = linear_to_srgb(np.clip(np.asarray(linear, dtype=np.float32), 0.0, 1.0))
+    return np.rint(encoded * 255.0).astype(np.uint8)
+
+
+def to_uint16_srgb(linear: np.ndarray) -> np.ndarray:
+    """Linear float (any shape) -> uint16 sRGB codes: clip to [0, 1], encode, scale by 65535, round."""
+    encoded = linear_to_srgb(np.clip(np.asarray(linear, dtype=np.float32), 0.0, 1.0))
+    return np.rint(encoded * 65535.0).astype(np.uint16)
+
+
+# ----------------------------------------------------------------------------------------------- reading
+
+
+def _check_exists(path: Path, what: str) -> None:
+    if not path.exists():
+        raise InputError(f"{what} '{path}' does not exist; check the path")
+    if not path.is_file():
+        raise InputError(f"{what} '{path}' is not a file; give the path of a file")
+
+
+def _decode_with_opencv(path: Path, what: str) -> np.ndarray:
+    # imdecode from bytes rather than imread: imread fails silently on non-ASCII paths on Windows.
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as err:
+        raise InputError(f"cannot read {what} '{path}': {err.strerror or err}; check the file's "
+                         "permissions") from err
+    pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if pixels is None:
+        raise InputError(f"cannot read {what} '{path}': not a valid {path.suffix.lstrip('.').upper()} file; "
+                         "re-export it")
+    return pixels
+
+
+def read_exr_channels(path: str | os.PathLike, what: str = "EXR file") -> dict[str, np.ndarray]:
+    """All channels of all parts of an EXR, name -> 2-D array (the first part wins on a repeated name)."""
+    try:
+        with OpenEXR.File(str(path), separate_channels=True) as exr:
+            channels: dict[str, np.ndarray] = {}
+            for part in exr.parts:
+                for name, channel in part.channels.items():
+                    channels.setdefault(name, channel.pixels)
+    except (RuntimeError, ValueError, OSError) as err:  # the OpenEXR library's reason
+        raise InputError(f"cannot read {what} '{path}': {err}; re-export it as an OpenEXR file") from err
+    if not channels:
+        raise InputError(f"{what} '{path}' has no channels; re-export it")
+    return channels
+
+
+def _exr_rgb(channels: dict[str, np.ndarray]) -> tuple[np.ndarray, ...] | None:
+    """R, G, B of an EXR: plain names, else one layer's ``<layer>.R/.G/.B`` (Blender's ``Combined`` first)."""
+    prefixes = sorted(name[:-1] for name in channels if name == "R" or name.endswith(".R"))
+    prefixes = [p for p in prefixes if p + "G" in channels and p + "B" in channels]
+    if not prefixes:
+        return None
+    preferred = [p for p in prefixes if p == ""] or [p for p in prefixes if p.endswith("Combined.")]
+    prefix = (preferred or prefixes)[0]
+    return tuple(channels[prefix + c] for c in "RGB")
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image as linear-light RGB.
+
+    PNG, JPEG and TIFF of 8 or 16 bits are sRGB-decoded; grey becomes RGB, alpha is dropped, palettes are
+    expanded. A float TIFF is taken to be linear already. EXR is read as-is (linear): channels R, G, B (with
+    or without A), or one layer's ``<layer>.R/G/B`` (Blender multilayer; ``Combined`` preferred), or
+    luminance ``Y`` (or the only channel) as grey. JPEG EXIF orientation is not applied: pixels come back as
+    stored.
+
+    Args:
+        path: the image file.
+
+    Returns:
+        float32 array (H, W, 3), linear RGB.
+
+    Raises:
+        InputError: the file is missing, unreadable, or of a type or layout not listed above.
+    """
+    path = Path(path)
+    _check_exists(path, "image")
+    ext = path.suffix.lower()
+    if ext not in IMAGE_EXTENSIONS:
+        raise InputError(f"image '{path}' has an unsupported type '{ext}'; use one of "
+                         f"{', '.join(IMAGE_EXTENSIONS)}")
+    if ext == ".exr":
+        channels = read_exr_channels(path, "image")
+        rgb = _exr_rgb(channels)
+        if rgb is None:
+            if "Y" not in channels and len(channels) != 1:
+                raise InputError(f"image '{path}' has channels {sorted(channels)} but no R, G, B; save the "
+                                 "colour as R, G, B channels (or one grey channel Y)")
+            grey = channels["Y"] if "Y" in channels else next(iter(channels.values()))
+            rgb = (grey, grey, grey)
+        return np.stack([np.asarray(c, dtype=np.float32) for c in rgb], axis=-1)
+
+    pixels = _decode_with_opencv(path, "image")
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    channels_in = pixels.shape[2]
+    if channels_in in (1, 2):  # grey, grey + alpha
+        pixels = np.repeat(pixels[..., :1], 3, axis=2)
+    elif channels_in in (3, 4):
+        pixels = pixels[..., 2::-1]  # BGR(A) -> RGB, alpha dropped
+    else:
+        raise InputError(f"image '{path}' has {channels_in} channels; save it as grey, RGB or RGBA")
+    if pixels.dtype in (np.uint8, np.uint16):
+        return srgb_integers_to_linear(np.ascontiguousarray(pixels))
+    if pixels.dtype in (np.float32, np.float64):
+        return np.ascontiguousarray(pixels, dtype=np.float32)
+    raise InputError(f"image '{path}' stores {pixels.dtype} samples; save it with 8 or 16 bits per channel, "
+                     "or as EXR")
+
+
+def _png_size(path: Path) -> tuple[int, int] | None:
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", head[16:24])
+    return height, width
+
+
+def _jpeg_size(path: Path) -> tuple[int, int] | None:
+    # Walk the marker segments up to the first start-of-frame (SOF0..SOF15 except DHT, JPG, DAC).
+    with open(path, "rb") as f:
+        if f.read(2) != b"\xff\xd8":
+            return None
+        while True:
+            byte = f.read(1)
+            if not byte:
+                return None
+            if byte != b"\xff":
+                continue
+            marker = f.read(1)
+            while marker == b"\xff":
+                marker = f.read(1)
+            if not marker:
+                return None
+            code = marker[0]
+            if code == 0x01 or 0xD0 <= code <= 0xD9:  # markers without a length
+                continue
+            length_bytes = f.read(2)
+            if len(length_bytes) < 2:
+                return None
+            length = struct.unpack(">H", length_bytes)[0]
+            if 0xC0 <= code <= 0xCF and code not in (0xC4, 0xC8, 0xCC):
+                body = f.read(5)
+                if len(body) < 5:
+                    return None
+                height, width = struct.unpack(">HH", body[1:5])
+                return height, width
+            f.seek(length - 2, os.SEEK_CUR)
+
+
+def _exr_size(path: Path) -> tuple[int, int]:
+    try:
+        with OpenEXR.File(str(path), header_only=True) as exr:
+            low, high = exr.parts[0].header["dataWindow"]
+    except (RuntimeError, ValueError, OSError) as err:  # the OpenEXR library's reason
+        raise InputError(f"cannot read '{path}': {err}; re-export it as an OpenEXR file") from err
+    return int(high[1] - low[1] + 1), int(high[0] - low[0] + 1)
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) in pixels of an image or depth file, reading only the header where the format allows.
+
+    PNG, JPEG and EXR are read from their headers; ``.npy`` from its header (the last two axes of a
+    (H, W) or (T, H, W) array, or the first two of (H, W, 1)); other types are decoded in full.
+
+    Raises:
+        InputError: the file is missing or unreadable.
+    """
+    path = Path(path)
+    _check_exists(path, "file")
+    ext = path.suffix.lower()
+    size = None
+    if ext == ".png":
+        size = _png_size(path)
+    elif ext in (".jpg", ".jpeg"):
+        size = _jpeg_size(path)
+    elif ext == ".exr":
+        size = _exr_size(path)
+    elif ext == ".npy":
+        return npy_layout(load_npy(path, mmap=True).shape, path)[1:]
+    if size is not None:
+        return size
+    return tuple(_decode_with_opencv(path, "image").shape[:2])
+
+
+def load_npy(path: Path, mmap: bool) -> np.ndarray:
+    """A .npy of numbers, memory-mapped read-only when ``mmap`` (so a long stack stays on disk)."""
+    try:
+        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise InputError(f"cannot read depth '{path}': {err}; save it with numpy.save") from err
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise InputError(f"depth '{path}' holds {array.dtype} values; save numbers (float32 is best)")
+    return array
+
+
+def npy_layout(shape: tuple[int, ...], path: str | os.PathLike) -> tuple[int, int, int]:
+    """(frames, H, W) of a depth array of this shape: (H, W) and (H, W, 1) are one frame, (T, H, W) a clip.
+
+    Raises:
+        InputError: any other shape; ``path`` names the file in the message.
+    """
+    if len(shape) == 2:
+        return (1, *shape)
+    if len(shape) == 3 and shape[2] == 1 and shape[0] != 1:
+        return (1, shape[0], shape[1])
+    if len(shape) == 3:
+        return shape
+    raise InputError(f"depth '{path}' has shape {shape}; save an (H, W) array, or (T, H, W) for a clip")
+
+
+def _pick_depth_channel(channels: dict[str, np.ndarray], path: Path) -> np.ndarray:
+    """The depth channel of an EXR, by the first rule that matches: ``Z``; a Blender pass ``<...>Depth.Z``;
+    any ``<...>.Z``; ``depth`` (any case); ``Y``; ``R``; the only channel."""
+    names = sorted(channels)
+    rules = (
+        lambda n: n == "Z",
+        lambda n: n.endswith("Depth.Z"),
+        lambda n: n.endswith(".Z"),
+        lambda n: n.lower() == "depth",
+        lambda n: n == "Y",
+        lambda n: n == "R",
+        lambda n: len(names) == 1,
+    )
+    for rule in rules:
+        found = [n for n in names if rule(n)]
+        if len(found) == 1:
+            return channels[found[0]]
+        if len(found) > 1:
+            raise InputError(f"depth '{path}' has several depth channels {found}; save one depth pass per "
+                             "file, or name the one to use 'Z'")
+    raise InputError(f"depth '{path}' has channels {names} and none of them is depth; name the depth "
+                     "channel 'Z' (or save a Blender Depth pass)")
+
+
+def read_depth_file(path: str | os.PathLike) -> np.ndarray:
+    """Read one frame of raw depth values (no unit conversion: the depth kind is applied elsewhere).
+
+    * ``.npy``: a 2-D array, or 3-D with one singleton axis ((1, H, W) or (H, W, 1)).
+    * ``.exr``: the channel chosen by these rules, first match wins: ``Z``; a Blender multilayer pass
+      ending in ``Depth.Z`` (e.g. ``ViewLayer.Depth.Z``); any name ending in ``.Z``; ``depth``; ``Y``; ``R``;
+      the only channel.
+    * ``.png`` / ``.tif`` / ``.tiff``: 16-bit (or wider integer) values as they are, or a float TIFF. 8-bit
+      files are refused: 256 levels are too coarse for depth.
+
+    Args:
+        path: the depth file.
+
+    Returns:
+        float32 array (H, W) of raw values.
+
+    Raises:
+        InputError: the file is missing, unreadable, 8-bit, of another layout, or of an unsupported type.
+    """
+    path = Path(path)
+    _check_exists(path, "depth")
+    ext = path.suffix.lower()
+    if ext == ".npy":
+        array = load_npy(path, mmap=False)
+        layout = npy_layout(array.shape, path)
+        if layout[0] != 1:
+            raise InputError(f"depth '{path}' has shape {array.shape}: {layout[0]} frames where one (H, W) "
+                             "frame was expected; give it as the depth of the whole clip instead")
+        return array.reshape(layout[1:]).astype(np.float32)
+    if ext == ".exr":
+        return np.asarray(_pick_depth_channel(read_exr_channels(path, "depth"), path), dtype=np.float32)
+    if ext in (".png", ".tif", ".tiff"):
+        pixels = _decode_with_opencv(path, "depth")
+        if pixels.dtype == np.uint8:
+            raise InputError(f"depth '{path}' is 8-bit: 256 levels are too coarse for depth; save it as a "
+                             "16-bit PNG or TIFF, or as float EXR or .npy")
+        if pixels.ndim == 3:
+            if not all(np.array_equal(pixels[..., 0], pixels[..., c]) for c in range(1, pixels.shape[2])):
+                raise InputError(f"depth '{path}' has {pixels.shape[2]} different channels; save depth as "
+                                 "one grey channel")
+            pixels = pixels[..., 0]
+        if not (np.issubdtype(pixels.dtype, np.integer) or np.issubdtype(pixels.dtype, np.floating)):
+            raise InputError(f"depth '{path}' stores {pixels.dtype} samples; save 16-bit or float values")
+        return pixels.astype(np.float32)
+    raise InputError(f"depth '{path}' has an unsupported type '{ext}'; use one of "
+                     f"{', '.join(DEPTH_EXTENSIONS)}")
+
+
+# ----------------------------------------------------------------------------------------------- writing
+
+
+@contextlib.contextmanager
+def atomic_path(final_path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path to write to, moved onto ``final_path`` only when the block succeeds.
+
+    The temporary file lies in the same folder (so the move is an atomic ``os.replace`` on one filesystem),
+    is hidden (its name starts with ``.``), contains ``.tmp``, and keeps ``final_path``'s extension so that
+    encoders that choose a format by extension still do. If the block raises, the temporary file is removed
+    and ``final_path`` is left as it was. The parent folder is created if needed.
+
+    Yields:
+        The temporary :class:`~pathlib.Path`; nothing exists there yet.
+    """
+    final_path = Path(final_path)
+    final_path.parent.mkdir(parents=True, exist_ok=True)
+    temp = final_path.with_name(f".{final_path.stem}.tmp{secrets.token_hex(4)}{final_path.suffix}")
+    try:
+        yield temp
+        os.replace(temp, final_path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(temp)
+        raise
+
+
+def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write a PNG atomically, losslessly.
+
+    Args:
+        path: where to write (a ``.png`` name).
+        array: uint8 or uint16, (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA (RGB order; OpenCV's BGR is
+            handled here). The values are written as they are: encode linear colour first
+            (:func:`to_uint8_srgb`).
+    """
+    array = np.asarray(array)
+    if array.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"write_png needs uint8 or uint16 values, got {array.dtype}")
+    if array.ndim == 3 and array.shape[2] in (3, 4):
+        array = array[..., [2, 1, 0, 3][: array.shape[2]]]
+    elif array.ndim != 2:
+        raise ValueError(f"write_png needs (H, W), (H, W, 3) or (H, W, 4), got {array.shape}")
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(array))
+    if not ok:
+        raise OSError(f"OpenCV could not encode '{path}' as PNG")
+    with atomic_path(path) as temp:
+        encoded.tofile(temp)
+
+
+def write_exr(path: str | os.PathLike, channels: dict[str, np.ndarray], half: bool = False) -> None:
+    """Write a single-part scanline EXR atomically, ZIP-compressed.
+
+    Args:
+        path: where to write (an ``.exr`` name).
+        channels: channel name -> (H, W) array, all the same size; e.g. ``{'R', 'G', 'B', 'A'}`` for an eye
+            with coverage, ``{'Z'}`` for depth. Values are stored as they are (linear colour, metres).
+        half: store 16-bit floats instead of 32-bit (fine for colour, too coarse for far depth).
+    """
+    if not channels:
+        raise ValueError("write_exr needs at least one channel")
+    dtype = np.float16 if half else np.float32
+    pixels = {name: np.ascontiguousarray(values, dtype=dtype) for name, values in channels.items()}
+    shapes = {name: values.shape for name, values in pixels.items()}
+    if len(set(shapes.values())) != 1 or pixels[next(iter(pixels))].ndim != 2:
+        raise ValueError(f"write_exr needs (H, W) channels of one size, got {shapes}")
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    with atomic_path(path) as temp, OpenEXR.File(header, pixels) as exr:
+        exr.write(str(temp))

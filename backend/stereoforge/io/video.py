@@ -1,0 +1,203 @@
+"""Encoded video out, with stereo metadata where the codec or container can carry it.
+
+What tells a player that a frame holds two eyes, by codec and container (checked by reading it back with
+:func:`probe_stereo`, see ``tests/test_io.py``):
+
+=============  ==========  ========================================================================
+codec          container   stereo signalling written
+=============  ==========  ========================================================================
+H.264          .mp4 .mov   frame-packing arrangement SEI (libx264 ``frame-packing=3`` SBS, ``4`` TB)
+H.264          .mkv        the SEI and the Matroska ``StereoMode`` element
+H.265          .mkv        the Matroska ``StereoMode`` element
+H.265          .mp4 .mov   none: libx265 has no frame-packing SEI option, and PyAV cannot attach the
+                           stream-level stereo side data from which FFmpeg's mov muxer would write a box
+=============  ==========  ========================================================================
+
+So for H.265 with stereo, choose .mkv. Frames are encoded as 8-bit yuv420p with BT.709 matrix, limited range,
+and tagged so; players treat the values as display-referred (sRGB-like) video.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from ..errors import InputError
+from .frames import open_video, undecodable
+from .images import atomic_path
+
+#: Codec names accepted by :class:`VideoWriter` -> FFmpeg encoders.
+CODECS = {"h264": "libx264", "h265": "libx265"}
+#: Containers :class:`VideoWriter` writes, chosen by the output's extension.
+CONTAINERS = (".mp4", ".mkv", ".mov")
+#: Frame-packed stereo layouts: side by side (left eye on the left), top-bottom (left eye on top).
+STEREO_LAYOUTS = ("sbs", "tb")
+
+_X264_FRAME_PACKING = {"sbs": 3, "tb": 4}  # H.264 frame_packing_arrangement_type
+_MATROSKA_STEREO_MODE = {"sbs": "left_right", "tb": "top_bottom"}  # names FFmpeg's matroska muxer reads
+_MATROSKA_TO_LAYOUT = {"left_right": "sbs", "right_left": "sbs", "top_bottom": "tb", "bottom_top": "tb"}
+_STEREO3D_TO_LAYOUT = {1: "sbs", 2: "tb"}  # AVStereo3DType: AV_STEREO3D_SIDEBYSIDE, AV_STEREO3D_TOPBOTTOM
+_BT709 = 1  # AVColorSpace / AVColorPrimaries / AVColorTransferCharacteristic
+_LIMITED_RANGE = 1  # AVCOL_RANGE_MPEG
+
+
+class VideoWriter:
+    """Encode RGB frames to a video file, atomically.
+
+    Use as a context manager; the file appears at ``path`` only when the ``with`` block ends without an
+    exception (until then it is a hidden temporary file beside it, removed if an exception escapes)::
+
+        with VideoWriter("out/shot_sbs.mp4", 3840, 1080, 24.0, stereo="sbs") as video:
+            for frame in frames:
+                video.write(frame)
+
+    Args:
+        path: output file; the container comes from its extension (.mp4, .mkv, .mov).
+        width, height: frame size in pixels, the whole frame (both eyes for ``sbs``/``tb``). yuv420p needs
+            even sizes: an odd width or height is padded by one pixel (the edge repeated) at the right or
+            bottom.
+        fps: frames per second (float, or a Fraction such as 24000/1001; a float is turned into the nearest
+            fraction with a denominator up to 1001, so 23.976... becomes 24000/1001).
+        codec: ``'h264'`` (libx264) or ``'h265'`` (libx265).
+        crf: constant rate factor, 0 (lossless) to 51; 18 is visually lossless for most material.
+        stereo: ``None`` (mono), ``'sbs'`` or ``'tb'``: the frame packing to signal (see the module's table).
+
+    Attributes:
+        stereo_metadata: what stereo signalling this writer puts in the file (empty when none can be).
+        frames_written: frames encoded so far.
+    """
+
+    def __init__(self, path: str | os.PathLike, width: int, height: int, fps: float | Fraction,
+                 codec: str = "h264", crf: int = 18, stereo: str | None = None):
+        self.path = Path(path)
+        ext = self.path.suffix.lower()
+        if ext not in CONTAINERS:
+            raise InputError(f"video output '{self.path}' has an unsupported type '{ext}'; use one of "
+                             f"{', '.join(CONTAINERS)}")
+        if codec not in CODECS:
+            raise InputError(f"video codec '{codec}' is not supported; use one of {', '.join(CODECS)}")
+        if stereo is not None and stereo not in STEREO_LAYOUTS:
+            raise InputError(f"stereo layout '{stereo}' has no video metadata; use one of "
+                             f"{', '.join(STEREO_LAYOUTS)} or None")
+        if not 0 <= crf <= 51:
+            raise InputError(f"crf {crf} is out of range; use 0 (lossless) to 51 (18 is a good default)")
+        if width <= 0 or height <= 0:
+            raise InputError(f"video size {width}x{height} is empty; give a positive width and height")
+        if not fps or fps <= 0:
+            raise InputError(f"frame rate {fps} is not positive; give frames per second, e.g. 24")
+        self.width, self.height = int(width), int(height)
+        self.rate = fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1001)
+        self.codec, self.crf, self.stereo = codec, int(crf), stereo
+        signals = []
+        if stereo is not None and codec == "h264":
+            signals.append("H.264 frame-packing SEI")
+        if stereo is not None and ext == ".mkv":
+            signals.append("Matroska StereoMode")
+        self.stereo_metadata = tuple(signals)
+        self.frames_written = 0
+        self._stack: contextlib.ExitStack | None = None
+        self._container = None
+        self._stream = None
+
+    def _encoder_options(self) -> dict[str, str]:
+        options = {"crf": str(self.crf)}
+        if self.codec == "h264":
+            if self.stereo is not None:
+                options["x264-params"] = f"frame-packing={_X264_FRAME_PACKING[self.stereo]}"
+        else:
+            options["x265-params"] = "log-level=error"  # x265 otherwise prints its banner on stderr
+        return options
+
+    def __enter__(self) -> VideoWriter:
+        if self._stack is not None:
+            raise RuntimeError(f"VideoWriter for '{self.path}' is already open")
+        ext = self.path.suffix.lower()
+        with contextlib.ExitStack() as stack:
+            temp = stack.enter_context(atomic_path(self.path))
+            # faststart moves the index to the front so players can start before the whole file arrives.
+            options = {"movflags": "+faststart"} if ext in (".mp4", ".mov") else {}
+            container = av.open(str(temp), mode="w", options=options)
+            stack.callback(container.close)
+            stream = container.add_stream(CODECS[self.codec], rate=self.rate, options=self._encoder_options())
+            stream.width = self.width + self.width % 2
+            stream.height = self.height + self.height % 2
+            stream.pix_fmt = "yuv420p"
+            context = stream.codec_context
+            context.colorspace = context.color_primaries = context.color_trc = _BT709
+            context.color_range = _LIMITED_RANGE
+            if self.codec == "h265" and ext in (".mp4", ".mov"):
+                context.codec_tag = "hvc1"  # Apple's players refuse H.265 tagged hev1 (FFmpeg's default)
+            if self.stereo is not None and ext == ".mkv":
+                stream.metadata["stereo_mode"] = _MATROSKA_STEREO_MODE[self.stereo]
+            self._container, self._stream = container, stream
+            self._stack = stack.pop_all()
+        return self
+
+    def write(self, rgb: np.ndarray) -> None:
+        """Encode one frame: uint8 (height, width, 3) sRGB-encoded RGB (see :func:`.images.to_uint8_srgb`)."""
+        if self._stack is None:
+            raise RuntimeError(f"VideoWriter for '{self.path}' is not open; use it in a 'with' block")
+        rgb = np.asarray(rgb)
+        if rgb.dtype != np.uint8 or rgb.shape != (self.height, self.width, 3):
+            raise ValueError(f"VideoWriter for '{self.path}' needs uint8 ({self.height}, {self.width}, 3) "
+                             f"frames, got {rgb.dtype} {rgb.shape}")
+        pad = ((0, self.height % 2), (0, self.width % 2), (0, 0))
+        if any(after for _, after in pad):
+            rgb = np.pad(rgb, pad, mode="edge")
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        frame = frame.reformat(format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG")
+        frame.pts = self.frames_written
+        frame.time_base = 1 / self.rate
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self.frames_written += 1
+
+    def _flush(self) -> None:
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        stack, self._stack = self._stack, None
+        if exc_type is not None:
+            return stack.__exit__(exc_type, exc, tb)  # closes the container, removes the temporary file
+        with stack:
+            self._flush()
+        return False
+
+
+def probe_stereo(path: str | os.PathLike) -> str | None:
+    """The frame packing a video signals: ``'sbs'``, ``'tb'``, or ``None`` when it signals none.
+
+    Reads the Matroska ``StereoMode`` (exported by FFmpeg as the stream tag ``stereo_mode``), else the stereo
+    3D side data of the first decoded frame (from an H.264 frame-packing SEI, or from container-level stereo
+    boxes). Eye order is not reported.
+
+    Raises:
+        InputError: the file cannot be opened or decoded.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"video '{path}' does not exist; check the path")
+    container = open_video(path)
+    try:
+        stream = container.streams.video[0]
+        layout = _MATROSKA_TO_LAYOUT.get(stream.metadata.get("stereo_mode", ""))
+        if layout is not None:
+            return layout
+        for frame in container.decode(stream):
+            for side_data in frame.side_data:
+                if side_data.type == av.sidedata.sidedata.Type.STEREO3D:
+                    # AVStereo3D begins with its type, a C int in native byte order.
+                    stereo_type = int(np.frombuffer(bytes(side_data)[:4], dtype=np.intc)[0])
+                    return _STEREO3D_TO_LAYOUT.get(stereo_type)
+            return None
+        return None
+    except av.FFmpegError as err:
+        raise undecodable(path, err) from err
+    finally:
+        container.close()

@@ -1,0 +1,454 @@
+"""``convert``: a mono clip and its depth become a stereo shot folder.
+
+Stages, each a loop over frames that reads what the stage before wrote into the shot folder (DESIGN.md)::
+
+    ingest     source/000001.png, depth/000001.exr      the frames, and depth in metres
+    cloud      cloud/000001.usdc ..., cloud.usdc          per-frame RGB-D point clouds (USD)
+    eyes       eyes/{left,right}/000001.exr, masks/...    both eyes splatted, alpha = coverage, dropout masks
+    inpaint    filled/{left,right}/000001.png             dropout filled
+    composite  out/<layout>/<layout>_000001.png          the stereo frames of each layout
+    encode     out/<shot>_<layout>.mp4                    the videos, with stereo metadata
+
+Every file is written under a temporary name and renamed when complete, so a frame that exists is done: a re-run
+skips it (resume). Each stage's settings are fingerprinted in ``shot.json``; when they change, that stage's
+files (and those of the stages after it) are cleared and made again. Memory does not grow with the clip: only a
+batch of frames is in memory at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import __version__
+from .camera import DEFAULT_LENS_MM, Intrinsics
+from .cloud import cloud_points, frame_clip_path, write_cloud_stage, write_frame_clip
+from .composite import STEREO_METADATA, compose, stream_names
+from .depth import DepthConverter, DepthStats, observe
+from .errors import Cancelled, InputError
+from .inpaint import INPAINTERS
+from .io.frames import open_depth, open_source
+from .io.images import (atomic_path, read_depth_file, read_exr_channels, read_image, to_uint8_srgb, write_exr,
+                        write_png)
+from .io.video import VideoWriter
+from .rig import StereoRig, eye_views, harmonic_middle, interocular_for_budget, parallax_px
+from .spec import DEFAULT_FPS, DEFAULT_INTEROCULAR, ConvertSpec
+from .splat import splat_eye
+
+EYES = ("left", "right")
+STAGES = ("ingest", "cloud", "eyes", "inpaint", "composite", "encode")
+#: What each stage writes, relative to the shot folder: cleared when the stage's settings change.
+UPSTREAM = {"cloud": "ingest", "eyes": "ingest", "inpaint": "eyes", "composite": "inpaint", "encode": "composite"}
+STAGE_OUTPUTS = {
+    "ingest": ("source", "depth"),
+    "cloud": ("cloud", "cloud.usdc"),
+    "eyes": ("eyes", "masks"),
+    "inpaint": ("filled",),
+    "composite": ("out/frames",),
+    "encode": ("out/video",),
+}
+
+#: ``progress(stage, done, total)``: called as frames finish (``done`` counts skipped frames too).
+Progress = Callable[[str, int, int], None]
+
+
+def frame_name(n: int, ext: str) -> str:
+    """File name of shot frame ``n`` (1-based)."""
+    return f"{n:06d}.{ext}"
+
+
+@dataclass
+class Plan:
+    """A spec with everything worked out from the clip: the camera, the rig, the depth range."""
+
+    spec: ConvertSpec
+    shot_dir: str
+    name: str
+    intrinsics: Intrinsics
+    rig: StereoRig
+    depth_range: tuple[float, float]
+    fps: float
+    count: int
+    source_info: dict
+    converter: DepthConverter
+
+    @property
+    def source_ext(self) -> str:
+        return "exr" if self.source_info["is_float"] else "png"
+
+    def fingerprints(self) -> dict[str, str]:
+        """One short hash per stage of the settings that shape its files, its upstream stage's included."""
+        s = self.spec
+        settings = {
+            "ingest": [os.path.abspath(s.source), os.path.abspath(s.depth), s.frames, s.depth_kind, s.depth_scale,
+                       s.near, s.far, self.converter.baseline, s.depth_smoothing, self.intrinsics.fx],
+            "cloud": [s.cloud_stride],
+            "eyes": [self.rig.to_dict()],
+            "inpaint": [s.inpaint],
+            "composite": [list(s.layouts)],
+            "encode": [s.codec, s.crf, self.fps],
+        }
+        prints: dict[str, str] = {}
+        for stage in STAGES:
+            upstream = prints.get(UPSTREAM.get(stage, ""), "")
+            text = json.dumps([upstream, settings[stage]], default=str)
+            prints[stage] = hashlib.sha1(text.encode()).hexdigest()[:16]
+        return prints
+
+
+def _check_paths(spec: ConvertSpec) -> None:
+    out = os.path.abspath(spec.output_dir)
+    for label, path in (("source", spec.source), ("depth", spec.depth)):
+        p = os.path.abspath(path)
+        if not os.path.exists(p):
+            raise InputError(f"{label} '{path}' does not exist; check the path")
+        if p == out or p.startswith(out + os.sep):
+            raise InputError(f"{label} '{path}' lies inside the output folder '{spec.output_dir}'; StereoForge "
+                             "never writes over its inputs, so give an output folder outside it")
+        if out.startswith(p + os.sep):
+            raise InputError(f"the output folder '{spec.output_dir}' lies inside the {label} folder '{path}'; "
+                             "give an output folder outside it")
+    if os.path.isdir(out) and os.listdir(out) and not os.path.exists(os.path.join(out, "shot.json")):
+        raise InputError(f"output folder '{spec.output_dir}' exists, is not empty and holds no shot.json; "
+                         "give a new or empty folder (or an existing shot folder to resume it)")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise InputError(f"output '{spec.output_dir}' is a file; give a folder")
+
+
+def plan(spec: ConvertSpec, progress: Progress | None = None) -> Plan:
+    """Check every input and work out the camera, the rig and the depth range, writing nothing.
+
+    Reads all depth once (the first pass): the depth range and the relative-depth normalisation need the whole
+    clip, and a broken depth frame must stop the job before anything is written.
+    """
+    spec.check()
+    _check_paths(spec)
+    frames = None
+    if spec.frames is not None:
+        first, last = spec.frames
+        frames = ((first or 1) - 1, last)
+    source = open_source(spec.source, frames=frames)
+    depth = open_depth(spec.depth, count=source.count, frames=frames, size=(source.height, source.width))
+
+    if spec.focal_px is not None:
+        k = Intrinsics.from_focal(source.width, source.height, spec.focal_px)
+    elif spec.hfov is not None:
+        k = Intrinsics.from_hfov(source.width, source.height, spec.hfov)
+    else:
+        k = Intrinsics.from_lens(source.width, source.height, DEFAULT_LENS_MM)
+
+    disparity = spec.depth_kind == "disparity"
+    interocular = spec.interocular or DEFAULT_INTEROCULAR
+    baseline = spec.baseline or interocular
+    stats = DepthStats(spec.depth_kind)
+    for i, raw in depth.frames():
+        observe(stats, raw, label=f"depth frame {i + 1} of '{spec.depth}'", scale=spec.depth_scale,
+                focal_px=k.fx, baseline=baseline)
+        if progress:
+            progress("depth range", i + 1, depth.count)
+    fps = spec.fps or source.fps or DEFAULT_FPS
+    converter = DepthConverter.from_stats(stats, spec.depth_smoothing * fps, scale=spec.depth_scale,
+                                          near=spec.near, far=spec.far, focal_px=k.fx, baseline=baseline)
+    near, far = converter.metric_range(stats)
+
+    # A measured disparity is reproduced by parallel eyes one baseline apart, the source being the left one.
+    mode = spec.convergence_mode or ("PARALLEL" if disparity else "OFFAXIS")
+    pivot = spec.pivot or ("LEFT" if disparity else "CENTER")
+    convergence = spec.convergence_distance or harmonic_middle(near, far)
+    if spec.max_parallax is not None:
+        interocular = interocular_for_budget(spec.max_parallax, k.width, k.fx, near,
+                                             None if mode == "PARALLEL" else convergence)
+    elif disparity and spec.interocular is None:
+        interocular = baseline
+    rig = StereoRig(interocular, convergence, mode, pivot)
+
+    name = os.path.basename(os.path.normpath(os.path.abspath(spec.output_dir))) or "shot"
+    info = {"kind": source.kind, "width": source.width, "height": source.height, "fps": source.fps,
+            "first_frame": source.first_index + 1, "is_float": source.is_float}
+    return Plan(spec, os.path.abspath(spec.output_dir), name, k, rig, (near, far), fps, source.count, info,
+                converter)
+
+
+class _Job:
+    def __init__(self, plan: Plan, progress: Progress | None, cancel: Callable[[], bool] | None, log):
+        self.plan = plan
+        self.dir = plan.shot_dir
+        self.progress = progress or (lambda stage, done, total: None)
+        self.cancel = cancel or (lambda: False)
+        self.log = log or (lambda message: None)
+        self.device = _device(plan.spec.device)
+        self.timings: dict[str, float] = {}
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.dir, *parts)
+
+    def frames_to_do(self, stage: str, outputs: Callable[[int], list[str]]) -> Iterator[int]:
+        """Shot frame numbers (1-based) whose outputs are missing; reports progress for the done ones too."""
+        total = self.plan.count
+        done = 0
+        for n in range(1, total + 1):
+            if self.cancel():
+                raise Cancelled(f"cancelled during {stage}; the frames finished so far are kept in '{self.dir}'")
+            if all(os.path.exists(p) for p in outputs(n)):
+                done += 1
+                self.progress(stage, done, total)
+                continue
+            yield n
+            done += 1
+            self.progress(stage, done, total)
+
+    # -- stages -------------------------------------------------------------------------------------------
+
+    def ingest(self) -> None:
+        spec, source_ext = self.plan.spec, self.plan.source_ext
+        for folder in ("source", "depth"):
+            os.makedirs(self.path(folder), exist_ok=True)
+        outputs = lambda n: [self.path("source", frame_name(n, source_ext)), self.path("depth", frame_name(n, "exr"))]
+        todo = set(self.frames_to_do("ingest", outputs))
+        if not todo:
+            return
+        frames = None if spec.frames is None else ((spec.frames[0] or 1) - 1, spec.frames[1])
+        source = open_source(spec.source, frames=frames)
+        depth = open_depth(spec.depth, count=source.count, frames=frames, size=(source.height, source.width))
+        for (i, rgb), (_, raw) in zip(source.frames(), depth.frames()):
+            n = i + 1
+            if n not in todo:
+                continue
+            if self.cancel():
+                raise Cancelled(f"cancelled during ingest; the frames finished so far are kept in '{self.dir}'")
+            if source_ext == "exr":
+                write_exr(self.path("source", frame_name(n, "exr")), {c: rgb[..., j] for j, c in enumerate("RGB")},
+                          half=True)
+            else:
+                write_png(self.path("source", frame_name(n, "png")), to_uint8_srgb(rgb))
+            metric = self.plan.converter(raw, i)
+            write_exr(self.path("depth", frame_name(n, "exr")), {"Z": np.nan_to_num(metric, nan=np.inf)})
+
+    def read_frame(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        rgb = read_image(self.path("source", frame_name(n, self.plan.source_ext)))
+        depth = read_depth_file(self.path("depth", frame_name(n, "exr")))
+        return rgb, depth
+
+    def cloud(self) -> None:
+        spec, k = self.plan.spec, self.plan.intrinsics
+        os.makedirs(self.path("cloud"), exist_ok=True)
+        for n in self.frames_to_do("cloud", lambda n: [frame_clip_path(self.dir, n)]):
+            rgb, depth = self.read_frame(n)
+            points, colors, widths = cloud_points(rgb, depth, k, stride=spec.cloud_stride)
+            write_frame_clip(frame_clip_path(self.dir, n), n, points, colors, widths)
+        if not os.path.exists(self.path("cloud.usdc")):
+            rig = self.plan.rig.to_dict()
+            write_cloud_stage(self.dir, self.plan.count, self.plan.fps, k,
+                              custom={"rig": rig, "focal_px": k.fx, "width": k.width, "height": k.height})
+
+    def eyes(self) -> None:
+        k, batch = self.plan.intrinsics, self.plan.spec.batch
+        views = eye_views(self.plan.rig, k.fx)
+        for eye in EYES:
+            os.makedirs(self.path("eyes", eye), exist_ok=True)
+            os.makedirs(self.path("masks", eye), exist_ok=True)
+        outputs = lambda n: [self.path(kind, eye, frame_name(n, ext)) for eye in EYES
+                             for kind, ext in (("eyes", "exr"), ("masks", "png"))]
+        pending: list[int] = []
+        for n in self.frames_to_do("eyes", outputs):
+            pending.append(n)
+            if len(pending) == batch:
+                self._render_eyes(pending, k, views)
+                pending = []
+        if pending:
+            self._render_eyes(pending, k, views)
+
+    def _render_eyes(self, numbers: list[int], k: Intrinsics, views) -> None:
+        frames = [self.read_frame(n) for n in numbers]
+        color = torch.from_numpy(np.stack([f[0] for f in frames])).permute(0, 3, 1, 2).to(self.device)
+        depth = torch.from_numpy(np.stack([f[1] for f in frames])).to(self.device)
+        for eye in EYES:
+            image = splat_eye(color, depth, k, views[eye])
+            rgba = image.rgba.permute(0, 2, 3, 1).cpu().numpy()
+            eye_depth = image.depth.cpu().numpy()
+            dropout = image.dropout.cpu().numpy()
+            for j, n in enumerate(numbers):
+                channels = {c: rgba[j, ..., i] for i, c in enumerate("RGBA")}
+                channels["Z"] = eye_depth[j]
+                write_exr(self.path("eyes", eye, frame_name(n, "exr")), channels, half=True)
+                write_png(self.path("masks", eye, frame_name(n, "png")), dropout[j].astype(np.uint8) * 255)
+
+    def inpaint(self) -> None:
+        fill = INPAINTERS[self.plan.spec.inpaint]
+        for eye in EYES:
+            os.makedirs(self.path("filled", eye), exist_ok=True)
+        outputs = lambda n: [self.path("filled", eye, frame_name(n, "png")) for eye in EYES]
+        for n in self.frames_to_do("inpaint", outputs):
+            for eye in EYES:
+                rgb, alpha, depth = read_eye(self.path("eyes", eye, frame_name(n, "exr")))
+                dropout = read_mask(self.path("masks", eye, frame_name(n, "png")))
+                filled = fill(rgb, dropout, depth)
+                write_png(self.path("filled", eye, frame_name(n, "png")), to_uint8_srgb(filled))
+
+    def composite(self) -> None:
+        streams = [s for layout in self.plan.spec.layouts for s in stream_names(layout)]
+        for stream in streams:
+            os.makedirs(self.path("out", "frames", stream), exist_ok=True)
+        outputs = lambda n: [self.composite_frame(stream, n) for stream in streams]
+        for n in self.frames_to_do("composite", outputs):
+            left, right = (read_image(self.path("filled", eye, frame_name(n, "png"))) for eye in EYES)
+            for layout in self.plan.spec.layouts:
+                for stream, frame in compose(left, right, layout).items():
+                    write_png(self.composite_frame(stream, n), frame)
+
+    def composite_frame(self, stream: str, n: int) -> str:
+        return self.path("out", "frames", stream, f"{stream}_{n:06d}.png")
+
+    def video_path(self, stream: str) -> str:
+        return self.path("out", "video", f"{self.plan.name}_{stream}.mp4")
+
+    def encode(self) -> list[str]:
+        spec = self.plan.spec
+        os.makedirs(self.path("out", "video"), exist_ok=True)
+        written = []
+        for layout in spec.layouts:
+            for stream in stream_names(layout):
+                path = self.video_path(stream)
+                written.append(path)
+                if os.path.exists(path):
+                    self.progress(f"encode {stream}", self.plan.count, self.plan.count)
+                    continue
+                first = read_image(self.composite_frame(stream, 1))
+                h, w = first.shape[:2]
+                with VideoWriter(path, w, h, self.plan.fps, codec=spec.codec, crf=spec.crf,
+                                 stereo=STEREO_METADATA.get(layout)) as video:
+                    for n in range(1, self.plan.count + 1):
+                        if self.cancel():
+                            raise Cancelled(f"cancelled while encoding '{path}'; the frames are kept in "
+                                            f"'{self.path('out', 'frames')}'")
+                        video.write(_read_png8(self.composite_frame(stream, n)))
+                        self.progress(f"encode {stream}", n, self.plan.count)
+        return written
+
+
+def _read_png8(path: str) -> np.ndarray:
+    import cv2
+
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise InputError(f"cannot read composite frame '{path}'; delete it and run again to remake it")
+    return image[..., ::-1].copy()
+
+
+def read_eye(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An eye EXR -> (straight linear RGB (H, W, 3), alpha (H, W), depth (H, W), +inf where empty)."""
+    ch = read_exr_channels(path, "eye")
+    alpha = ch["A"].astype(np.float32)
+    rgb = np.stack([ch[c].astype(np.float32) for c in "RGB"], axis=-1)
+    depth = ch["Z"].astype(np.float32) if "Z" in ch else np.full(alpha.shape, np.inf, np.float32)
+    straight = np.where(alpha[..., None] > 1e-6, rgb / np.maximum(alpha[..., None], 1e-6), 0.0)
+    return straight.astype(np.float32), alpha, depth
+
+
+def read_mask(path: str) -> np.ndarray:
+    import cv2
+
+    mask = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+    if mask is None:
+        raise InputError(f"cannot read dropout mask '{path}'")
+    return mask > 127
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: this torch ({torch.__version__}) sees no CUDA GPU; use --device cpu "
+                         "or install a CUDA build of torch")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:
+        raise InputError(f"--device {name!r} is not a torch device ({exc}); use auto, cpu or cuda") from None
+
+
+def _versions() -> dict:
+    import av
+    import pxr
+
+    return {"stereoforge": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "av": av.__version__, "usd": ".".join(map(str, pxr.Usd.GetVersion())) if hasattr(pxr, "Usd") else None}
+
+
+def _prepare_shot(plan: Plan, log) -> None:
+    """Create the shot folder, clear the stages whose settings changed, and write shot.json."""
+    os.makedirs(plan.shot_dir, exist_ok=True)
+    meta_path = os.path.join(plan.shot_dir, "shot.json")
+    prints = plan.fingerprints()
+    previous = {}
+    if os.path.exists(meta_path):
+        try:
+            with open(meta_path) as f:
+                previous = json.load(f).get("stages", {})
+        except (OSError, ValueError):
+            previous = {}
+    for stage in STAGES:
+        if stage in previous and previous[stage] != prints[stage]:
+            for rel in STAGE_OUTPUTS[stage]:
+                target = os.path.join(plan.shot_dir, rel)
+                if os.path.isdir(target):
+                    shutil.rmtree(target)
+                elif os.path.exists(target):
+                    os.remove(target)
+            log(f"settings of '{stage}' changed since the last run: remaking it")
+    k = plan.intrinsics
+    meta = {
+        "stereoforge": __version__,
+        "spec": plan.spec.to_dict(),
+        "frames": plan.count,
+        "fps": plan.fps,
+        "source": plan.source_info,
+        "camera": {"width": k.width, "height": k.height, "focal_px": k.fx, "cx": k.cx, "cy": k.cy,
+                   "hfov_deg": k.hfov_deg, "lens_mm": k.lens_mm, "sensor_width_mm": 36.0},
+        "rig": plan.rig.to_dict(),
+        "depth_range_m": list(plan.depth_range),
+        "parallax_px": {
+            "near": _parallax(plan, plan.depth_range[0]), "far": _parallax(plan, plan.depth_range[1])},
+        "stages": prints,
+        "versions": _versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    with atomic_path(meta_path) as tmp, open(tmp, "w") as f:
+        json.dump(meta, f, indent=2, default=str)
+
+
+def _parallax(plan: Plan, depth: float) -> float:
+    return float(parallax_px(plan.rig, plan.intrinsics.fx, depth))
+
+
+def convert(spec: ConvertSpec, progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
+            log: Callable[[str], None] | None = None) -> dict:
+    """Run (or resume) a convert job; returns ``{"shot_dir", "videos", "timings"}``.
+
+    Raises :class:`InputError` for bad input (before writing anything) and :class:`Cancelled` when
+    ``cancel()`` turns true (the finished frames stay).
+    """
+    started = time.perf_counter()
+    p = plan(spec, progress)
+    _prepare_shot(p, log or (lambda m: None))
+    job = _Job(p, progress, cancel, log)
+    timings = {"plan": time.perf_counter() - started}
+    videos: list[str] = []
+    for stage in STAGES:
+        if stage == "cloud" and not spec.cloud:
+            continue
+        t0 = time.perf_counter()
+        result = getattr(job, stage)()
+        if stage == "encode":
+            videos = result
+        timings[stage] = time.perf_counter() - t0
+    return {"shot_dir": p.shot_dir, "videos": videos, "timings": timings, "frames": p.count,
+            "size": (p.intrinsics.width, p.intrinsics.height)}
+

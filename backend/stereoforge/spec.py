@@ -1,0 +1,124 @@
+"""What a convert job is asked to do: every option of ``stereoforge convert``, with units and defaults.
+
+The same spec drives the CLI, the Python API and (later) the job server, and is recorded in ``shot.json``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+from .composite import LAYOUTS
+from .depth import DEPTH_KINDS
+from .errors import InputError
+from .inpaint import DEFAULT_INPAINTER, INPAINTERS
+from .rig import CONVERGENCE_MODES, PIVOTS
+
+CODECS = ("h264", "h265")
+DEFAULT_INTEROCULAR = 0.065
+DEFAULT_FPS = 24.0
+
+
+@dataclass
+class ConvertSpec:
+    """A mono clip and its depth -> a stereo shot. ``None`` means "worked out from the clip"."""
+
+    source: str
+    output_dir: str
+    depth: str | None = None
+    depth_kind: str = "relative"
+    depth_scale: float = 1.0
+    near: float = 1.0
+    far: float = 10.0
+    baseline: float | None = None
+    depth_smoothing: float = 1.0
+    focal_px: float | None = None
+    hfov: float | None = None
+    interocular: float | None = None
+    convergence_distance: float | None = None
+    convergence_mode: str | None = None
+    pivot: str | None = None
+    max_parallax: float | None = None
+    inpaint: str = DEFAULT_INPAINTER
+    layouts: tuple[str, ...] = ("sbs",)
+    frames: tuple[int | None, int | None] | None = None
+    fps: float | None = None
+    codec: str = "h264"
+    crf: int = 18
+    cloud: bool = True
+    cloud_stride: int = 2
+    device: str = "auto"
+    batch: int = 4
+
+    def check(self) -> None:
+        """Reject values that cannot work, with a message naming the option and the value."""
+        if self.depth is None:
+            raise InputError("no depth was given for the source; pass --depth FILE_OR_FOLDER "
+                             "(depth models that estimate it come with the models extension)")
+        if self.depth_kind not in DEPTH_KINDS:
+            raise InputError(f"--depth-kind {self.depth_kind!r} is not one of {', '.join(DEPTH_KINDS)}")
+        for name in ("focal_px", "hfov", "interocular", "convergence_distance", "baseline", "fps",
+                     "max_parallax"):
+            value = getattr(self, name)
+            if value is not None and (not math.isfinite(value) or value <= 0):
+                raise InputError(f"--{name.replace('_', '-')} {value} is not valid; it must be a positive number")
+        if self.focal_px is not None and self.hfov is not None:
+            raise InputError("give either --focal-px or --hfov, not both")
+        if self.max_parallax is not None and self.interocular is not None:
+            raise InputError("give either --max-parallax (which sets the interocular) or --interocular, not both")
+        if self.convergence_mode is not None and self.convergence_mode not in CONVERGENCE_MODES:
+            raise InputError(f"--convergence-mode {self.convergence_mode!r} is not one of "
+                             f"{', '.join(CONVERGENCE_MODES)}")
+        if self.pivot is not None and self.pivot not in PIVOTS:
+            raise InputError(f"--pivot {self.pivot!r} is not one of {', '.join(PIVOTS)}")
+        if self.inpaint not in INPAINTERS:
+            raise InputError(f"--inpaint {self.inpaint!r} is not one of {', '.join(INPAINTERS)}")
+        if not self.layouts:
+            raise InputError(f"give at least one --layout of {', '.join(LAYOUTS)}")
+        for layout in self.layouts:
+            if layout not in LAYOUTS:
+                raise InputError(f"--layout {layout!r} is not one of {', '.join(LAYOUTS)}")
+        if self.codec not in CODECS:
+            raise InputError(f"--codec {self.codec!r} is not one of {', '.join(CODECS)}")
+        if not 0 <= self.crf <= 51:
+            raise InputError(f"--crf {self.crf} is not valid; give 0 (lossless) to 51 (worst); 18 looks clean")
+        if self.cloud_stride < 1:
+            raise InputError(f"--cloud-stride {self.cloud_stride} is not valid; give 1 (every pixel) or more")
+        if self.batch < 1:
+            raise InputError(f"--batch {self.batch} is not valid; give 1 or more frames")
+        if self.depth_smoothing < 0 or not math.isfinite(self.depth_smoothing):
+            raise InputError(f"--depth-smoothing {self.depth_smoothing} s is not valid; give 0 or more seconds")
+        if self.frames is not None:
+            first, last = self.frames
+            if (first is not None and first < 1) or (last is not None and last < 1) or (
+                    first is not None and last is not None and last < first):
+                raise InputError(f"--frames {first or ''}:{last or ''} is not valid; frames are numbered from 1, "
+                                 "A:B takes frames A to B inclusive")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ConvertSpec:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise InputError(f"unknown convert option(s): {', '.join(unknown)}")
+        data = dict(data)
+        if data.get("layouts") is not None:
+            data["layouts"] = tuple(data["layouts"])
+        if data.get("frames") is not None:
+            data["frames"] = tuple(data["frames"])
+        return cls(**data)
+
+
+def parse_frames(text: str) -> tuple[int | None, int | None]:
+    """``"A:B"`` (1-based, inclusive; either side may be empty) or ``"N"`` -> ``(A, B)``."""
+    try:
+        if ":" not in text:
+            n = int(text)
+            return n, n
+        a, b = text.split(":", 1)
+        return (int(a) if a.strip() else None), (int(b) if b.strip() else None)
+    except ValueError:
+        raise InputError(f"--frames {text!r} is not valid; write A:B (1-based, inclusive), A: or :B") from None
