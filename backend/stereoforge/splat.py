@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .camera import Intrinsics, project, unproject
@@ -64,49 +65,72 @@ def splat_eye(color: torch.Tensor, depth: torch.Tensor, k: Intrinsics, view: Eye
         return EyeImage(rgba, depth.clone(), torch.zeros_like(valid))
 
     dtype, device = color.dtype, color.device
-    points = unproject(torch.where(valid, depth, torch.ones_like(depth)), k)
-    m = torch.as_tensor(view.source_to_eye, dtype=dtype, device=device)
-    points = points @ m[:3, :3].T + m[:3, 3]
-    u, v, z = project(points, k, view.shift_px)
-    valid &= z > 1e-6
-
-    # Continuous pixel-index coordinates (pixel centres at integers), their four neighbours and weights.
-    x, y = u - 0.5, v - 0.5
-    x0, y0 = torch.floor(x), torch.floor(y)
-    ax, ay = x - x0, y - y0
-    xs = torch.stack((x0, x0 + 1, x0, x0 + 1))
-    ys = torch.stack((y0, y0, y0 + 1, y0 + 1))
-    ws = torch.stack(((1 - ax) * (1 - ay), ax * (1 - ay), (1 - ax) * ay, ax * ay))
-    inside = valid & (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h) & (ws > 1e-6)
-
-    # Flat target index per contribution; everything that lands nowhere goes to one spare slot at the end.
     n = b * h * w
-    frame = torch.arange(b, device=device).view(1, b, 1, 1) * (h * w)
-    index = torch.where(inside, frame + ys.long().clamp(0, h - 1) * w + xs.long().clamp(0, w - 1),
-                        torch.full_like(frame, n)).reshape(-1)
-    zc = torch.where(inside, z.expand_as(ws), torch.full_like(ws, torch.inf)).reshape(-1)
-    wc = torch.where(inside, ws, torch.zeros_like(ws)).reshape(-1)
+    x, y, z, valid = _target_positions(depth, valid, k, view)
+
+    # Bilinear taps: the four neighbours of each landing point, or two when the eye only moved sideways
+    # (PARALLEL and OFFAXIS keep rows: y is the source row, exactly).
+    x0 = torch.floor(x)
+    ax = x - x0
+    if y is None:
+        rows = torch.arange(h, device=device).view(1, h, 1)
+        taps = [(x0, rows, 1 - ax), (x0 + 1, rows, ax)]
+    else:
+        y0 = torch.floor(y)
+        ay = y - y0
+        taps = [(x0, y0, (1 - ax) * (1 - ay)), (x0 + 1, y0, ax * (1 - ay)),
+                (x0, y0 + 1, (1 - ax) * ay), (x0 + 1, y0 + 1, ax * ay)]
+    frame = torch.arange(b, device=device).view(b, 1, 1) * (h * w)
+    index, weight = [], []
+    for tx, ty, tw in taps:
+        inside = valid & (tx >= 0) & (tx < w) & (ty >= 0) & (ty < h) & (tw > 1e-6)
+        target = frame + ty.long().clamp(0, h - 1) * w + tx.long().clamp(0, w - 1)
+        # Contributions that land nowhere go to one spare slot, n, with no weight.
+        index.append(torch.where(inside, target, n).reshape(-1))
+        weight.append(torch.where(inside, tw, 0.0).reshape(-1))
+    index, weight = torch.cat(index), torch.cat(weight)
+    t = len(taps)
+    zc = torch.where(weight > 0, z.reshape(1, n).expand(t, n).reshape(-1), torch.inf)
 
     nearest = torch.full((n + 1,), torch.inf, dtype=dtype, device=device)
     nearest.scatter_reduce_(0, index, zc, reduce="amin")
-    front = zc <= nearest[index] * (1.0 + depth_tolerance)
+    back = zc > nearest[index] * (1.0 + depth_tolerance)
+    # Front and back layer in one pass: back-layer contributions go to slots n+1 .. 2n+1.
+    layered = index + back * (n + 1)
 
-    # Per contribution: weight * (r, g, b, 1, depth), summed per target pixel, front and back layer apart.
-    values = torch.cat((color.permute(1, 0, 2, 3).reshape(3, 1, n).expand(3, 4, n).reshape(3, -1),
-                        torch.ones_like(zc)[None], torch.where(inside.reshape(-1), zc, 0.0)[None])).T
-    values = values * wc[:, None]
-    layers = torch.zeros((2, n + 1, 5), dtype=dtype, device=device)
-    layers[0].index_add_(0, index, values * front[:, None])
-    layers[1].index_add_(0, index, values * (~front)[:, None])
-    layers = layers[:, :n]
+    def accumulate(values: torch.Tensor | None) -> torch.Tensor:
+        w_values = weight if values is None else (weight.view(t, n) * values.reshape(1, n)).reshape(-1)
+        return torch.bincount(layered, weights=w_values, minlength=2 * (n + 1)).to(dtype).view(2, n + 1)[:, :n]
 
-    weight = layers[..., 3]
-    mean = layers / weight.clamp_min(1e-12)[..., None]
-    a_front = weight[0].clamp(max=1.0)
-    a_back = weight[1].clamp(max=1.0) * (1.0 - a_front)
+    total = accumulate(None)
+    norm = total.clamp_min(1e-12)
+    means = [accumulate(color[:, c]) / norm for c in range(3)]
+    z_mean = accumulate(torch.where(valid, z, 0.0)) / norm
+
+    a_front = total[0].clamp(max=1.0)
+    a_back = total[1].clamp(max=1.0) * (1.0 - a_front)
     alpha = a_front + a_back
-    rgb = mean[0, :, :3] * a_front[:, None] + mean[1, :, :3] * a_back[:, None]
-    eye_depth = torch.where(weight[0] > 0, mean[0, :, 4], torch.where(weight[1] > 0, mean[1, :, 4], torch.inf))
+    rgb = torch.stack([m[0] * a_front + m[1] * a_back for m in means])
+    eye_depth = torch.where(total[0] > 0, z_mean[0], torch.where(total[1] > 0, z_mean[1], torch.inf))
 
-    rgba = torch.cat((rgb, alpha[:, None]), dim=1).view(b, h, w, 4).permute(0, 3, 1, 2).contiguous()
+    rgba = torch.cat((rgb, alpha[None])).view(4, b, h, w).permute(1, 0, 2, 3).contiguous()
     return EyeImage(rgba, eye_depth.view(b, h, w), (alpha < coverage_threshold).view(b, h, w))
+
+
+def _target_positions(depth: torch.Tensor, valid: torch.Tensor, k: Intrinsics, view: EyeView):
+    """Where each source pixel lands in the eye: continuous pixel-index coordinates (centres at integers).
+
+    Returns ``(x, y, z, valid)``, each (B, H, W); ``y`` is None when the eye only moved along its x axis (no
+    rotation): then rows are kept and ``x = j - f e / Z - shift`` for an eye at ``e`` along +X, the familiar
+    disparity.
+    """
+    m = view.source_to_eye
+    d = torch.where(valid, depth, torch.ones_like(depth))
+    if np.allclose(m[:3, :3], np.eye(3)) and m[1, 3] == 0 and m[2, 3] == 0:
+        cols = torch.arange(depth.shape[-1], device=depth.device, dtype=depth.dtype)
+        x = cols + (k.fx * float(m[0, 3])) / d - view.shift_px
+        return x, None, d, valid
+    mt = torch.as_tensor(m, dtype=depth.dtype, device=depth.device)
+    points = unproject(d, k) @ mt[:3, :3].T + mt[:3, 3]
+    u, v, z = project(points, k, view.shift_px)
+    return u - 0.5, v - 0.5, z, valid & (z > 1e-6)
