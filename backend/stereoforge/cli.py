@@ -9,6 +9,7 @@ Bad input prints one line, ``stereoforge: error: ...``, and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 
@@ -123,7 +124,23 @@ def add_convert_options(p: argparse.ArgumentParser) -> None:
                         "at full resolution)")
     g.add_argument("--device", default="auto", help="torch device for splatting: auto, cpu, cuda (default: auto)")
     g.add_argument("--batch", type=int, default=4, metavar="N", help="frames splatted together (default: 4)")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    g.add_argument("--stages", type=_layouts, metavar="STAGE[,STAGE...]",
+                   help="run only these of ingest, cloud, eyes, inpaint, composite, encode (default: all); the "
+                        "others' files must be there already, e.g. eyes rendered by Blender")
+    add_progress_options(p)
+
+
+def add_progress_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--progress", choices=("bar", "json", "none"), default="bar",
+                   help="bar: a progress bar per stage on a terminal (silent when piped); json: one JSON object "
+                        "per line on stdout, {\"stage\", \"done\", \"total\"}, for other programs; none "
+                        "(default: bar)")
+    p.add_argument("-q", "--quiet", action="store_const", const="none", dest="progress",
+                   help="same as --progress none")
+
+
+def _json_progress(stage: str, done: int, total: int) -> None:
+    print(json.dumps({"stage": stage, "done": done, "total": total}), flush=True)
 
 
 def _spec_from_args(args: argparse.Namespace, source: str, output: str) -> ConvertSpec:
@@ -134,22 +151,26 @@ def _spec_from_args(args: argparse.Namespace, source: str, output: str) -> Conve
         interocular=args.interocular, convergence_distance=args.convergence_distance,
         convergence_mode=args.convergence_mode, pivot=args.pivot, max_parallax=args.max_parallax,
         inpaint=args.inpaint, layouts=args.layout, frames=args.frames, fps=args.fps, codec=args.codec,
-        crf=args.crf, cloud=args.cloud, cloud_stride=args.cloud_stride, device=args.device, batch=args.batch)
+        crf=args.crf, cloud=args.cloud, cloud_stride=args.cloud_stride, device=args.device, batch=args.batch,
+        stages=args.stages)
 
 
-def _run(spec: ConvertSpec, quiet: bool) -> dict:
+def _run(spec: ConvertSpec, progress: str) -> dict:
     from .pipeline import convert
 
-    bars = _Bars(quiet)
-    log = (lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr))
+    bars = _Bars(progress != "bar")
+    log = (lambda m: None) if progress == "none" else (lambda m: print(m, file=sys.stderr))
     try:
-        return convert(spec, progress=bars, log=log)
+        return convert(spec, progress=_json_progress if progress == "json" else bars, log=log)
     finally:
         bars.close()
 
 
-def _report(result: dict, started: float) -> None:
+def _report(result: dict, started: float, progress: str = "bar") -> None:
     seconds = time.perf_counter() - started
+    if progress == "json":
+        print(json.dumps({"event": "finished", "seconds": seconds, **result}, default=str), flush=True)
+        return
     w, h = result["size"]
     print(f"{result['frames']} frames at {w}x{h} in {seconds:.1f} s "
           f"({seconds / max(result['frames'], 1):.2f} s per frame)")
@@ -160,8 +181,8 @@ def _report(result: dict, started: float) -> None:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    result = _run(_spec_from_args(args, args.source, args.output), args.quiet)
-    _report(result, started)
+    result = _run(_spec_from_args(args, args.source, args.output), args.progress)
+    _report(result, started, args.progress)
     return 0
 
 
@@ -170,7 +191,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     spec = demo_spec(args.output)
-    result = _run(spec, args.quiet)
+    result = _run(spec, args.progress)
     _report(result, started)
     sbs = [v for v in result["videos"] if v.endswith("_sbs.mp4")]
     print("\nWatch it:")
@@ -211,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "video.")
     p.add_argument("-o", "--output", default="demo-out", metavar="DIR",
                    help="the shot folder to write (default: %(default)s)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    add_progress_options(p)
     p.set_defaults(func=cmd_demo)
     return parser
 
@@ -225,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except InputError as exc:
+        if getattr(args, "progress", None) == "json":
+            print(json.dumps({"event": "error", "message": str(exc)}), flush=True)
         print(f"stereoforge: error: {exc}", file=sys.stderr)
         return 2
     except Cancelled as exc:

@@ -44,6 +44,8 @@ from .spec import DEFAULT_FPS, DEFAULT_INTEROCULAR, ConvertSpec
 from .splat import splat_eye
 
 EYES = ("left", "right")
+#: A pixel covered less than this is dropout (the splatter's default, and the rule for Blender's alpha).
+COVERAGE_THRESHOLD = 0.5
 STAGES = ("ingest", "cloud", "eyes", "inpaint", "composite", "encode")
 #: What each stage writes, relative to the shot folder: cleared when the stage's settings change.
 UPSTREAM = {"cloud": "ingest", "eyes": "ingest", "inpaint": "eyes", "composite": "inpaint", "encode": "composite"}
@@ -190,6 +192,27 @@ class _Job:
     def path(self, *parts: str) -> str:
         return os.path.join(self.dir, *parts)
 
+    def require_inputs(self, stage: str) -> None:
+        """Before a stage runs on its own: the files it reads must be there, for the first and last frame."""
+        needs = {
+            "cloud": lambda n: [self.path("source", frame_name(n, self.plan.source_ext)),
+                                self.path("depth", frame_name(n, "exr"))],
+            "eyes": lambda n: [self.path("source", frame_name(n, self.plan.source_ext)),
+                               self.path("depth", frame_name(n, "exr"))],
+            "inpaint": lambda n: [self.path("eyes", eye, frame_name(n, "exr")) for eye in EYES],
+            "composite": lambda n: [self.path("filled", eye, frame_name(n, "png")) for eye in EYES],
+            "encode": lambda n: [self.composite_frame(stream, n) for layout in self.plan.spec.layouts
+                                 for stream in stream_names(layout)],
+        }.get(stage)
+        if needs is None:
+            return
+        for n in sorted({1, self.plan.count}):
+            for path in needs(n):
+                if not os.path.exists(path):
+                    upstream = UPSTREAM[stage]
+                    raise InputError(f"'{path}' is missing, so the '{stage}' stage cannot run; run the "
+                                     f"'{upstream}' stage first (--stages {upstream},{stage})")
+
     def frames_to_do(self, stage: str, outputs: Callable[[int], list[str]]) -> Iterator[int]:
         """Shot frame numbers (1-based) whose outputs are missing; reports progress for the done ones too."""
         total = self.plan.count
@@ -289,7 +312,13 @@ class _Job:
         for n in self.frames_to_do("inpaint", outputs):
             for eye in EYES:
                 rgb, alpha, depth = read_eye(self.path("eyes", eye, frame_name(n, "exr")))
-                dropout = read_mask(self.path("masks", eye, frame_name(n, "png")))
+                mask_path = self.path("masks", eye, frame_name(n, "png"))
+                if os.path.exists(mask_path):
+                    dropout = read_mask(mask_path)
+                else:  # eyes from another renderer (Blender): dropout is where coverage stayed under half
+                    dropout = alpha < COVERAGE_THRESHOLD
+                    os.makedirs(os.path.dirname(mask_path), exist_ok=True)
+                    write_png(mask_path, dropout.astype(np.uint8) * 255)
                 filled = fill(rgb, dropout, depth)
                 write_png(self.path("filled", eye, frame_name(n, "png")), to_uint8_srgb(filled))
 
@@ -344,11 +373,30 @@ def _read_png8(path: str) -> np.ndarray:
 
 
 def read_eye(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """An eye EXR -> (straight linear RGB (H, W, 3), alpha (H, W), depth (H, W), +inf where empty)."""
+    """An eye EXR -> (straight linear RGB (H, W, 3), alpha (H, W), depth (H, W), +inf where empty).
+
+    Takes the backend's channels (R, G, B, A, Z) and Blender's multilayer ones (``<layer>.Combined.R``...,
+    ``<layer>.Depth.Z``); RGB is premultiplied by alpha in both, as Blender writes it.
+    """
     ch = read_exr_channels(path, "eye")
-    alpha = ch["A"].astype(np.float32)
-    rgb = np.stack([ch[c].astype(np.float32) for c in "RGB"], axis=-1)
-    depth = ch["Z"].astype(np.float32) if "Z" in ch else np.full(alpha.shape, np.inf, np.float32)
+
+    def channel(name: str, *suffixes: str) -> np.ndarray | None:
+        if name in ch:
+            return ch[name]
+        for key in sorted(ch):
+            if any(key.endswith(suffix) for suffix in suffixes):
+                return ch[key]
+        return None
+
+    rgba = [channel(c, f"Combined.{c}", f".{c}") for c in "RGBA"]
+    if any(c is None for c in rgba):
+        raise InputError(f"eye '{path}' has no R, G, B and A channels (it has {', '.join(sorted(ch))}); "
+                         "render it with transparent film to RGBA EXR")
+    rgb = np.stack([c.astype(np.float32) for c in rgba[:3]], axis=-1)
+    alpha = rgba[3].astype(np.float32)
+    z = channel("Z", "Depth.Z")
+    depth = z.astype(np.float32) if z is not None else np.full(alpha.shape, np.inf, np.float32)
+    depth = np.where(alpha > 0, depth, np.inf).astype(np.float32)
     straight = np.where(alpha[..., None] > 1e-6, rgb / np.maximum(alpha[..., None], 1e-6), 0.0)
     return straight.astype(np.float32), alpha, depth
 
@@ -382,8 +430,12 @@ def _versions() -> dict:
             "av": av.__version__, "usd": ".".join(map(str, pxr.Usd.GetVersion())) if hasattr(pxr, "Usd") else None}
 
 
-def _prepare_shot(plan: Plan, log) -> None:
-    """Create the shot folder, clear the stages whose settings changed, and write shot.json."""
+def _prepare_shot(plan: Plan, stages: tuple[str, ...], log) -> None:
+    """Create the shot folder, clear the stages to run whose settings changed, and write shot.json.
+
+    Stages not run now keep their files and their recorded settings: another tool (Blender rendering the
+    eyes) may have made them.
+    """
     os.makedirs(plan.shot_dir, exist_ok=True)
     meta_path = os.path.join(plan.shot_dir, "shot.json")
     prints = plan.fingerprints()
@@ -394,7 +446,7 @@ def _prepare_shot(plan: Plan, log) -> None:
                 previous = json.load(f).get("stages", {})
         except (OSError, ValueError):
             previous = {}
-    for stage in STAGES:
+    for stage in stages:
         if stage in previous and previous[stage] != prints[stage]:
             for rel in STAGE_OUTPUTS[stage]:
                 target = os.path.join(plan.shot_dir, rel)
@@ -416,7 +468,7 @@ def _prepare_shot(plan: Plan, log) -> None:
         "depth_range_m": list(plan.depth_range),
         "parallax_px": {
             "near": _parallax(plan, plan.depth_range[0]), "far": _parallax(plan, plan.depth_range[1])},
-        "stages": prints,
+        "stages": {**previous, **{stage: prints[stage] for stage in stages}},
         "versions": _versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -437,13 +489,13 @@ def convert(spec: ConvertSpec, progress: Progress | None = None, cancel: Callabl
     """
     started = time.perf_counter()
     p = plan(spec, progress)
-    _prepare_shot(p, log or (lambda m: None))
+    stages = tuple(st for st in STAGES if st in (spec.stages or STAGES) and (st != "cloud" or spec.cloud))
+    _prepare_shot(p, stages, log or (lambda m: None))
     job = _Job(p, progress, cancel, log)
     timings = {"plan": time.perf_counter() - started}
     videos: list[str] = []
-    for stage in STAGES:
-        if stage == "cloud" and not spec.cloud:
-            continue
+    for stage in stages:
+        job.require_inputs(stage)
         t0 = time.perf_counter()
         result = getattr(job, stage)()
         if stage == "encode":

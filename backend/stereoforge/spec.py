@@ -49,6 +49,7 @@ class ConvertSpec:
     cloud_stride: int = 2
     device: str = "auto"
     batch: int = 4
+    stages: tuple[str, ...] | None = None
 
     def check(self) -> None:
         """Reject values that cannot work, with a message naming the option and the value."""
@@ -88,6 +89,12 @@ class ConvertSpec:
             raise InputError(f"--batch {self.batch} is not valid; give 1 or more frames")
         if self.depth_smoothing < 0 or not math.isfinite(self.depth_smoothing):
             raise InputError(f"--depth-smoothing {self.depth_smoothing} s is not valid; give 0 or more seconds")
+        if self.stages is not None:
+            from .pipeline import STAGES
+
+            unknown = [st for st in self.stages if st not in STAGES]
+            if unknown or not self.stages:
+                raise InputError(f"--stages {','.join(self.stages)!r} is not valid; choose from {', '.join(STAGES)}")
         if self.frames is not None:
             first, last = self.frames
             if (first is not None and first < 1) or (last is not None and last < 1) or (
@@ -107,6 +114,8 @@ class ConvertSpec:
         data = dict(data)
         if data.get("layouts") is not None:
             data["layouts"] = tuple(data["layouts"])
+        if data.get("stages") is not None:
+            data["stages"] = tuple(data["stages"])
         if data.get("frames") is not None:
             data["frames"] = tuple(data["frames"])
         return cls(**data)
