@@ -370,3 +370,15 @@ def test_mono_and_h265_mp4_carry_no_stereo_metadata(tmp_path):
         video.write(pattern(0))
     assert probe_stereo(tmp_path / "h265.mp4") is None
     assert open_source(tmp_path / "h265.mp4").count == 1
+
+
+def test_middlebury_pfm_disparity_reads_top_row_first(tmp_path):
+    disparity = np.arange(12, dtype=np.float32).reshape(3, 4) + 1.0
+    disparity[0, 0] = np.inf  # Middlebury marks unknown disparity as infinity
+    path = tmp_path / "disp0.pfm"
+    with open(path, "wb") as f:  # PFM: header, then little-endian rows from the bottom of the image up
+        f.write(b"Pf\n4 3\n-1.0\n")
+        f.write(np.flipud(disparity).astype("<f4").tobytes())
+    got = read_depth_file(path)
+    assert got.shape == (3, 4) and np.isinf(got[0, 0])
+    assert np.array_equal(got[1:], disparity[1:]) and got[0, 3] == disparity[0, 3]

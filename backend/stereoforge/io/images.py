@@ -28,7 +28,7 @@ from ..errors import InputError
 #: File types :func:`read_image` reads (lower case, with the dot).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr")
 #: File types :func:`read_depth_file` reads.
-DEPTH_EXTENSIONS = (".npy", ".exr", ".png", ".tif", ".tiff")
+DEPTH_EXTENSIONS = (".npy", ".exr", ".png", ".tif", ".tiff", ".pfm")
 
 # Piecewise sRGB transfer function (IEC 61966-2-1).
 _SRGB_DECODE_KNEE = 0.04045
@@ -350,6 +350,7 @@ def read_depth_file(path: str | os.PathLike) -> np.ndarray:
       the only channel.
     * ``.png`` / ``.tif`` / ``.tiff``: 16-bit (or wider integer) values as they are, or a float TIFF. 8-bit
       files are refused: 256 levels are too coarse for depth.
+    * ``.pfm``: float values (Middlebury's disparity maps; rows come top to bottom, infinity = unknown).
 
     Args:
         path: the depth file.
@@ -372,7 +373,7 @@ def read_depth_file(path: str | os.PathLike) -> np.ndarray:
         return array.reshape(layout[1:]).astype(np.float32)
     if ext == ".exr":
         return np.asarray(_pick_depth_channel(read_exr_channels(path, "depth"), path), dtype=np.float32)
-    if ext in (".png", ".tif", ".tiff"):
+    if ext in (".png", ".tif", ".tiff", ".pfm"):
         pixels = _decode_with_opencv(path, "depth")
         if pixels.dtype == np.uint8:
             raise InputError(f"depth '{path}' is 8-bit: 256 levels are too coarse for depth; save it as a "
