@@ -22,6 +22,20 @@ from .rig import CONVERGENCE_MODES, PIVOTS
 from .spec import CODECS, ConvertSpec, parse_frames
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors on one line, like every other error of the command."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _frames(text: str) -> tuple[int | None, int | None]:
+    try:
+        return parse_frames(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 class _Bars:
     """One tqdm bar per stage on a terminal; silent when the output is piped (tqdm's ``disable=None``)."""
 
@@ -112,7 +126,7 @@ def add_convert_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--layout", type=_layouts, default=("sbs",), metavar="LAYOUT[,LAYOUT...]",
                    help=f"one or more of {', '.join(LAYOUTS)}: side-by-side, half side-by-side, top-bottom, "
                         "half top-bottom, Dubois red-cyan anaglyph, two separate eyes (default: sbs)")
-    g.add_argument("--frames", type=parse_frames, metavar="A:B",
+    g.add_argument("--frames", type=_frames, metavar="A:B",
                    help="frames A to B of the source, numbered from 1, inclusive (A: or :B for open ends)")
     g.add_argument("--fps", type=_positive, help="frames per second of the output (default: the source's, or 24)")
     g.add_argument("--codec", choices=CODECS, default="h264", help="video codec (default: %(default)s)")
@@ -159,7 +173,9 @@ def _run(spec: ConvertSpec, progress: str) -> dict:
     from .pipeline import convert
 
     bars = _Bars(progress != "bar")
-    log = (lambda m: None) if progress == "none" else (lambda m: print(m, file=sys.stderr))
+    # Notices (a stage remade because its settings changed) are rare and matter on a farm: never silenced.
+    log = (lambda m: print(m, file=sys.stderr)) if progress != "json" else (
+        lambda m: print(json.dumps({"event": "notice", "message": m}), flush=True))
     try:
         return convert(spec, progress=_json_progress if progress == "json" else bars, log=log)
     finally:
@@ -202,13 +218,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for video in result["videos"]:
         if video.endswith("_anaglyph.mp4"):
             print(f"  {video}\n    red-cyan anaglyph: any player, with red-cyan glasses.")
-    print(f"  The shot folder holds each stage's files: source/, depth/, cloud.usdc (open it in Blender: "
-          f"File > Import > USD), eyes/, masks/, filled/ and out/.")
+    print("  The shot folder holds each stage's files: source/, depth/, cloud.usdc (open it in Blender: "
+          "File > Import > USD), eyes/, masks/, filled/ and out/.")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="stereoforge",
         description="Stereo production backend: a mono clip and its depth become per-frame point clouds, "
                     "left and right eyes, dropout masks, inpainted eyes and a stereo video.")

@@ -16,7 +16,10 @@ source pixel at that depth (``depth / focal_px``) times the sampling stride, tim
 
 from __future__ import annotations
 
+import contextlib
+import filecmp
 import os
+from collections.abc import Iterator
 
 import numpy as np
 from pxr import Gf, Sdf, Usd, UsdGeom, Vt
@@ -85,19 +88,35 @@ def _define_cloud_attributes(stage: Usd.Stage) -> UsdGeom.Points:
     return geom
 
 
+@contextlib.contextmanager
+def _replace_if_changed(path: str) -> Iterator[str]:
+    """Like an atomic write, but an unchanged file is left alone (its time stamp says when it was made)."""
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, f".{name}.tmp{os.getpid()}{os.path.splitext(name)[1]}")
+    try:
+        yield tmp
+        if os.path.exists(path) and filecmp.cmp(tmp, path, shallow=False):
+            os.remove(tmp)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def write_cloud_stage(shot_dir: str, frame_count: int, fps: float, k: Intrinsics,
                       custom: dict | None = None) -> str:
     """Write ``cloud.usdc`` (and the clips' manifest) that stream frames 1..frame_count from ``cloud/``."""
     manifest_path = os.path.join(shot_dir, CLIP_FOLDER, MANIFEST)
     os.makedirs(os.path.dirname(manifest_path), exist_ok=True)
-    with atomic_path(manifest_path) as tmp:
-        manifest = Usd.Stage.CreateNew(str(tmp))
+    with _replace_if_changed(manifest_path) as tmp:
+        manifest = Usd.Stage.CreateNew(tmp)
         _define_cloud_attributes(manifest)
         manifest.GetRootLayer().Save()
 
     path = os.path.join(shot_dir, "cloud.usdc")
-    with atomic_path(path) as tmp:
-        stage = Usd.Stage.CreateNew(str(tmp))
+    with _replace_if_changed(path) as tmp:
+        stage = Usd.Stage.CreateNew(tmp)
         UsdGeom.SetStageMetersPerUnit(stage, 1.0)
         UsdGeom.SetStageUpAxis(stage, UsdGeom.Tokens.y)
         stage.SetStartTimeCode(1)

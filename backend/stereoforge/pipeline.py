@@ -6,8 +6,8 @@ Stages, each a loop over frames that reads what the stage before wrote into the 
     cloud      cloud/000001.usdc ..., cloud.usdc          per-frame RGB-D point clouds (USD)
     eyes       eyes/{left,right}/000001.exr, masks/...    both eyes splatted, alpha = coverage, dropout masks
     inpaint    filled/{left,right}/000001.png             dropout filled
-    composite  out/<layout>/<layout>_000001.png          the stereo frames of each layout
-    encode     out/<shot>_<layout>.mp4                    the videos, with stereo metadata
+    composite  out/frames/<layout>/<layout>_000001.png   the stereo frames of each layout
+    encode     out/video/<shot>_<layout>.mp4              the videos, with stereo metadata
 
 Every file is written under a temporary name and renamed when complete, so a frame that exists is done: a re-run
 skips it (resume). Each stage's settings are fingerprinted in ``shot.json``; when they change, that stage's
@@ -36,8 +36,7 @@ from .depth import DepthConverter, DepthStats, observe
 from .errors import Cancelled, InputError
 from .inpaint import INPAINTERS
 from .io.frames import open_depth, open_source
-from .io.images import (atomic_path, read_depth_file, read_exr_channels, read_image, to_uint8_srgb, write_exr,
-                        write_png)
+from .io.images import atomic_path, read_depth_file, read_exr_channels, read_image, to_uint8_srgb, write_exr, write_png
 from .io.video import VideoWriter
 from .rig import StereoRig, eye_views, harmonic_middle, interocular_for_budget, parallax_px
 from .spec import DEFAULT_FPS, DEFAULT_INTEROCULAR, ConvertSpec
@@ -91,7 +90,8 @@ class Plan:
         s = self.spec
         settings = {
             "ingest": [os.path.abspath(s.source), os.path.abspath(s.depth), s.frames, s.depth_kind, s.depth_scale,
-                       s.near, s.far, self.converter.baseline, s.depth_smoothing, self.intrinsics.fx],
+                       s.near, s.far, s.depth_smoothing, self.intrinsics.fx,
+                       self.converter.baseline if s.depth_kind == "disparity" else None],
             "cloud": [s.cloud_stride],
             "eyes": [self.rig.to_dict()],
             "inpaint": [s.inpaint],
@@ -138,7 +138,8 @@ def plan(spec: ConvertSpec, progress: Progress | None = None) -> Plan:
         first, last = spec.frames
         frames = ((first or 1) - 1, last)
     source = open_source(spec.source, frames=frames)
-    depth = open_depth(spec.depth, count=source.count, frames=frames, size=(source.height, source.width))
+    depth = open_depth(spec.depth, count=source.count, frames=frames, size=(source.height, source.width),
+                       total=source.total)
 
     if spec.focal_px is not None:
         k = Intrinsics.from_focal(source.width, source.height, spec.focal_px)
@@ -240,8 +241,9 @@ class _Job:
             return
         frames = None if spec.frames is None else ((spec.frames[0] or 1) - 1, spec.frames[1])
         source = open_source(spec.source, frames=frames)
-        depth = open_depth(spec.depth, count=source.count, frames=frames, size=(source.height, source.width))
-        for (i, rgb), (_, raw) in zip(source.frames(), depth.frames()):
+        depth = open_depth(spec.depth, count=source.count, frames=frames, size=(source.height, source.width),
+                           total=source.total)
+        for (i, rgb), (_, raw) in zip(source.frames(), depth.frames(), strict=True):
             n = i + 1
             if n not in todo:
                 continue
@@ -267,10 +269,11 @@ class _Job:
             rgb, depth = self.read_frame(n)
             points, colors, widths = cloud_points(rgb, depth, k, stride=spec.cloud_stride)
             write_frame_clip(frame_clip_path(self.dir, n), n, points, colors, widths)
-        if not os.path.exists(self.path("cloud.usdc")):
-            rig = self.plan.rig.to_dict()
-            write_cloud_stage(self.dir, self.plan.count, self.plan.fps, k,
-                              custom={"rig": rig, "focal_px": k.fx, "width": k.width, "height": k.height})
+        # The top-level stage is tiny and records the rig and the frame rate: made on every run (and replaced
+        # when it differs), so it never goes stale when only those change.
+        write_cloud_stage(self.dir, self.plan.count, self.plan.fps, k,
+                          custom={"rig": self.plan.rig.to_dict(), "focal_px": k.fx, "width": k.width,
+                                  "height": k.height})
 
     def eyes(self) -> None:
         k, batch = self.plan.intrinsics, self.plan.spec.batch
@@ -458,7 +461,8 @@ def _prepare_shot(plan: Plan, stages: tuple[str, ...], log) -> None:
     k = plan.intrinsics
     meta = {
         "stereoforge": __version__,
-        "spec": plan.spec.to_dict(),
+        "spec": {**plan.spec.to_dict(), **{key: os.path.abspath(getattr(plan.spec, key))
+                                          for key in ("source", "depth", "output_dir")}},
         "frames": plan.count,
         "fps": plan.fps,
         "source": plan.source_info,
