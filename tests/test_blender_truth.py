@@ -61,7 +61,7 @@ def eye_scores(shot: Path, truth: Path) -> dict:
         rgb, alpha, depth = read_eye(str(shot / "eyes" / eye / "000001.exr"))
         ours = to_uint8_srgb(rgb)
         mask = comparable(alpha, depth)
-        assert mask.mean() > 0.6, f"only {mask.mean():.0%} of the {eye} eye is comparable"
+        assert mask.mean() > 0.5, f"only {mask.mean():.0%} of the {eye} eye is comparable"
         for other in ("left", "right"):
             theirs = cv2.imread(str(truth / other / "000001.png"))[..., ::-1]
             scores[(eye, other)] = psnr(ours, theirs, mask)
@@ -97,3 +97,28 @@ def test_off_axis_shift_is_needed_to_match(tmp_path):
     assert right[("left", "left")] > 33.0
     assert wrong_scores[("left", "left")] < right[("left", "left")] - 8
 
+
+
+def test_a_stereo_pair_is_reproduced_from_its_disparity(tmp_path):
+    """The shape of a real stereo pair with ground truth (Middlebury-style): a left image and its disparity in
+    pixels as a PFM file. Converting with only ``--depth-kind disparity`` (the defaults then keep the source as
+    the left eye and put a parallel right eye one baseline away) must give Blender's right eye back."""
+    truth = tmp_path / "truth"
+    info = render_truth(truth, "PARALLEL", "LEFT", interocular=0.25)
+    from stereoforge.io.images import read_depth_file
+
+    depth = read_depth_file(truth / "depth" / "000001.exr")
+    disparity = (info["focal_px"] * 0.25 / depth).astype("<f4")
+    with open(tmp_path / "disp0.pfm", "wb") as f:  # PFM: bottom row first, negative scale = little-endian
+        f.write(f"Pf\n{W} {H}\n-1.0\n".encode())
+        f.write(np.flipud(disparity).tobytes())
+    left = tmp_path / "im0.png"
+    left.write_bytes((truth / "left" / "000001.png").read_bytes())
+    shot = tmp_path / "shot"
+    assert main(["convert", str(left), "--depth", str(tmp_path / "disp0.pfm"), "--depth-kind", "disparity",
+                 "--baseline", "0.25", "-o", str(shot), "--no-cloud", "-q"]) == 0
+    scores = eye_scores(shot, truth)
+    print("disparity", {f"{a}/{b}": round(v, 1) for (a, b), v in scores.items()})
+    assert scores[("left", "left")] > 60  # the source itself
+    assert scores[("right", "right")] > 33.0
+    assert scores[("right", "right")] > scores[("right", "left")] + 6
