@@ -13,11 +13,13 @@ import json
 import sys
 import time
 
-from . import __version__
+from . import __version__, bench, generate, server
+from . import addon_build
 from .composite import LAYOUTS
 from .depth import DEPTH_KINDS
 from .errors import Cancelled, InputError
 from .inpaint import DEFAULT_INPAINTER, INPAINTERS
+from .models import registry
 from .rig import CONVERGENCE_MODES, PIVOTS
 from .spec import CODECS, ConvertSpec, parse_frames
 
@@ -93,6 +95,10 @@ def add_convert_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--depth-smoothing", type=_positive, default=1.0, metavar="S",
                    help="relative depth: seconds over which the depth normalisation may change; 0 normalises "
                         "each frame on its own (flickers) (default: 1)")
+    g.add_argument("--depth-model", metavar="MODEL",
+                   help="estimate the depth with a model instead of --depth: a Hugging Face id or a local folder "
+                        "of a transformers depth-estimation model (Depth Anything V2, DPT, ZoeDepth) or a "
+                        "diffusers Marigold depth pipeline; its kind of depth is known (see stereoforge models)")
 
     g = p.add_argument_group("camera (principal point at the image centre)")
     g.add_argument("--focal-px", type=_positive, metavar="F", help="focal length in pixels")
@@ -166,7 +172,7 @@ def _spec_from_args(args: argparse.Namespace, source: str, output: str) -> Conve
         convergence_mode=args.convergence_mode, pivot=args.pivot, max_parallax=args.max_parallax,
         inpaint=args.inpaint, layouts=args.layout, frames=args.frames, fps=args.fps, codec=args.codec,
         crf=args.crf, cloud=args.cloud, cloud_stride=args.cloud_stride, device=args.device, batch=args.batch,
-        stages=args.stages)
+        stages=args.stages, depth_model=args.depth_model)
 
 
 def _run(spec: ConvertSpec, progress: str) -> dict:
@@ -250,6 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the shot folder to write (default: %(default)s)")
     add_progress_options(p)
     p.set_defaults(func=cmd_demo)
+
+    generate.register(sub)
+    registry.register(sub)
+    server.register(sub)
+    bench.register(sub)
+    addon_build.register(sub)
     return parser
 
 

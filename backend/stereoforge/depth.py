@@ -9,6 +9,9 @@
   shift that changes smoothly over the clip.
 * ``disparity``: pixels between a stereo pair with focal length ``f`` (pixels) and ``baseline`` (metres):
   ``Z = f * baseline / d``.
+* ``affine``: affine-invariant depth, as Marigold outputs (bigger = farther, unknown scale and shift). It is
+  mapped affinely onto metric depth itself, ``Z = near + t (far - near)``, with ``t`` from the same smoothed
+  percentiles as relative depth. (Mapping it as if it were inverse depth would bend every plane.)
 
 Non-finite or non-positive values mark a pixel as missing: it becomes NaN here, makes no point, and ends up as
 dropout.
@@ -23,7 +26,9 @@ import numpy as np
 
 from .errors import InputError
 
-DEPTH_KINDS = ("metric", "relative", "disparity")
+DEPTH_KINDS = ("metric", "relative", "disparity", "affine")
+#: Kinds known only up to scale and shift: normalised by percentiles smoothed over time.
+NORMALISED_KINDS = ("relative", "affine")
 #: Percentiles of relative depth mapped to far and near: robust to a few outliers.
 RELATIVE_PERCENTILES = (1.0, 99.0)
 #: Pixels sampled per frame for the percentiles (a strided subset keeps the first pass cheap).
@@ -63,7 +68,7 @@ def observe(stats: DepthStats, raw: np.ndarray, *, label: str, scale: float = 1.
     if good.size == 0:
         raise InputError(f"{label} has no valid depth (every value is NaN, infinite, zero or negative); "
                          "check the file, or the --depth-kind and --depth-scale")
-    if stats.kind == "relative":
+    if stats.kind in NORMALISED_KINDS:
         lo, hi = np.percentile(_sample(good), RELATIVE_PERCENTILES)
         stats.lo.append(float(lo))
         stats.hi.append(float(hi))
@@ -108,7 +113,7 @@ class DepthConverter:
             raise InputError(f"depth kind {self.kind!r} is not one of {', '.join(DEPTH_KINDS)}")
         if not (math.isfinite(self.scale) and self.scale > 0):
             raise InputError(f"--depth-scale {self.scale} is not valid; give a positive factor")
-        if self.kind == "relative" and not (0 < self.near < self.far and math.isfinite(self.far)):
+        if self.kind in NORMALISED_KINDS and not (0 < self.near < self.far and math.isfinite(self.far)):
             raise InputError(f"--near {self.near} m and --far {self.far} m are not valid; "
                              "give 0 < near < far (seed 001 uses 1 and 10)")
         if self.kind == "disparity" and not (math.isfinite(self.baseline) and self.baseline > 0):
@@ -118,14 +123,14 @@ class DepthConverter:
     @classmethod
     def from_stats(cls, stats: DepthStats, smoothing_frames: float, **kwargs) -> DepthConverter:
         conv = cls(stats.kind, **kwargs)
-        if stats.kind == "relative":
+        if stats.kind in NORMALISED_KINDS:
             conv.lo = smooth(stats.lo, smoothing_frames)
             conv.hi = smooth(stats.hi, smoothing_frames)
         return conv
 
     def metric_range(self, stats: DepthStats) -> tuple[float, float]:
         """Nearest and farthest metric depth over the clip."""
-        if self.kind == "relative":
+        if self.kind in NORMALISED_KINDS:
             return self.near, self.far
         return min(stats.metric_min) * 1.0, max(stats.metric_max) * 1.0
 
@@ -141,7 +146,10 @@ class DepthConverter:
         else:
             lo, hi = float(self.lo[frame]), float(self.hi[frame])
             t = np.clip((d - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
-            inv = 1.0 / self.far + t * (1.0 / self.near - 1.0 / self.far)
-            z = (1.0 / inv).astype(np.float32)
+            if self.kind == "affine":
+                z = (self.near + t * (self.far - self.near)).astype(np.float32)
+            else:
+                inv = 1.0 / self.far + t * (1.0 / self.near - 1.0 / self.far)
+                z = (1.0 / inv).astype(np.float32)
         z[bad] = np.nan
         return z

@@ -17,6 +17,7 @@ batch of frames is in memory at a time.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -46,6 +47,8 @@ EYES = ("left", "right")
 #: A pixel covered less than this is dropout (the splatter's default, and the rule for Blender's alpha).
 COVERAGE_THRESHOLD = 0.5
 STAGES = ("ingest", "cloud", "eyes", "inpaint", "composite", "encode")
+#: Inputs a job makes inside its own shot folder (generated frames, a depth model's output), not the user's.
+JOB_INPUTS = ("generated", "estimated_depth")
 #: What each stage writes, relative to the shot folder: cleared when the stage's settings change.
 UPSTREAM = {"cloud": "ingest", "eyes": "ingest", "inpaint": "eyes", "composite": "inpaint", "encode": "composite"}
 STAGE_OUTPUTS = {
@@ -80,6 +83,10 @@ class Plan:
     count: int
     source_info: dict
     converter: DepthConverter
+    #: The spec as asked for, when ``spec`` differs from it (depth estimated by a model into the shot).
+    requested: ConvertSpec | None = None
+    #: Provenance of the models that made this shot's inputs, by stage, for shot.json.
+    models: dict = dataclasses.field(default_factory=dict)
 
     @property
     def source_ext(self) -> str:
@@ -91,10 +98,13 @@ class Plan:
         settings = {
             "ingest": [os.path.abspath(s.source), os.path.abspath(s.depth), s.frames, s.depth_kind, s.depth_scale,
                        s.near, s.far, s.depth_smoothing, self.intrinsics.fx,
-                       self.converter.baseline if s.depth_kind == "disparity" else None],
+                       self.converter.baseline if s.depth_kind == "disparity" else None]
+                      + ([s.depth_model, self.models["depth"].get("request")] if s.depth_model else []),
             "cloud": [s.cloud_stride],
             "eyes": [self.rig.to_dict()],
-            "inpaint": [s.inpaint],
+            "inpaint": [s.inpaint] + ([s.inpaint_model, s.inpaint_prompt, s.inpaint_steps, s.inpaint_chunk,
+                                       s.inpaint_overlap, s.inpaint_tile, s.inpaint_tile_overlap, s.seed,
+                                       s.model_dtype] if s.inpaint_model else []),
             "composite": [list(s.layouts)],
             "encode": [s.codec, s.crf, self.fps],
         }
@@ -108,10 +118,15 @@ class Plan:
 
 def _check_paths(spec: ConvertSpec) -> None:
     out = os.path.abspath(spec.output_dir)
+    owned = {os.path.join(out, name) for name in JOB_INPUTS}
     for label, path in (("source", spec.source), ("depth", spec.depth)):
+        if path is None:
+            continue
         p = os.path.abspath(path)
         if not os.path.exists(p):
             raise InputError(f"{label} '{path}' does not exist; check the path")
+        if p in owned:
+            continue
         if p == out or p.startswith(out + os.sep):
             raise InputError(f"{label} '{path}' lies inside the output folder '{spec.output_dir}'; StereoForge "
                              "never writes over its inputs, so give an output folder outside it")
@@ -125,14 +140,27 @@ def _check_paths(spec: ConvertSpec) -> None:
         raise InputError(f"output '{spec.output_dir}' is a file; give a folder")
 
 
-def plan(spec: ConvertSpec, progress: Progress | None = None) -> Plan:
-    """Check every input and work out the camera, the rig and the depth range, writing nothing.
+def plan(spec: ConvertSpec, progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
+         log: Callable[[str], None] | None = None) -> Plan:
+    """Check every input and work out the camera, the rig and the depth range, writing nothing (but the depth
+    a ``depth_model`` estimates, into ``estimated_depth/``).
 
     Reads all depth once (the first pass): the depth range and the relative-depth normalisation need the whole
     clip, and a broken depth frame must stop the job before anything is written.
     """
     spec.check()
     _check_paths(spec)
+    if spec.depth_model is not None or spec.inpaint_model is not None:
+        from .models.loading import check_available
+
+        check_available(spec)
+    requested, models = spec, {}
+    if spec.depth_model is not None:
+        from .models.depth import estimate_into_shot
+
+        estimated = estimate_into_shot(spec, progress, cancel, log)
+        spec = dataclasses.replace(spec, depth=estimated.folder, depth_kind=estimated.kind)
+        models["depth"] = estimated.info
     frames = None
     if spec.frames is not None:
         first, last = spec.frames
@@ -177,7 +205,7 @@ def plan(spec: ConvertSpec, progress: Progress | None = None) -> Plan:
     info = {"kind": source.kind, "width": source.width, "height": source.height, "fps": source.fps,
             "first_frame": source.first_index + 1, "is_float": source.is_float}
     return Plan(spec, os.path.abspath(spec.output_dir), name, k, rig, (near, far), fps, source.count, info,
-                converter)
+                converter, requested=requested if requested is not spec else None, models=models)
 
 
 class _Job:
@@ -236,13 +264,17 @@ class _Job:
         for folder in ("source", "depth"):
             os.makedirs(self.path(folder), exist_ok=True)
         outputs = lambda n: [self.path("source", frame_name(n, source_ext)), self.path("depth", frame_name(n, "exr"))]
-        todo = set(self.frames_to_do("ingest", outputs))
+        total = self.plan.count
+        todo = {n for n in range(1, total + 1) if not all(os.path.exists(p) for p in outputs(n))}
+        done = total - len(todo)
+        self.progress("ingest", done, total)
         if not todo:
             return
         frames = None if spec.frames is None else ((spec.frames[0] or 1) - 1, spec.frames[1])
         source = open_source(spec.source, frames=frames)
         depth = open_depth(spec.depth, count=source.count, frames=frames, size=(source.height, source.width),
                            total=source.total)
+        # Decoding is sequential (a video cannot skip ahead cheaply): frames already written are decoded and passed.
         for (i, rgb), (_, raw) in zip(source.frames(), depth.frames(), strict=True):
             n = i + 1
             if n not in todo:
@@ -256,6 +288,8 @@ class _Job:
                 write_png(self.path("source", frame_name(n, "png")), to_uint8_srgb(rgb))
             metric = self.plan.converter(raw, i)
             write_exr(self.path("depth", frame_name(n, "exr")), {"Z": np.nan_to_num(metric, nan=np.inf)})
+            done += 1
+            self.progress("ingest", done, total)
 
     def read_frame(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         rgb = read_image(self.path("source", frame_name(n, self.plan.source_ext)))
@@ -308,6 +342,10 @@ class _Job:
                 write_png(self.path("masks", eye, frame_name(n, "png")), dropout[j].astype(np.uint8) * 255)
 
     def inpaint(self) -> None:
+        if self.plan.spec.inpaint_model is not None:
+            from .models.inpaint import inpaint_stage
+
+            return inpaint_stage(self)
         fill = INPAINTERS[self.plan.spec.inpaint]
         for eye in EYES:
             os.makedirs(self.path("filled", eye), exist_ok=True)
@@ -442,13 +480,14 @@ def _prepare_shot(plan: Plan, stages: tuple[str, ...], log) -> None:
     os.makedirs(plan.shot_dir, exist_ok=True)
     meta_path = os.path.join(plan.shot_dir, "shot.json")
     prints = plan.fingerprints()
-    previous = {}
+    previous_meta: dict = {}
     if os.path.exists(meta_path):
         try:
             with open(meta_path) as f:
-                previous = json.load(f).get("stages", {})
+                previous_meta = json.load(f)
         except (OSError, ValueError):
-            previous = {}
+            previous_meta = {}
+    previous = previous_meta.get("stages", {})
     for stage in stages:
         if stage in previous and previous[stage] != prints[stage]:
             for rel in STAGE_OUTPUTS[stage]:
@@ -459,10 +498,11 @@ def _prepare_shot(plan: Plan, stages: tuple[str, ...], log) -> None:
                     os.remove(target)
             log(f"settings of '{stage}' changed since the last run: remaking it")
     k = plan.intrinsics
+    requested = plan.requested or plan.spec
     meta = {
         "stereoforge": __version__,
-        "spec": {**plan.spec.to_dict(), **{key: os.path.abspath(getattr(plan.spec, key))
-                                          for key in ("source", "depth", "output_dir")}},
+        "spec": {**requested.to_dict(), **{key: os.path.abspath(getattr(requested, key))
+                                          for key in ("source", "depth", "output_dir") if getattr(requested, key)}},
         "frames": plan.count,
         "fps": plan.fps,
         "source": plan.source_info,
@@ -476,6 +516,13 @@ def _prepare_shot(plan: Plan, stages: tuple[str, ...], log) -> None:
         "versions": _versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if plan.models or "models" in previous_meta:
+        meta["models"] = {**previous_meta.get("models", {}), "depth": None, **plan.models}
+        from .models.loading import versions as model_versions
+
+        meta["versions"].update(model_versions())
+    # What other tools recorded here (generate's prompt, seed and video model) stays.
+    meta = {**{key: value for key, value in previous_meta.items() if key not in meta}, **meta}
     with atomic_path(meta_path) as tmp, open(tmp, "w") as f:
         json.dump(meta, f, indent=2, default=str)
 
@@ -492,7 +539,7 @@ def convert(spec: ConvertSpec, progress: Progress | None = None, cancel: Callabl
     ``cancel()`` turns true (the finished frames stay).
     """
     started = time.perf_counter()
-    p = plan(spec, progress)
+    p = plan(spec, progress, cancel, log)
     stages = tuple(st for st in STAGES if st in (spec.stages or STAGES) and (st != "cloud" or spec.cloud))
     _prepare_shot(p, stages, log or (lambda m: None))
     job = _Job(p, progress, cancel, log)

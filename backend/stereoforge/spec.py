@@ -50,12 +50,31 @@ class ConvertSpec:
     device: str = "auto"
     batch: int = 4
     stages: tuple[str, ...] | None = None
+    # Models (stereoforge.models): a Hugging Face id or a local folder each.
+    depth_model: str | None = None
+    inpaint_model: str | None = None
+    model_dtype: str = "auto"
+    model_offload: str = "none"
+    attention_slicing: bool = False
+    vae_tiling: bool = False
+    trust_remote_code: bool = False
+    seed: int | None = None
+    inpaint_prompt: str = ""
+    inpaint_steps: int | None = None
+    inpaint_chunk: int = 8
+    inpaint_overlap: int = 2
+    inpaint_tile: int = 512
+    inpaint_tile_overlap: int = 64
 
     def check(self) -> None:
         """Reject values that cannot work, with a message naming the option and the value."""
-        if self.depth is None:
-            raise InputError("no depth was given for the source; pass --depth FILE_OR_FOLDER "
-                             "(depth models that estimate it come with the models extension)")
+        if self.depth is None and self.depth_model is None:
+            raise InputError("no depth was given for the source; pass --depth FILE_OR_FOLDER, or --depth-model "
+                             "MODEL to estimate it (e.g. depth-anything/Depth-Anything-V2-Small-hf)")
+        if self.depth is not None and self.depth_model is not None:
+            raise InputError("give either --depth (depth files) or --depth-model (a model estimates the depth), "
+                             "not both")
+        self._check_models()
         if self.depth_kind not in DEPTH_KINDS:
             raise InputError(f"--depth-kind {self.depth_kind!r} is not one of {', '.join(DEPTH_KINDS)}")
         for name in ("focal_px", "hfov", "interocular", "convergence_distance", "baseline", "fps",
@@ -101,6 +120,23 @@ class ConvertSpec:
                     first is not None and last is not None and last < first):
                 raise InputError(f"--frames {first or ''}:{last or ''} is not valid; frames are numbered from 1, "
                                  "A:B takes frames A to B inclusive")
+
+    def _check_models(self) -> None:
+        from .models.loading import DTYPES, OFFLOAD_MODES
+
+        if self.model_dtype not in DTYPES:
+            raise InputError(f"--dtype {self.model_dtype!r} is not one of auto, float32, float16, bfloat16")
+        if self.model_offload not in OFFLOAD_MODES:
+            raise InputError(f"--offload {self.model_offload!r} is not one of {', '.join(OFFLOAD_MODES)}")
+        if self.inpaint_chunk < 1 or not 0 <= self.inpaint_overlap < self.inpaint_chunk:
+            raise InputError(f"--inpaint-chunk {self.inpaint_chunk} with --inpaint-overlap {self.inpaint_overlap} "
+                             "is not valid; give a chunk of 1 or more frames and an overlap smaller than it")
+        if self.inpaint_tile < 64 or not 0 <= self.inpaint_tile_overlap <= self.inpaint_tile // 2:
+            raise InputError(f"--inpaint-tile {self.inpaint_tile} with --inpaint-tile-overlap "
+                             f"{self.inpaint_tile_overlap} is not valid; give tiles of 64 pixels or more and an "
+                             "overlap of at most half a tile")
+        if self.inpaint_steps is not None and self.inpaint_steps < 1:
+            raise InputError(f"--inpaint-steps {self.inpaint_steps} is not valid; give 1 or more")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,0 +1,399 @@
+"""Pipeline jobs: the stages the panel's buttons run, as steps that can block or be advanced a bit at a time.
+
+A :class:`Job` is a list of steps; each step is a generator that does a little work per ``next()`` and yields
+:data:`WAIT` when it is waiting on something else (the backend process, a render job). In background mode
+(``blender -b`` scripts, farms) :meth:`Job.run_blocking` runs the steps to the end, sleeping on ``WAIT``; in the
+UI a modal operator calls :meth:`Job.advance` from a timer, so Blender stays responsive, and renders each frame
+as a render job. Cancelling stops the backend (SIGINT: it keeps every finished frame) and starts no new frame.
+
+Every input is checked by :func:`check_inputs` before a job touches the scene or the disk.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+
+import bpy
+
+from . import client, render
+from . import scene as sflscene
+from . import shot as shotlib
+from .client import BackendError, JobCancelled
+from .props import abspath
+
+#: What :meth:`Job.advance` returns: the job is over / it waits on something else (come back later).
+DONE = "done"
+WAIT = "wait"
+
+#: The stages a user can run one by one, in pipeline order.
+STAGES = ("load", "import_clouds", "setup_camera", "render_eyes", "inpaint", "composite")
+STAGE_LABELS = {
+    "load": "Load source and depth",
+    "import_clouds": "Import point clouds",
+    "setup_camera": "Set up stereo camera",
+    "render_eyes": "Render eyes",
+    "inpaint": "Inpaint",
+    "composite": "Composite",
+}
+
+
+class StepError(Exception):
+    """A stage could not run; the message says why and what to do."""
+
+
+def check_inputs(context, stages: tuple[str, ...]) -> tuple[str, str, object]:
+    """Check everything ``stages`` need before anything changes; returns ``(source, depth, backend)``.
+
+    ``source``/``depth`` are the paths the backend reads (for the Scene source: where its render goes).
+    Raises :class:`StepError` with a message the user can act on.
+    """
+    s = context.scene.stereoforge
+    if not s.output_dir.strip():
+        raise StepError("no Output Folder: set where the shot goes (Output > Output Folder)")
+    shot_dir = abspath(s.output_dir)
+    if os.path.exists(shot_dir) and not os.path.isdir(shot_dir):
+        raise StepError(f"the Output Folder '{shot_dir}' is a file; give a folder")
+    source = depth = ""
+    if "load" in stages:
+        source, depth = _check_source(context, s, shot_dir)
+    needs_backend = {"load", "inpaint", "composite"} & set(stages) or (
+        "render_eyes" in stages and s.eye_renderer == "SPLATTER")
+    backend = None
+    if needs_backend:
+        try:
+            from . import prefs
+
+            backend = prefs.backend(context)
+            backend.check()
+        except BackendError as exc:
+            raise StepError(str(exc)) from None
+    if "load" not in stages:
+        if not os.path.exists(os.path.join(shot_dir, "shot.json")):
+            raise StepError(f"'{shot_dir}' holds no shot yet; run 'Load' (or Run) first")
+        source, depth = _recorded_inputs(shot_dir)
+        if "setup_camera" in stages or ("render_eyes" in stages and s.eye_renderer == "BLENDER"):
+            if "import_clouds" not in stages:
+                try:
+                    sflscene.shot_objects(context.scene, shot_dir)
+                except sflscene.SceneError as exc:
+                    raise StepError(str(exc)) from None
+    if "import_clouds" in stages and "load" not in stages and not os.path.exists(shotlib.cloud_path(shot_dir)):
+        raise StepError(f"'{shotlib.cloud_path(shot_dir)}' does not exist; run 'Load' first")
+    return source, depth, backend
+
+
+def _check_source(context, s, shot_dir: str) -> tuple[str, str]:
+    if s.source == "PROMPT":
+        raise StepError("the add-on does not generate video from a prompt yet: text-to-video needs the StereoForge "
+                        "models backend and its job server; use an Image, a Video or the Scene as the source")
+    if s.source == "SCENE":
+        camera = s.source_camera or context.scene.camera
+        if camera is not None and camera.get(sflscene.SHOT_PROP) and s.source_camera is None:
+            camera = None
+        problem = render.check_scene_camera(context.scene, camera)
+        if problem:
+            raise StepError(problem)
+        return render.scene_source_dirs(shot_dir)
+    if not s.source_path.strip():
+        raise StepError(f"no Source Path: pick the {s.source.lower()} to convert")
+    source = abspath(s.source_path)
+    if not os.path.exists(source):
+        raise StepError(f"the source '{source}' does not exist; check the Source Path")
+    if not s.depth_path.strip():
+        if s.depth_model.strip():
+            raise StepError(f"the add-on does not run depth models yet ('{s.depth_model}' needs the StereoForge "
+                            "models backend); give a Depth Path (depth files) instead")
+        raise StepError(f"the source '{source}' has no depth: set a Depth Path (a depth file, a folder of "
+                        "per-frame depth files or an .npy stack)")
+    depth = abspath(s.depth_path)
+    if not os.path.exists(depth):
+        raise StepError(f"the depth '{depth}' does not exist; check the Depth Path")
+    return source, depth
+
+
+def _recorded_inputs(shot_dir: str) -> tuple[str, str]:
+    """The source and depth of an existing shot, as its shot.json records them (later stages re-send them:
+    the backend recognises its own shot by the same options)."""
+    try:
+        spec = shotlib.read_shot(shot_dir).get("spec", {})
+    except ValueError as exc:
+        raise StepError(str(exc)) from None
+    return spec.get("source", ""), spec.get("depth", "")
+
+
+class Job:
+    """One run of some stages on the scene's shot. Create it only after :func:`check_inputs` passed."""
+
+    def __init__(self, context, stages: tuple[str, ...], source: str, depth: str, backend, interactive: bool):
+        self.scene = context.scene
+        self.settings = context.scene.stereoforge
+        self.state = context.window_manager.stereoforge_job
+        self.shot_dir = abspath(self.settings.output_dir)
+        self.stages = [st for st in STAGES if st in stages]
+        self.source, self.depth, self.backend = source, depth, backend
+        self.interactive = interactive
+        # The Scene source knows its focal length exactly; later stages must send the backend the same one.
+        self.focal_px: float | None = None
+        if self.settings.source == "SCENE" and "load" not in self.stages:
+            self.focal_px = shotlib.read_shot(self.shot_dir).get("spec", {}).get("focal_px")
+        self.cancelled = False
+        self.child: client.ConvertJob | None = None
+        self.result: dict = {}
+        self._steps = self._all_steps()
+        self.state.running = True
+        self.state.cancel_requested = False
+        self.state.message = ""
+        self.state.shot_dir = self.shot_dir
+        self.state.step_count = len(self.stages)
+
+    # -- driving --------------------------------------------------------------------------------------------
+
+    def _all_steps(self) -> Iterator[str | None]:
+        for index, stage in enumerate(self.stages):
+            self.state.step = STAGE_LABELS[stage]
+            self.state.step_index = index + 1
+            self.progress(STAGE_LABELS[stage], 0, 0)
+            yield from getattr(self, "_" + stage)()
+
+    def advance(self) -> str | None:
+        """Do a little work; returns DONE when the job is over, WAIT when it waits on the backend or a render.
+
+        Raises StepError, BackendError or JobCancelled.
+        """
+        if self.state.cancel_requested and not self.cancelled:
+            self.cancel()
+        try:
+            return next(self._steps)
+        except StopIteration:
+            self.close()
+            return DONE
+        except BaseException:
+            self.close()
+            raise
+
+    def run_blocking(self) -> None:
+        """Run to the end (background mode). Ctrl-C cancels: the backend stops, finished frames stay."""
+        try:
+            while (hint := self.advance()) != DONE:
+                if hint == WAIT:
+                    time.sleep(0.05)
+        except KeyboardInterrupt:
+            self.cancel()
+            if self.child is not None:
+                self.child.process.wait()
+            self.close()
+            raise JobCancelled("cancelled; the frames finished so far are kept, run again to resume") from None
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.state.cancel_requested = True
+        if self.child is not None:
+            self.child.cancel()
+
+    def close(self) -> None:
+        self._steps.close()
+        if self.child is not None and self.child.running:
+            self.child.cancel()
+        self.state.running = False
+
+    def progress(self, stage: str, done: int, total: int) -> None:
+        self.state.stage, self.state.done, self.state.total = stage, done, total
+
+    def _check_cancel(self) -> None:
+        if self.cancelled:
+            raise JobCancelled("cancelled; the frames finished so far are kept in "
+                               f"'{self.shot_dir}', run again to resume")
+
+    # -- talking to the backend -----------------------------------------------------------------------------
+
+    def _spec(self, stages: list[str]) -> dict:
+        spec = self.settings.convert_spec(self.source, self.depth, focal_px=self.focal_px)
+        return {**spec, "stages": stages}
+
+    def _backend(self, stages: list[str]) -> Iterator[str | None]:
+        self._check_cancel()
+        self.child = self.backend.start(self._spec(stages))
+        while True:
+            for event in self.child.poll():
+                self.progress(event.get("stage", ""), int(event.get("done", 0)), int(event.get("total", 0)))
+            if self.child.result is not None and not self.child.running:
+                break
+            if self.cancelled:
+                self.child.cancel()
+            yield WAIT
+        self.result = self.child.result
+        self.child = None
+
+    # -- the stages -----------------------------------------------------------------------------------------
+
+    def _load(self):
+        if self.settings.source == "SCENE":
+            camera = self._source_camera()
+            yield from self._render_scene_source()
+        yield from self._backend(["ingest", "cloud"])
+        if self.settings.source == "SCENE" and self.settings.source_camera is None:
+            self.settings.source_camera = camera  # the stereo camera becomes the scene camera next
+
+    def _import_clouds(self):
+        self._check_cancel()
+        meta = self._meta()
+        first_frame, camera_world = 1, None
+        if self.settings.source == "SCENE":
+            camera = self._source_camera()
+            first_frame = self.scene.frame_start
+            camera_world = _camera_path(self.scene, camera)
+        try:
+            sflscene.import_clouds(bpy.context, self.shot_dir, meta, first_frame, camera_world)
+        except sflscene.SceneError as exc:
+            raise StepError(str(exc)) from None
+        yield
+
+    def _setup_camera(self):
+        self._check_cancel()
+        meta = self._meta()
+        objects = self._objects()
+        sflscene.setup_camera(self.scene, objects["camera"], meta)
+        yield
+
+    def _render_eyes(self):
+        if self.settings.eye_renderer == "SPLATTER":
+            if shotlib.has_blender_eyes(self.shot_dir):  # the backend would take Blender's eyes for its own
+                shotlib.clear_eyes(self.shot_dir)
+            yield from self._backend(["eyes"])
+            return
+        meta = self._meta()
+        objects = self._objects()
+        camera = objects["camera"]
+        if self.scene.camera != camera or not self.scene.render.use_multiview:
+            raise StepError(f"the stereo camera '{camera.name}' is not the scene's multiview camera; run 'Set Up "
+                            "Stereo Camera' first")
+        coll = sflscene.shot_collection(self.scene, self.shot_dir)
+        layer = sflscene.setup_eye_render(self.scene, coll, self.settings.samples)
+        shotlib.prepare_blender_eyes(self.shot_dir, shotlib.eyes_record(meta, _render_record(self.scene, camera)))
+        first = int(objects["cloud"].get(sflscene.FIRST_FRAME_PROP, 1))
+        frames = shotlib.missing_frames(self.shot_dir, int(meta["frames"]))
+        done = int(meta["frames"]) - len(frames)
+        frame_before = self.scene.frame_current
+        try:
+            with render.eye_output(self.scene, layer):
+                yield from self._render_frames(
+                    "render eyes", frames, done, int(meta["frames"]),
+                    begin=lambda n: render.begin_eye_frame(self.scene, self.shot_dir, n, first),
+                    finish=lambda n: render.finish_eye_frame(self.shot_dir, n))
+        finally:
+            self.scene.frame_set(frame_before)
+
+    def _inpaint(self):
+        yield from self._backend(["inpaint"])
+
+    def _composite(self):
+        yield from self._backend(["composite", "encode"])
+
+    # -- rendering ------------------------------------------------------------------------------------------
+
+    def _render_frames(self, label: str, frames: list[int], done: int, total: int,
+                       begin: Callable[[int], dict], finish: Callable[[int], bool]):
+        self.progress(label, done, total)
+        for n in frames:
+            self._check_cancel()
+            kwargs = begin(n)
+            if self.interactive:
+                started = bpy.ops.render.render("INVOKE_DEFAULT", **kwargs)
+                if not {"RUNNING_MODAL", "FINISHED"} & started:
+                    raise StepError("Blender could not start the render (is another render running?)")
+                while bpy.app.is_job_running("RENDER"):
+                    yield WAIT
+            else:
+                bpy.ops.render.render(**kwargs)
+            if not finish(n):
+                if self.interactive or self.cancelled:
+                    self.cancel()
+                    self._check_cancel()
+                raise StepError(f"Blender's render of frame {n} wrote no output; check the console")
+            done += 1
+            self.progress(label, done, total)
+            yield
+
+    def _render_scene_source(self):
+        """The Scene source: the source camera's frames (16-bit PNG through the scene's colour management) and
+        its Z pass as depth in metres, beside the shot folder. Re-rendered whole each time (the scene may have
+        changed), so what the backend made from an earlier render is cleared."""
+        scene, camera = self.scene, self._source_camera()
+        color_dir, depth_dir = self.source, self.depth
+        for folder in (color_dir, depth_dir, os.path.join(depth_dir, ".render")):
+            os.makedirs(folder, exist_ok=True)
+            for name in os.listdir(folder):
+                path = os.path.join(folder, name)
+                if os.path.isfile(path):
+                    os.remove(path)
+        _clear_ingest(self.shot_dir)
+        self.focal_px = render.scene_focal_px(scene, camera)
+        shots = {c for c in scene.collection.children_recursive if c.get(sflscene.SHOT_PROP)}
+        copy = render.make_source_scene(scene, camera, shots)
+        try:
+            frames = list(range(scene.frame_start, scene.frame_end + 1))
+            yield from self._render_frames(
+                "render scene", frames, 0, len(frames),
+                begin=lambda f: render.begin_scene_frame(copy, color_dir, depth_dir, f),
+                finish=lambda f: render.finish_scene_frame(color_dir, depth_dir, f))
+        finally:
+            bpy.data.scenes.remove(copy)
+            scratch = os.path.join(depth_dir, ".render")
+            if os.path.isdir(scratch) and not os.listdir(scratch):
+                os.rmdir(scratch)
+
+    # -- helpers --------------------------------------------------------------------------------------------
+
+    def _meta(self) -> dict:
+        try:
+            return shotlib.read_shot(self.shot_dir)
+        except ValueError as exc:
+            raise StepError(str(exc)) from None
+
+    def _objects(self) -> dict:
+        try:
+            return sflscene.shot_objects(self.scene, self.shot_dir)
+        except sflscene.SceneError as exc:
+            raise StepError(str(exc)) from None
+
+    def _source_camera(self):
+        camera = self.settings.source_camera or self.scene.camera
+        problem = render.check_scene_camera(self.scene, camera)
+        if problem:
+            raise StepError(problem)
+        return camera
+
+
+def _camera_path(scene, camera) -> Callable[[int], object]:
+    """``frame -> world matrix`` of ``camera``, sampled now (frame_set evaluates its animation)."""
+    current = scene.frame_current
+    matrices = {}
+    for frame in range(scene.frame_start, scene.frame_end + 1):
+        scene.frame_set(frame)
+        matrices[frame] = camera.matrix_world.copy()
+    scene.frame_set(current)
+    return matrices.__getitem__
+
+
+def _render_record(scene, camera) -> dict:
+    data, stereo = camera.data, camera.data.stereo
+    return {"samples": scene.cycles.samples, "filter_width": scene.cycles.filter_width,
+            "lens": round(data.lens, 6), "sensor_width": round(data.sensor_width, 6),
+            "resolution": [scene.render.resolution_x, scene.render.resolution_y],
+            "stereo": [round(stereo.interocular_distance, 9), round(stereo.convergence_distance, 9),
+                       stereo.convergence_mode, stereo.pivot]}
+
+
+def _clear_ingest(shot_dir: str) -> None:
+    """Remove what the backend made from an earlier Scene source render: it knows files by name, not content."""
+    import shutil
+
+    for rel in ("source", "depth", "cloud", "cloud.usdc"):
+        path = os.path.join(shot_dir, rel)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+    shotlib.clear_eyes(shot_dir)

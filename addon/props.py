@@ -1,0 +1,207 @@
+"""``scene.stereoforge``: every setting of the panel, and ``window_manager.stereoforge_job``: the running job.
+
+A headless script sets the same properties the artist sees (the tooltip names each one), then calls
+``bpy.ops.stereoforge.run()``. Values the backend works out from the clip (convergence distance, frame rate)
+are 0 for "automatic".
+"""
+
+from __future__ import annotations
+
+import math
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+
+SOURCES = [
+    ("PROMPT", "Prompt", "Generate the mono video from a text prompt (needs the models backend)"),
+    ("IMAGE", "Image", "One still image"),
+    ("VIDEO", "Video", "A video file or a folder of frames"),
+    ("SCENE", "Scene", "Render this scene's camera, with its Z pass as depth"),
+]
+DEPTH_KINDS = [
+    ("METRIC", "Metric", "Metres along the camera axis (planar depth, as Cycles' Z pass)"),
+    ("RELATIVE", "Relative", "Affine-invariant inverse depth (as Depth Anything outputs), mapped to Near..Far"),
+    ("DISPARITY", "Disparity", "Pixels between a stereo pair, with the Baseline"),
+]
+CONVERGENCE_MODES = [
+    ("OFFAXIS", "Off-Axis", "Parallel eyes with shifted image windows: the convergence plane has zero parallax"),
+    ("PARALLEL", "Parallel", "Parallel eyes: everything in front of the screen"),
+    ("TOE", "Toe-in", "Eyes turned towards the convergence point"),
+]
+PIVOTS = [
+    ("LEFT", "Left", "The source is the left eye; only the right eye is rendered new"),
+    ("CENTER", "Center", "The source is the centre view; both eyes are rendered from it"),
+    ("RIGHT", "Right", "The source is the right eye"),
+]
+EYE_RENDERERS = [
+    ("BLENDER", "Blender", "Cycles renders both eyes of the imported point clouds through the stereo camera"),
+    ("SPLATTER", "Backend", "The backend's forward splatter renders the eyes (fast, no Blender render)"),
+]
+INPAINTERS = [
+    ("BACKGROUND", "Background", "Fill dropout from the farther neighbour (the background the camera never saw)"),
+    ("TELEA", "Telea", "OpenCV's Telea inpainting"),
+    ("NONE", "None", "Leave dropout black (to check the raw eyes)"),
+]
+LAYOUTS = [
+    ("SBS", "Side by Side", "Full side-by-side, left eye on the left"),
+    ("SBS_HALF", "Half Side by Side", "Half-width side-by-side (3D TVs)"),
+    ("TB", "Top-Bottom", "Full top-bottom, left eye on top"),
+    ("TB_HALF", "Half Top-Bottom", "Half-height top-bottom"),
+    ("ANAGLYPH", "Anaglyph", "Red-cyan anaglyph (Dubois)"),
+    ("SEPARATE", "Separate Eyes", "Two videos, one per eye"),
+]
+CODECS = [("H264", "H.264", "Plays everywhere"), ("H265", "H.265", "Smaller files")]
+DEVICES = [("AUTO", "Auto", "CUDA when the backend sees a GPU, else CPU"), ("CPU", "CPU", ""),
+           ("CUDA", "CUDA", "")]
+
+#: The lens the backend assumes when none is given: 35 mm on a 36 mm-wide sensor.
+SENSOR_WIDTH_MM = 36.0
+
+
+class StereoForgeSettings(bpy.types.PropertyGroup):
+    # -- source
+    source: EnumProperty(name="Source", items=SOURCES, default="VIDEO",
+                         description="Where the mono frames come from")
+    prompt: StringProperty(name="Prompt", description="Text prompt for the video model (needs the models backend)")
+    source_path: StringProperty(name="Source Path", subtype="FILE_PATH",
+                                description="The image, the video file (mp4/mov/mkv/webm) or the folder of frames")
+    source_camera: PointerProperty(name="Source Camera", type=bpy.types.Object,
+                                   poll=lambda self, obj: obj.type == "CAMERA",
+                                   description="Scene source: the camera to render (empty: the scene camera; "
+                                               "set on the first run, since the stereo camera then becomes "
+                                               "the scene camera)")
+    lens: FloatProperty(name="Source Lens", default=35.0, min=1.0, max=5000.0, unit="CAMERA",
+                        description="Focal length of the source camera on a 36 mm-wide sensor (35 mm: about "
+                                    "54 degrees horizontally); the Scene source uses the scene camera's")
+    # -- depth
+    depth_model: StringProperty(name="Depth Model",
+                                description="Depth model (Hugging Face id or folder) for sources without depth "
+                                            "files; needs the models backend")
+    depth_path: StringProperty(name="Depth Path", subtype="FILE_PATH",
+                               description="Depth of the source: one file per image (.npy/.exr/16-bit .png), a "
+                                           "folder of per-frame files, or one .npy/.npz stack")
+    depth_kind: EnumProperty(name="Depth Kind", items=DEPTH_KINDS, default="RELATIVE",
+                             description="What the depth files hold")
+    depth_scale: FloatProperty(name="Depth Scale", default=1.0, min=1e-9, precision=4,
+                               description="Multiply the depth files' values by this first (0.001 for millimetres)")
+    near: FloatProperty(name="Near", default=1.0, min=1e-4, unit="LENGTH",
+                        description="Relative depth: distance of the nearest point")
+    far: FloatProperty(name="Far", default=10.0, min=1e-4, unit="LENGTH",
+                       description="Relative depth: distance of the farthest point")
+    baseline: FloatProperty(name="Baseline", default=0.0, min=0.0, unit="LENGTH", precision=4,
+                            description="Disparity depth: the stereo pair's baseline (0: the interocular)")
+    # -- stereo rig (Blender's stereo camera)
+    interocular: FloatProperty(name="Interocular Distance", default=0.065, min=1e-5, unit="LENGTH", precision=4,
+                               description="Distance between the eyes (Blender's stereo interocular distance)")
+    convergence_distance: FloatProperty(name="Convergence Distance", default=0.0, min=0.0, unit="LENGTH",
+                                        description="Distance of the zero-parallax plane (0: automatic, the "
+                                                    "middle of the clip's depth range in parallax)")
+    convergence_mode: EnumProperty(name="Convergence Mode", items=CONVERGENCE_MODES, default="OFFAXIS",
+                                   description="Blender's stereo convergence mode")
+    pivot: EnumProperty(name="Pivot", items=PIVOTS, default="CENTER",
+                        description="Which view stays where the source camera is")
+    max_parallax: FloatProperty(name="Depth Budget", default=0.0, min=0.0, max=20.0, subtype="PERCENTAGE",
+                                description="Parallax of the nearest point in % of the image width; sets the "
+                                            "interocular distance (0: off, use the interocular distance)")
+    eye_renderer: EnumProperty(name="Eye Renderer", items=EYE_RENDERERS, default="BLENDER",
+                               description="Who renders the left and right eyes")
+    samples: IntProperty(name="Eye Samples", default=16, min=1, max=4096,
+                         description="Cycles samples per pixel of the eye renders (the points are emissive, so "
+                                     "samples only antialias their edges)")
+    # -- inpainting
+    inpaint: EnumProperty(name="Inpainting", items=INPAINTERS, default="BACKGROUND",
+                          description="How dropout (pixels no point reached) is filled")
+    # -- output
+    layout: EnumProperty(name="Layout", items=LAYOUTS, default={"SBS"}, options={"ENUM_FLAG"},
+                         description="Stereo layouts to composite and encode")
+    codec: EnumProperty(name="Codec", items=CODECS, default="H264", description="Video codec")
+    crf: IntProperty(name="Quality (CRF)", default=18, min=0, max=51,
+                     description="Video quality, 0 lossless .. 51 worst (18 looks clean)")
+    fps: FloatProperty(name="Frame Rate", default=0.0, min=0.0,
+                       description="Frames per second of the output (0: the source's, or 24)")
+    output_dir: StringProperty(name="Output Folder", subtype="DIR_PATH",
+                               description="The shot folder: source, depth, point clouds, eyes, masks, filled "
+                                           "eyes and the stereo videos go there")
+
+    def convert_spec(self, source: str, depth: str, focal_px: float | None = None) -> dict:
+        """The backend's convert spec (``ConvertSpec`` field names) for these settings.
+
+        ``focal_px`` overrides the lens (the Scene source knows its camera exactly).
+        """
+        budget = self.max_parallax > 0
+        scene_source = self.source == "SCENE"
+        f = _decimal
+        return {
+            "source": source,
+            "output_dir": abspath(self.output_dir),
+            "depth": depth,
+            "depth_kind": "metric" if scene_source else self.depth_kind.lower(),
+            "depth_scale": None if scene_source else f(self.depth_scale),
+            "near": f(self.near),
+            "far": f(self.far),
+            "baseline": f(self.baseline) or None,
+            "focal_px": focal_px,
+            "hfov": None if focal_px else math.degrees(2 * math.atan(SENSOR_WIDTH_MM / 2 / self.lens)),
+            "interocular": None if budget else f(self.interocular),
+            "convergence_distance": f(self.convergence_distance) or None,
+            "convergence_mode": self.convergence_mode,
+            "pivot": self.pivot,
+            "max_parallax": f(self.max_parallax) if budget else None,
+            "inpaint": self.inpaint.lower(),
+            "layouts": [layout.lower().replace("_", "-") for layout, *_ in LAYOUTS if layout in self.layout],
+            "fps": f(self.fps) or None,
+            "codec": self.codec.lower(),
+            "crf": self.crf,
+            # Blender draws every point as a sphere, so it needs them all (stride 1) at full resolution.
+            "cloud_stride": 1 if self.eye_renderer == "BLENDER" else None,
+        }
+
+
+class StereoForgeJobState(bpy.types.PropertyGroup):
+    """What the panel and the status bar show about the running (or last) job. Not saved with the file."""
+
+    running: BoolProperty(name="Running")
+    cancel_requested: BoolProperty(name="Cancel Requested")
+    step: StringProperty(name="Step")
+    step_index: IntProperty(name="Step Index")
+    step_count: IntProperty(name="Step Count")
+    stage: StringProperty(name="Stage")
+    done: IntProperty(name="Done")
+    total: IntProperty(name="Total")
+    message: StringProperty(name="Message")
+    shot_dir: StringProperty(name="Shot Folder", subtype="DIR_PATH")
+    video: StringProperty(name="Video", subtype="FILE_PATH")
+
+    @property
+    def factor(self) -> float:
+        return self.done / self.total if self.total else 0.0
+
+
+def _decimal(value: float) -> float:
+    """A property's value as the user typed it: Blender stores floats in single precision (0.065 comes back as
+    0.064999997...), and the backend should see 0.065."""
+    return float(f"{value:.7g}")
+
+
+def abspath(path: str) -> str:
+    """A path from a property: Blender's ``//`` (relative to the .blend) expanded, made absolute."""
+    import os
+
+    return os.path.abspath(bpy.path.abspath(path)) if path else ""
+
+
+CLASSES = (StereoForgeSettings, StereoForgeJobState)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.stereoforge = PointerProperty(type=StereoForgeSettings, name="StereoForge")
+    bpy.types.WindowManager.stereoforge_job = PointerProperty(type=StereoForgeJobState, name="StereoForge Job")
+
+
+def unregister() -> None:
+    del bpy.types.WindowManager.stereoforge_job
+    del bpy.types.Scene.stereoforge
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

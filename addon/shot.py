@@ -1,0 +1,100 @@
+"""The shot folder, as the add-on reads it (standard library only, no ``bpy``).
+
+The backend writes the shot folder (DESIGN.md): ``shot.json``, ``source/``, ``depth/``, ``cloud.usdc``,
+``eyes/``, ``masks/``, ``filled/``, ``out/``. The add-on reads ``shot.json`` (the camera and the resolved rig)
+and writes one thing of its own: the eyes that Blender renders, with ``eyes/blender.json`` saying what they
+were rendered from, so that a change (another rig, another cloud, more samples) re-renders them and clears
+what the backend made from the old ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+EYES = ("left", "right")
+#: Written beside the eyes Blender rendered: the settings they were made with.
+BLENDER_EYES_RECORD = "blender.json"
+#: What the backend makes from the eyes: stale as soon as the eyes change.
+DOWNSTREAM_OF_EYES = ("masks", "filled", os.path.join("out", "frames"), os.path.join("out", "video"))
+
+
+def frame_name(n: int, ext: str) -> str:
+    """File name of shot frame ``n`` (1-based), as the backend names them."""
+    return f"{n:06d}.{ext}"
+
+
+def read_shot(shot_dir: str) -> dict:
+    """``shot.json`` of a shot folder; raises ValueError with a message the user can act on."""
+    path = os.path.join(shot_dir, "shot.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"'{shot_dir}' holds no shot.json yet; run the Load stage first") from None
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read '{path}': {exc}; run the Load stage again") from None
+    for key in ("camera", "rig", "frames"):
+        if key not in meta:
+            raise ValueError(f"'{path}' has no '{key}'; it was written by another tool or an old version, "
+                             "run the Load stage again")
+    return meta
+
+
+def cloud_path(shot_dir: str) -> str:
+    return os.path.join(shot_dir, "cloud.usdc")
+
+
+def eye_path(shot_dir: str, eye: str, n: int) -> str:
+    return os.path.join(shot_dir, "eyes", eye, frame_name(n, "exr"))
+
+
+def eyes_record(meta: dict, render: dict) -> dict:
+    """What Blender's eyes depend on: the clouds (the backend's fingerprints of ingest and cloud), the camera,
+    the rig and the render settings."""
+    stages = meta.get("stages", {})
+    return {"ingest": stages.get("ingest"), "cloud": stages.get("cloud"), "camera": meta["camera"],
+            "rig": meta["rig"], "render": render}
+
+
+def prepare_blender_eyes(shot_dir: str, record: dict) -> bool:
+    """Make room for Blender's eyes: keep those on disk only if they were rendered with ``record``.
+
+    Otherwise (other settings, or eyes the backend's splatter made) the eyes and everything made from them
+    are removed. Writes the record. Returns True when earlier eyes were kept (a resume).
+    """
+    path = os.path.join(shot_dir, "eyes", BLENDER_EYES_RECORD)
+    previous = None
+    try:
+        with open(path, encoding="utf-8") as f:
+            previous = json.load(f)
+    except (OSError, ValueError):
+        pass
+    keep = previous == json.loads(json.dumps(record))
+    if not keep:
+        clear_eyes(shot_dir)
+    for eye in EYES:
+        os.makedirs(os.path.join(shot_dir, "eyes", eye), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(record, f, indent=2)
+    os.replace(tmp, path)
+    return keep
+
+
+def clear_eyes(shot_dir: str) -> None:
+    """Remove the eyes and what the backend made from them (masks, filled eyes, composites, videos)."""
+    for rel in ("eyes",) + DOWNSTREAM_OF_EYES:
+        target = os.path.join(shot_dir, rel)
+        if os.path.isdir(target):
+            shutil.rmtree(target)
+
+
+def has_blender_eyes(shot_dir: str) -> bool:
+    return os.path.exists(os.path.join(shot_dir, "eyes", BLENDER_EYES_RECORD))
+
+
+def missing_frames(shot_dir: str, count: int) -> list[int]:
+    """Shot frames (1-based) whose left or right eye is not on disk yet."""
+    return [n for n in range(1, count + 1) if not all(os.path.exists(eye_path(shot_dir, e, n)) for e in EYES)]

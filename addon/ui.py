@@ -1,0 +1,159 @@
+"""The sidebar panel (3D viewport > N > StereoForge) and the progress in the status bar."""
+
+from __future__ import annotations
+
+import bpy
+
+from . import operators
+
+
+def _progress(layout, state) -> None:
+    """The running job's progress bar, step and frame, and its Cancel button."""
+    text = f"{state.step_index}/{state.step_count} {state.stage}"
+    if state.total:
+        text += f" {state.done}/{state.total}"
+    row = layout.row(align=True)
+    row.progress(factor=state.factor, type="BAR", text=text)
+    row.operator("stereoforge.cancel", text="", icon="CANCEL")
+
+
+class _Panel:
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "StereoForge"
+
+
+class STEREOFORGE_PT_main(_Panel, bpy.types.Panel):
+    bl_label = "StereoForge"
+
+    def draw(self, context):
+        layout = self.layout
+        state = context.window_manager.stereoforge_job
+        if state.running:
+            _progress(layout, state)
+        else:
+            layout.operator("stereoforge.run", icon="PLAY")
+        if state.message and not state.running:
+            box = layout.box()
+            box.label(text=state.message, icon="INFO")
+            if state.video:
+                box.operator("stereoforge.load_result", icon="FILE_MOVIE")
+
+
+class STEREOFORGE_PT_source(_Panel, bpy.types.Panel):
+    bl_label = "Source"
+    bl_parent_id = "STEREOFORGE_PT_main"
+
+    def draw(self, context):
+        s = context.scene.stereoforge
+        layout = self.layout
+        layout.use_property_split = True
+        layout.prop(s, "source")
+        if s.source == "PROMPT":
+            layout.prop(s, "prompt")
+            layout.label(text="Needs the models backend", icon="ERROR")
+        elif s.source == "SCENE":
+            layout.prop(s, "source_camera")
+        else:
+            layout.prop(s, "source_path")
+            layout.prop(s, "lens")
+        layout.operator("stereoforge.load", icon="IMPORT")
+
+
+class STEREOFORGE_PT_depth(_Panel, bpy.types.Panel):
+    bl_label = "Depth"
+    bl_parent_id = "STEREOFORGE_PT_main"
+
+    def draw(self, context):
+        s = context.scene.stereoforge
+        layout = self.layout
+        layout.use_property_split = True
+        if s.source == "SCENE":
+            layout.label(text="From the scene camera's Z pass (metres)")
+            return
+        layout.prop(s, "depth_path")
+        layout.prop(s, "depth_model")
+        layout.prop(s, "depth_kind")
+        if s.depth_kind == "RELATIVE":
+            col = layout.column(align=True)
+            col.prop(s, "near")
+            col.prop(s, "far")
+        elif s.depth_kind == "DISPARITY":
+            layout.prop(s, "baseline")
+        layout.prop(s, "depth_scale")
+
+
+class STEREOFORGE_PT_rig(_Panel, bpy.types.Panel):
+    bl_label = "Stereo Rig"
+    bl_parent_id = "STEREOFORGE_PT_main"
+
+    def draw(self, context):
+        s = context.scene.stereoforge
+        layout = self.layout
+        layout.use_property_split = True
+        layout.prop(s, "convergence_mode")
+        layout.prop(s, "pivot")
+        col = layout.column()
+        col.active = s.max_parallax == 0
+        col.prop(s, "interocular")
+        layout.prop(s, "max_parallax")
+        row = layout.row()
+        row.active = s.convergence_mode != "PARALLEL"
+        row.prop(s, "convergence_distance")
+        layout.prop(s, "eye_renderer")
+        if s.eye_renderer == "BLENDER":
+            layout.prop(s, "samples")
+        col = layout.column(align=True)
+        col.operator("stereoforge.import_clouds", icon="POINTCLOUD_DATA")
+        col.operator("stereoforge.setup_camera", icon="CAMERA_STEREO")
+        col.operator("stereoforge.render_eyes", icon="RENDER_ANIMATION")
+
+
+class STEREOFORGE_PT_inpaint(_Panel, bpy.types.Panel):
+    bl_label = "Inpainting"
+    bl_parent_id = "STEREOFORGE_PT_main"
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = True
+        layout.prop(context.scene.stereoforge, "inpaint")
+        layout.operator("stereoforge.inpaint", icon="BRUSH_DATA")
+
+
+class STEREOFORGE_PT_output(_Panel, bpy.types.Panel):
+    bl_label = "Output"
+    bl_parent_id = "STEREOFORGE_PT_main"
+
+    def draw(self, context):
+        s = context.scene.stereoforge
+        layout = self.layout
+        layout.use_property_split = True
+        layout.prop(s, "output_dir")
+        layout.prop(s, "layout")
+        layout.prop(s, "codec")
+        layout.prop(s, "crf")
+        layout.prop(s, "fps")
+        layout.operator("stereoforge.composite", icon="NODE_COMPOSITING")
+
+
+def draw_status(self, context) -> None:
+    """Appended to the status bar: the running job's progress, so it shows in every workspace."""
+    state = context.window_manager.stereoforge_job
+    if state.running and operators.active_job() is not None:
+        _progress(self.layout, state)
+
+
+CLASSES = (STEREOFORGE_PT_main, STEREOFORGE_PT_source, STEREOFORGE_PT_depth, STEREOFORGE_PT_rig,
+           STEREOFORGE_PT_inpaint, STEREOFORGE_PT_output)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.STATUSBAR_HT_header.append(draw_status)
+
+
+def unregister() -> None:
+    bpy.types.STATUSBAR_HT_header.remove(draw_status)
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

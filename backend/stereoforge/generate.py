@@ -1,0 +1,346 @@
+"""``generate``: a prompt (and optionally a first frame) becomes a stereo shot.
+
+    prompt -> video model -> generated/000001.png ... -> depth model -> estimated_depth/ -> convert (same shot)
+
+The video model is any diffusers text-to-video or image-to-video pipeline (:mod:`stereoforge.models.video`); the
+frames land in the shot folder, and the normal convert pipeline takes them from there, with depth from the depth
+model. ``shot.json`` records under ``generate`` every parameter, the seed actually used, the model's id, class and
+revision, and the library versions, so the take can be made again.
+
+Running the same command again resumes: finished frames of every stage are kept. The video itself is made in one
+call (a video model denoises all frames together), so it is either complete or made again; a changed generation
+setting (prompt, model, size, seed...) starts the shot over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+from . import __version__
+from .errors import InputError
+from .spec import DEFAULT_FPS, ConvertSpec
+
+#: Where a shot keeps its generated mono frames.
+GENERATED = "generated"
+#: The depth model ``generate`` uses unless told otherwise (relative inverse depth, 25M parameters).
+DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
+#: ConvertSpec fields that ``generate`` sets itself.
+_SET_BY_GENERATE = ("source", "output_dir", "depth", "frames")
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class GenerateSpec:
+    """A generate job: what to make, with which video model, and the convert options for the rest.
+
+    ``None`` leaves a value to the video pipeline's own default. ``options`` holds every convert option (rig,
+    inpainting, output, device, dtype, seed, depth model); its ``source`` and ``output_dir`` are set here.
+    """
+
+    prompt: str
+    output_dir: str
+    video_model: str
+    image: str | None = None
+    negative_prompt: str | None = None
+    num_frames: int | None = None
+    height: int | None = None
+    width: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    options: ConvertSpec | None = None
+
+    def __post_init__(self):
+        if self.options is None:
+            self.options = ConvertSpec(source="", output_dir=self.output_dir, depth_model=DEFAULT_DEPTH_MODEL)
+        self.options = dataclasses.replace(self.options, source=self.generated_dir, output_dir=self.output_dir,
+                                           depth=None, frames=None,
+                                           depth_model=self.options.depth_model or DEFAULT_DEPTH_MODEL)
+
+    @property
+    def generated_dir(self) -> str:
+        return os.path.join(os.path.abspath(self.output_dir), GENERATED)
+
+    def check(self) -> None:
+        if not self.prompt and not self.image:
+            raise InputError("give a prompt, or a first frame with --image")
+        if not self.video_model:
+            raise InputError("give a --video-model: a Hugging Face id (e.g. Wan-AI/Wan2.1-T2V-1.3B-Diffusers) or "
+                             "a local folder of a diffusers text-to-video pipeline")
+        for name in ("num_frames", "height", "width", "steps"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                flag = {"num_frames": "frames"}.get(name, name)
+                raise InputError(f"--{flag} {value} is not valid; give a positive number")
+        if self.guidance is not None and self.guidance < 0:
+            raise InputError(f"--guidance {self.guidance} is not valid; give 0 or more")
+        if self.image is not None and not os.path.isfile(self.image):
+            raise InputError(f"--image '{self.image}' does not exist; give the first frame as an image file")
+        self.options.check()
+
+    def to_dict(self) -> dict:
+        """Flat: the generation fields and every convert option (as the job server takes them)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "options"}
+        data.update({k: v for k, v in self.options.to_dict().items() if k not in _SET_BY_GENERATE})
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GenerateSpec:
+        own = {f.name for f in fields(cls)} - {"options"}
+        convert = {k: v for k, v in data.items() if k not in own}
+        refused = sorted(set(convert) & set(_SET_BY_GENERATE))
+        if refused:
+            raise InputError(f"generate sets {', '.join(refused)} itself; leave them out")
+        options = ConvertSpec.from_dict({"source": "", "output_dir": data.get("output_dir", ""), **convert})
+        return cls(**{k: v for k, v in data.items() if k in own}, options=options)
+
+    def settings(self) -> dict:
+        """What shapes the generated frames: a change of any of these makes the video again."""
+        o = self.options
+        image = None
+        if self.image is not None:
+            with open(self.image, "rb") as f:
+                image = {"path": os.path.abspath(self.image), "sha1": hashlib.sha1(f.read()).hexdigest()}
+        video_model = os.path.abspath(self.video_model) if os.path.isdir(self.video_model) else self.video_model
+        return {"video_model": video_model, "prompt": self.prompt, "negative_prompt": self.negative_prompt,
+                "image": image, "num_frames": self.num_frames, "height": self.height, "width": self.width,
+                "steps": self.steps, "guidance": self.guidance, "seed": o.seed, "fps": o.fps,
+                "dtype": o.model_dtype, "trust_remote_code": o.trust_remote_code}
+
+
+# ----------------------------------------------------------------------------------------------- the job
+
+
+def _read_shot_json(shot: str) -> dict:
+    try:
+        with open(os.path.join(shot, "shot.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_shot_json(shot: str, meta: dict) -> None:
+    from .io.images import atomic_path
+
+    with atomic_path(os.path.join(shot, "shot.json")) as tmp, open(tmp, "w") as f:
+        json.dump(meta, f, indent=2, default=str)
+
+
+def _check_output(shot: str, output_dir: str) -> None:
+    if os.path.exists(shot) and not os.path.isdir(shot):
+        raise InputError(f"output '{output_dir}' is a file; give a folder")
+    if os.path.isdir(shot) and os.listdir(shot) and not os.path.exists(os.path.join(shot, "shot.json")):
+        raise InputError(f"output folder '{output_dir}' exists, is not empty and holds no shot.json; give a new "
+                         "or empty folder (or an existing shot folder to resume it)")
+
+
+def _generated_frames(folder: str, count: int) -> list[str]:
+    from .pipeline import frame_name
+
+    return [os.path.join(folder, frame_name(n, "png")) for n in range(1, count + 1)]
+
+
+def _start_over(shot: str) -> None:
+    """A new take: everything made from the previous one goes (shot.json is rewritten next)."""
+    for name in os.listdir(shot):
+        path = os.path.join(shot, name)
+        if name == "shot.json":
+            continue
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+
+
+def make_video(spec: GenerateSpec, progress: Progress, cancel: Callable[[], bool], log) -> dict:
+    """Generate the mono frames into ``SHOT/generated/`` (or keep them when they are already there, made with
+    the same settings); returns the ``generate`` record of shot.json."""
+    from .io.images import read_image, to_uint8_srgb, write_png
+    from .models.depth import model_options
+    from .models.loading import versions
+    from .models.video import VideoRequest, load_video_model
+
+    shot = os.path.abspath(spec.output_dir)
+    settings = spec.settings()
+    meta = _read_shot_json(shot)
+    previous = meta.get("generate")
+    if previous and previous.get("settings") == settings and previous.get("complete"):
+        paths = _generated_frames(spec.generated_dir, previous["frames"])
+        if all(os.path.exists(p) for p in paths):
+            progress("generate", previous["frames"], previous["frames"])
+            return previous
+    if os.path.isdir(shot) and os.listdir(shot):
+        if previous:
+            log("generation settings changed since the last run: making a new take")
+        _start_over(shot)
+    seed = spec.options.seed if spec.options.seed is not None else secrets.randbelow(2**31)
+    record = {"settings": settings, "seed": seed, "complete": False,
+              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    os.makedirs(shot, exist_ok=True)
+    _write_shot_json(shot, {"stereoforge": __version__, "generate": record})
+
+    progress("loading model", 0, 1)
+    model = load_video_model(spec.video_model, model_options(spec.options), log)
+    progress("loading model", 1, 1)
+    image = to_uint8_srgb(read_image(spec.image)) if spec.image else None
+    request = VideoRequest(prompt=spec.prompt, negative_prompt=spec.negative_prompt, image=image,
+                           num_frames=spec.num_frames, height=spec.height, width=spec.width, steps=spec.steps,
+                           guidance=spec.guidance, seed=seed, fps=spec.options.fps)
+    started = time.perf_counter()
+    frames = model(request, progress=lambda done, total: progress("generate", done, total), cancel=cancel, log=log)
+    seconds = time.perf_counter() - started
+    if not frames:
+        raise InputError(f"video model '{spec.video_model}' returned no frames")
+    paths = _generated_frames(spec.generated_dir, len(frames))
+    for path, frame in zip(paths, frames, strict=True):
+        write_png(path, frame)
+    h, w = frames[0].shape[:2]
+    record.update({
+        "complete": True, "frames": len(frames), "size": [w, h],
+        "fps": spec.options.fps or model.default_fps or DEFAULT_FPS,
+        "model": model.info, "pipeline": model.name,
+        "call": model.arguments(request),
+        "versions": {"stereoforge": __version__, **versions()},
+        "seconds": seconds,
+    })
+    _write_shot_json(shot, {**_read_shot_json(shot), "generate": record,
+                            "models": {**_read_shot_json(shot).get("models", {}), "video": model.info}})
+    return record
+
+
+def generate(spec: GenerateSpec, progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
+             log: Callable[[str], None] | None = None) -> dict:
+    """Run (or resume) a generate job: the video, its depth, then the stereo shot. Returns convert's result with
+    ``generate`` (the record written to shot.json) added.
+
+    Raises :class:`InputError` for bad input and :class:`~stereoforge.errors.Cancelled` when ``cancel()`` turns
+    true (finished frames stay).
+    """
+    from .pipeline import convert
+
+    progress = progress or (lambda stage, done, total: None)
+    cancel = cancel or (lambda: False)
+    log = log or (lambda message: None)
+    from .models.loading import check_available
+
+    spec.check()
+    shot = os.path.abspath(spec.output_dir)
+    _check_output(shot, spec.output_dir)
+    check_available(spec.options, spec.video_model)
+    record = make_video(spec, progress, cancel, log)
+    options = dataclasses.replace(spec.options, fps=record["fps"])
+    result = convert(options, progress=progress, cancel=cancel, log=log)
+    return {**result, "generate": record}
+
+
+# ------------------------------------------------------------------------------------------------ the CLI
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """Where and how models run, and the inpainting model (``generate``; the job server takes the same)."""
+    g = p.add_argument_group("models (a Hugging Face id or a local folder each)")
+    g.add_argument("--inpaint-model", metavar="MODEL",
+                   help="fill dropout with a diffusers inpainting pipeline (e.g. a Stable Diffusion inpainting "
+                        "model) instead of --inpaint")
+    g.add_argument("--inpaint-prompt", default="", metavar="TEXT",
+                   help="prompt for the inpainting model (default: none; the surroundings guide the fill)")
+    g.add_argument("--inpaint-steps", type=int, metavar="N", help="denoising steps of the inpainting model")
+    g.add_argument("--inpaint-chunk", type=int, default=8, metavar="N",
+                   help="frames per inpainting call (default: 8)")
+    g.add_argument("--inpaint-overlap", type=int, default=0, metavar="N",
+                   help="frames of the previous chunk filled again with the next one and cross-faded, so the "
+                        "fill cannot jump between chunks (default: 0)")
+    g.add_argument("--inpaint-tile", type=int, default=512, metavar="PX",
+                   help="frames larger than this are inpainted in overlapping tiles of this size (default: 512)")
+    g.add_argument("--inpaint-tile-overlap", type=int, default=64, metavar="PX",
+                   help="pixels shared by neighbouring tiles, blended (default: 64)")
+    g.add_argument("--dtype", dest="model_dtype", default="auto",
+                   choices=("auto", "float32", "float16", "bfloat16"),
+                   help="model precision (default: auto: bfloat16 or float16 on a GPU, float32 on the CPU)")
+    g.add_argument("--offload", dest="model_offload", default="none", choices=("none", "model", "sequential"),
+                   help="keep models in CPU memory and move each part to the GPU only while it runs: model "
+                        "(a little slower, much less VRAM) or sequential (slowest, least VRAM) (default: none)")
+    g.add_argument("--attention-slicing", action="store_true", help="attention in slices: less memory, slower")
+    g.add_argument("--vae-tiling", action="store_true", help="decode frames with the VAE tile by tile")
+    g.add_argument("--seed", type=int, metavar="K",
+                   help="noise seed of the models (default: drawn at random and recorded in shot.json)")
+    g.add_argument("--trust-remote-code", action="store_true",
+                   help="let a model run code from its own repository (off by default: read that code first)")
+
+
+def register(sub) -> None:
+    """The ``generate`` subcommand."""
+    from .cli import add_convert_options
+
+    p = sub.add_parser(
+        "generate", help="a prompt (and optionally a first frame) -> a stereo shot",
+        conflict_handler="resolve",
+        description="Make a mono video with a diffusers text-to-video or image-to-video pipeline, estimate its "
+                    "depth with a depth model, and convert it into a stereo shot folder: generated/ (the "
+                    "video's frames), estimated_depth/, then everything convert writes. Re-running resumes.")
+    p.add_argument("prompt", metavar="PROMPT", help="what the video shows (\"\" for image-only pipelines)")
+    p.add_argument("-o", "--output", required=True, metavar="SHOT_DIR", help="the shot folder to write")
+    add_convert_options(p)
+    g = p.add_argument_group("video model")
+    g.add_argument("--video-model", required=True, metavar="MODEL",
+                   help="a Hugging Face id or a local folder of a diffusers text-to-video or image-to-video "
+                        "pipeline: Wan 2.x, CogVideoX, LTX-Video, HunyuanVideo, zeroscope...")
+    g.add_argument("--image", metavar="FILE", help="the first frame, for image-to-video pipelines")
+    g.add_argument("--depth-model", default=DEFAULT_DEPTH_MODEL, metavar="MODEL",
+                   help="the depth model: a Hugging Face id or a local folder of a transformers "
+                        "depth-estimation model or a diffusers Marigold pipeline (default: %(default)s)")
+    g.add_argument("--negative-prompt", metavar="TEXT", help="what the video should not show")
+    g.add_argument("--frames", dest="num_frames", type=int, metavar="N",
+                   help="frames to make (default: the model's; Wan makes 4k+1, LTX 8k+1)")
+    g.add_argument("--height", type=int, metavar="PX", help="frame height (default: the model's)")
+    g.add_argument("--width", type=int, metavar="PX", help="frame width (default: the model's)")
+    g.add_argument("--steps", type=int, metavar="N", help="denoising steps (default: the model's)")
+    g.add_argument("--guidance", type=float, metavar="G", help="classifier-free guidance scale (default: the model's)")
+    add_model_options(p)
+    p.set_defaults(func=cmd_generate, frames=None)
+
+
+def spec_from_args(args: argparse.Namespace) -> GenerateSpec:
+    from .cli import _spec_from_args
+
+    if args.depth is not None:
+        raise InputError("generate estimates the depth with --depth-model; --depth is for convert")
+    options = _spec_from_args(args, "", args.output)
+    options = dataclasses.replace(
+        options, inpaint_model=args.inpaint_model, inpaint_prompt=args.inpaint_prompt,
+        inpaint_steps=args.inpaint_steps, inpaint_chunk=args.inpaint_chunk, inpaint_overlap=args.inpaint_overlap,
+        inpaint_tile=args.inpaint_tile, inpaint_tile_overlap=args.inpaint_tile_overlap,
+        model_dtype=args.model_dtype, model_offload=args.model_offload, attention_slicing=args.attention_slicing,
+        vae_tiling=args.vae_tiling, seed=args.seed, trust_remote_code=args.trust_remote_code)
+    return GenerateSpec(prompt=args.prompt, output_dir=args.output, video_model=args.video_model, image=args.image,
+                        negative_prompt=args.negative_prompt, num_frames=args.num_frames, height=args.height,
+                        width=args.width, steps=args.steps, guidance=args.guidance, options=options)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    import sys
+
+    from .cli import _Bars, _json_progress, _report
+
+    started = time.perf_counter()
+    spec = spec_from_args(args)
+    bars = _Bars(args.progress != "bar")
+    log = (lambda m: print(m, file=sys.stderr)) if args.progress != "json" else (
+        lambda m: print(json.dumps({"event": "notice", "message": m}), flush=True))
+    try:
+        result = generate(spec, progress=_json_progress if args.progress == "json" else bars, log=log)
+    finally:
+        bars.close()
+    _report(result, started, args.progress)
+    if args.progress != "json":
+        print(f"seed: {result['generate']['seed']} (recorded in shot.json)")
+    return 0

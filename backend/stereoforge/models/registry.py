@@ -1,0 +1,171 @@
+"""What models this machine has, by stage: ``stereoforge models`` and the job server's ``GET /models``.
+
+Looks in the Hugging Face cache (``$HF_HOME/hub``, ``~/.cache/huggingface/hub`` by default) and in model folders:
+the ones given with ``--dir``, and those listed in ``STEREOFORGE_MODELS`` (separated like ``PATH``). A folder is
+a model when it holds ``model_index.json`` (a diffusers pipeline) or ``config.json`` (a transformers model);
+a folder of such folders is searched one level deep. Nothing is loaded: the stage is read from the config and
+from the pipeline class's ``__call__`` signature.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+from dataclasses import asdict, dataclass
+
+STAGES = ("video", "depth", "inpaint")
+#: transformers model types of depth models (their architectures end in ``ForDepthEstimation``).
+_DEPTH_TYPES = ("depth_anything", "dpt", "zoedepth", "glpn", "depth_pro", "prompt_depth_anything")
+
+
+@dataclass
+class Available:
+    """One model on this machine.
+
+    Attributes:
+        stage: ``video``, ``depth`` or ``inpaint``.
+        id: what to pass as ``--video-model`` / ``--depth-model`` / ``--inpaint-model``.
+        where: ``cache`` or ``folder``.
+        path: the folder (for the cache, its newest snapshot).
+        class_name: the pipeline or model class.
+        detail: ``text-to-video`` / ``image-to-video``; the depth kind (``relative``, ``metric``, ``affine``).
+    """
+
+    stage: str
+    id: str
+    where: str
+    path: str
+    class_name: str | None
+    detail: str | None = None
+
+
+def _pipeline_params(class_name: str):
+    try:
+        import diffusers
+
+        cls = getattr(diffusers, class_name)
+    except (ImportError, AttributeError):
+        return None
+    return inspect.signature(cls.__call__).parameters
+
+
+def classify(library: str | None, class_name: str | None, config: dict) -> tuple[str, str | None] | None:
+    """``(stage, detail)`` of a model from its config, or ``None`` when it is no model of ours."""
+    if library == "transformers":
+        architectures = " ".join(config.get("architectures") or [])
+        model_type = config.get("model_type")
+        if "DepthEstimation" in architectures or model_type in _DEPTH_TYPES:
+            from .depth import METRIC_MODEL_TYPES
+
+            metric = config.get("depth_estimation_type") == "metric" or model_type in METRIC_MODEL_TYPES
+            return "depth", "metric" if metric else "relative"
+        return None
+    if library != "diffusers" or not class_name:
+        return None
+    if "Depth" in class_name and "Marigold" in class_name:
+        return "depth", "relative" if config.get("prediction_type") == "disparity" else "affine"
+    params = _pipeline_params(class_name)
+    if params is None:
+        return None
+    if "mask_image" in params:
+        return "inpaint", None
+    if "num_frames" in params:
+        from .video import needs_image
+
+        return "video", "image-to-video" if needs_image(class_name, params) else "text-to-video"
+    return None
+
+
+def _describe(path: str, model_id: str, where: str) -> Available | None:
+    from ..errors import InputError
+    from .loading import describe_folder
+
+    try:
+        library, class_name, config = describe_folder(path)
+    except InputError:  # an unreadable config: not a model we can offer
+        return None
+    found = classify(library, class_name, config)
+    if found is None:
+        return None
+    return Available(found[0], model_id, where, path, class_name, found[1])
+
+
+def _cache() -> list[Available]:
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        info = scan_cache_dir()
+    except Exception:  # no cache yet, or one we cannot read: nothing to list from it
+        return []
+    found = []
+    for repo in sorted(info.repos, key=lambda r: r.repo_id):
+        if repo.repo_type != "model" or not repo.revisions:
+            continue
+        newest = max(repo.revisions, key=lambda r: r.last_modified)
+        model = _describe(str(newest.snapshot_path), repo.repo_id, "cache")
+        if model is not None:
+            found.append(model)
+    return found
+
+
+def folders_from_env() -> list[str]:
+    return [p for p in os.environ.get("STEREOFORGE_MODELS", "").split(os.pathsep) if p]
+
+
+def _folder(folder: str) -> list[Available]:
+    if not os.path.isdir(folder):
+        return []
+    model = _describe(folder, folder, "folder")
+    if model is not None:
+        return [model]
+    found = []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and not name.startswith("."):
+            model = _describe(path, path, "folder")
+            if model is not None:
+                found.append(model)
+    return found
+
+
+def scan(folders: list[str] | None = None, cache: bool = True) -> list[Available]:
+    """Every model available locally: the cache (unless ``cache`` is false), then ``folders`` and
+    ``STEREOFORGE_MODELS``."""
+    found = _cache() if cache else []
+    for folder in [*(folders or []), *folders_from_env()]:
+        found.extend(_folder(os.path.abspath(os.path.expanduser(folder))))
+    return found
+
+
+def by_stage(models: list[Available]) -> dict[str, list[dict]]:
+    return {stage: [asdict(m) for m in models if m.stage == stage] for stage in STAGES}
+
+
+def register(sub) -> None:
+    """The ``models`` subcommand."""
+    p = sub.add_parser("models", help="list the video, depth and inpainting models available on this machine",
+                       description="List the models this machine has, by stage, from the Hugging Face cache and "
+                                   "from model folders (--dir, and STEREOFORGE_MODELS). Pass an id or folder "
+                                   "shown here as --video-model, --depth-model or --inpaint-model.")
+    p.add_argument("--dir", action="append", default=[], metavar="FOLDER",
+                   help="a model folder, or a folder of model folders (repeatable)")
+    p.add_argument("--json", action="store_true", help="print JSON ({stage: [model, ...]}) for other programs")
+    p.set_defaults(func=cmd_models)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    models = scan(args.dir)
+    if args.json:
+        print(json.dumps(by_stage(models), indent=2))
+        return 0
+    for stage in STAGES:
+        print(f"{stage}:")
+        listed = [m for m in models if m.stage == stage]
+        for m in listed:
+            detail = f", {m.detail}" if m.detail else ""
+            print(f"  {m.id}  ({m.class_name}{detail}; {m.where}: {m.path})")
+        if not listed:
+            print("  (none found)")
+    return 0

@@ -1,0 +1,551 @@
+"""The job server: ``stereoforge serve --root DIR``, for the Blender add-on and for pipelines.
+
+A small HTTP contract (FastAPI):
+
+    GET  /health              version, the worker's torch, device and GPU, what is loaded, the queue
+    GET  /models              models available on the server, by stage (as ``stereoforge models``)
+    POST /jobs                {"kind": "convert" | "generate", ...the CLI options..., "output_dir": "shots/sh010"}
+    GET  /jobs, /jobs/{id}    state (queued, running, succeeded, failed, cancelled), phase, progress 0..1 within
+                              the phase, error, output paths
+    POST /jobs/{id}/cancel    stops at the next frame or denoising step; finished frames stay
+    POST /release             drops the models the worker keeps loaded, freeing GPU memory
+
+Jobs run one at a time in a worker process: a crash (or an out-of-memory kill) fails that job, and the server
+starts a new worker for the next one. The worker keeps models loaded between jobs until ``/release``.
+
+Security: the server binds to loopback unless told otherwise, and refuses another address without a token; with
+a token, every request needs ``Authorization: Bearer TOKEN`` (401 without, 403 with a wrong one). Every folder a
+job writes (``output_dir``) resolves inside ``--root``: ``..``, absolute paths elsewhere and symlinks that lead
+out are refused (422, naming the field), and checked again when the job starts. Relative input paths (source,
+depth, first frame, model folders) are taken from ``--root``; inputs are only read. Request bodies are validated
+by pydantic: a bad one is a 422 that names the field. Models never run code from their repository over HTTP
+unless the server was started with ``--allow-remote-code``.
+"""
+
+import argparse
+import contextlib
+import dataclasses
+import ipaddress
+import multiprocessing
+import os
+import queue
+import secrets
+import threading
+import time
+import traceback
+import typing
+import uuid
+from collections import deque
+from dataclasses import MISSING, dataclass, field
+from typing import Annotated, Literal
+
+from . import __version__
+from .errors import InputError
+
+DEFAULT_PORT = 8765
+STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+#: Log lines kept per job.
+_LOG_LINES = 100
+
+
+def phase_of(stage: str) -> str:
+    """The phase the API reports for a pipeline stage name."""
+    if stage == "generate":
+        return "generating"
+    if stage in ("depth model", "depth range", "ingest"):
+        return "depth"
+    if stage in ("cloud", "eyes"):
+        return "rendering"
+    if stage.startswith("inpaint"):
+        return "inpainting"
+    if stage == "composite":
+        return "compositing"
+    if stage.startswith("encode"):
+        return "encoding"
+    return stage
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def confine(root: str, path: str) -> str:
+    """``path`` (relative to ``root``, or absolute) as a real path strictly inside ``root``.
+
+    Raises:
+        ValueError: empty, with a ``..`` component, or resolving (symlinks followed) outside ``root``.
+    """
+    if not isinstance(path, str) or not path.strip():
+        raise ValueError("give a folder relative to the server's root")
+    if "\x00" in path:
+        raise ValueError("the path holds a NUL character")
+    if ".." in path.replace("\\", "/").split("/"):
+        raise ValueError(f"'{path}' contains '..'; give a folder inside the server's root")
+    real = os.path.realpath(os.path.join(root, path))
+    if not real.startswith(root + os.sep):
+        raise ValueError(f"'{path}' resolves to '{real}', which is not inside the server's root '{root}'; "
+                         "absolute paths and symlinks must stay inside it")
+    return real
+
+
+# -------------------------------------------------------------------------------------------- the worker
+
+
+def run_job(kind: str, data: dict, progress, cancel, log) -> dict:
+    """Run one job of ``kind`` from its flat spec (what POST /jobs validated)."""
+    if kind == "generate":
+        from .generate import GenerateSpec, generate
+
+        return generate(GenerateSpec.from_dict(data), progress=progress, cancel=cancel, log=log)
+    from .pipeline import convert
+    from .spec import ConvertSpec
+
+    return convert(ConvertSpec.from_dict(data), progress=progress, cancel=cancel, log=log)
+
+
+def _device_info() -> dict:
+    import torch
+
+    info = {"torch": torch.__version__, "cuda": torch.cuda.is_available(),
+            "device": "cuda" if torch.cuda.is_available() else "cpu", "pid": os.getpid()}
+    if info["cuda"]:
+        props = torch.cuda.get_device_properties(0)
+        info.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1))
+    return info
+
+
+def _worker_main(inbox, outbox, cancel_flag, root: str) -> None:
+    """The worker process: runs jobs one at a time, keeps models loaded between them."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    from .errors import Cancelled
+    from .models.loading import loaded, release
+
+    outbox.put(("ready", _device_info()))
+    while True:
+        message = inbox.get()
+        if message[0] == "stop":
+            return
+        if message[0] == "release":
+            outbox.put(("released", release()))
+            continue
+        _, number, kind, data = message
+        last = [0.0, ""]
+
+        def progress(stage: str, done: int, total: int, number=number, last=last) -> None:
+            now = time.monotonic()
+            # Fine-grained progress is throttled; the first and last of each stage always go out.
+            if stage != last[1] or done >= total or now - last[0] > 0.1:
+                last[:] = [now, stage]
+                outbox.put(("progress", number, stage, done, total))
+
+        def cancel(number=number) -> bool:
+            return cancel_flag.value == number
+
+        try:
+            data = {**data, "output_dir": confine(root, data["output_dir"])}
+            result = run_job(kind, data, progress, cancel, lambda m, number=number: outbox.put(("log", number, m)))
+            outbox.put(("succeeded", number, _plain(result), loaded()))
+        except Cancelled as exc:
+            outbox.put(("cancelled", number, str(exc)))
+        except (InputError, ValueError) as exc:
+            outbox.put(("failed", number, str(exc), None))
+        except Exception as exc:  # a bug or a library failure: fail the job, keep the worker
+            outbox.put(("failed", number, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+
+
+def _plain(value):
+    """JSON-ready copy of a job result (tuples to lists, anything odd to str)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+# ------------------------------------------------------------------------------------------------ the jobs
+
+
+@dataclass
+class Job:
+    id: str
+    number: int
+    kind: str
+    spec: dict
+    state: str = "queued"
+    stage: str | None = None
+    phase: str | None = None
+    progress: float = 0.0
+    error: str | None = None
+    cancel_requested: bool = False
+    result: dict | None = None
+    log: deque = field(default_factory=lambda: deque(maxlen=_LOG_LINES))
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+
+    def view(self) -> dict:
+        shot = self.spec["output_dir"]
+        outputs = {"shot_dir": shot, "shot_json": os.path.join(shot, "shot.json"), "videos": []}
+        if self.result:
+            outputs["videos"] = self.result.get("videos", [])
+        return {"id": self.id, "kind": self.kind, "state": self.state, "phase": self.phase, "stage": self.stage,
+                "progress": self.progress, "error": self.error, "cancel_requested": self.cancel_requested,
+                "outputs": outputs, "result": self.result, "log": list(self.log), "created": self.created,
+                "started": self.started, "finished": self.finished, "spec": self.spec}
+
+
+class JobManager:
+    """The queue, and the worker process that runs it; one scheduler thread moves jobs and messages."""
+
+    def __init__(self, root: str):
+        self.root = root
+        self.jobs: dict[str, Job] = {}
+        self.queue: deque[str] = deque()
+        self.lock = threading.Lock()
+        self.context = multiprocessing.get_context("spawn")
+        # No lock: a worker killed while holding it would block every later cancel. An aligned 8-byte store is
+        # atomic, and only the server writes it.
+        self.cancel_flag = self.context.Value("q", 0, lock=False)
+        self.worker = None
+        self.worker_info: dict | None = None
+        self.loaded: dict = {}
+        self.running: Job | None = None
+        self.counter = 0
+        self.release_wanted = False
+        self.released = threading.Event()
+        self.released_stages: list[str] = []
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    # -- lifecycle
+
+    def start(self) -> None:
+        self._spawn()
+        self.thread = threading.Thread(target=self._loop, name="stereoforge-jobs", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.running is not None:
+            self.cancel_flag.value = self.running.number
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+        if self.worker is not None:
+            with contextlib.suppress(Exception):
+                self.inbox.put(("stop",))
+            self.worker.join(timeout=10)
+            if self.worker.is_alive():
+                self.worker.terminate()
+                self.worker.join(timeout=5)
+
+    def _spawn(self) -> None:
+        self.inbox = self.context.Queue()
+        self.outbox = self.context.Queue()
+        self.worker_info = None
+        self.loaded = {}
+        self.worker = self.context.Process(target=_worker_main, name="stereoforge-worker", daemon=True,
+                                           args=(self.inbox, self.outbox, self.cancel_flag, self.root))
+        self.worker.start()
+
+    # -- requests
+
+    def submit(self, kind: str, spec: dict) -> Job:
+        with self.lock:
+            self.counter += 1
+            job = Job(uuid.uuid4().hex[:16], self.counter, kind, spec)
+            self.jobs[job.id] = job
+            self.queue.append(job.id)
+        return job
+
+    def cancel(self, job: Job) -> None:
+        with self.lock:
+            if job.state == "queued":
+                self.queue.remove(job.id)
+                job.state, job.finished = "cancelled", time.time()
+                job.error = "cancelled before it started"
+            elif job.state == "running":
+                job.cancel_requested = True
+                self.cancel_flag.value = job.number
+
+    def release(self, wait: float) -> dict:
+        with self.lock:
+            busy = self.running is not None
+            self.released.clear()
+            self.release_wanted = True
+        if busy:
+            return {"released": False, "pending": True,
+                    "message": "a job is running; its models are released when it ends"}
+        done = self.released.wait(wait)
+        return {"released": done, "pending": not done, "stages": self.released_stages if done else []}
+
+    # -- the scheduler thread
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            if not self.worker.is_alive():
+                self._worker_died()
+            with self.lock:
+                if self.running is None and self.release_wanted:
+                    self.release_wanted = False
+                    self.inbox.put(("release",))
+                elif self.running is None and self.queue:
+                    job = self.jobs[self.queue.popleft()]
+                    job.state, job.started, job.phase = "running", time.time(), "starting"
+                    self.running = job
+                    self.inbox.put(("job", job.number, job.kind, job.spec))
+            try:
+                message = self.outbox.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            except (EOFError, OSError):
+                continue
+            self._handle(message)
+
+    def _worker_died(self) -> None:
+        code = self.worker.exitcode
+        with self.lock:
+            job = self.running
+            if job is not None:
+                job.state, job.finished = "failed", time.time()
+                job.error = (f"the worker process stopped (exit code {code}) while running this job: it crashed "
+                             "or ran out of memory; the server started a new worker for the next job")
+                self.running = None
+        self._spawn()
+
+    def _handle(self, message: tuple) -> None:
+        kind = message[0]
+        with self.lock:
+            if kind == "ready":
+                self.worker_info = message[1]
+                return
+            if kind == "released":
+                self.released_stages = message[1]
+                self.loaded = {}
+                self.released.set()
+                return
+            job = next((j for j in self.jobs.values() if j.number == message[1]), None)
+            if job is None:
+                return
+            if kind == "progress":
+                _, _, stage, done, total = message
+                job.stage, job.phase = stage, phase_of(stage)
+                job.progress = min(1.0, done / total) if total else 0.0
+            elif kind == "log":
+                job.log.append(message[2])
+            elif kind in ("succeeded", "failed", "cancelled"):
+                job.state, job.finished = kind, time.time()
+                if kind == "succeeded":
+                    job.result = message[2]
+                    self.loaded = message[3] or {}
+                    job.progress = 1.0
+                else:
+                    job.error = message[2]
+                    if kind == "failed" and len(message) > 3 and message[3]:
+                        job.log.append(message[3])
+                if self.running is job:
+                    self.running = None
+
+    def health(self) -> dict:
+        with self.lock:
+            return {"worker": self.worker_info or {"state": "starting"}, "loaded": self.loaded,
+                    "running": self.running.id if self.running else None, "queued": len(self.queue)}
+
+
+# ------------------------------------------------------------------------------------------- the requests
+
+
+def _dataclass_fields(cls, skip: tuple[str, ...] = (), defaults: dict | None = None) -> dict:
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.name in skip or f.name == "options":
+            continue
+        default = (defaults or {}).get(f.name, f.default)
+        out[f.name] = (hints[f.name], ... if default is MISSING else default)
+    return out
+
+
+def job_models(root: str, allow_remote_code: bool = False):
+    """The pydantic models of POST /jobs bodies, with paths checked against ``root``: ``(Convert, Generate)``."""
+    from pydantic import ConfigDict, create_model, field_validator, model_validator
+
+    from .generate import _SET_BY_GENERATE, DEFAULT_DEPTH_MODEL, GenerateSpec
+    from .spec import ConvertSpec
+
+    def output_dir(cls, value: str) -> str:
+        return confine(root, value)
+
+    def input_path(cls, value):
+        if value is None or os.path.isabs(value):
+            return value
+        return os.path.join(root, value)
+
+    def model_path(cls, value):
+        if value is None:
+            return value
+        local = os.path.join(root, value)
+        return local if not os.path.isabs(value) and os.path.isdir(local) else value
+
+    def remote_code(cls, value: bool) -> bool:
+        if value and not allow_remote_code:
+            raise ValueError("this server does not let models run code from their repositories; start it "
+                             "with --allow-remote-code to allow it")
+        return value
+
+    def spec_check(kind: str):
+        def check(self):
+            data = self.model_dump(exclude={"kind"})
+            try:
+                if kind == "generate":
+                    GenerateSpec.from_dict(data).check()
+                else:
+                    ConvertSpec.from_dict(data).check()
+            except InputError as exc:
+                raise ValueError(str(exc)) from None
+            return self
+        return check
+
+    validators = {
+        "v_output_dir": field_validator("output_dir")(output_dir),
+        "v_inputs": field_validator("source", "depth", "image", check_fields=False)(input_path),
+        "v_models": field_validator("depth_model", "inpaint_model", "video_model", check_fields=False)(model_path),
+        "v_remote_code": field_validator("trust_remote_code")(remote_code),
+    }
+    config = ConfigDict(extra="forbid")
+    convert = create_model(
+        "ConvertJob", __config__=config,
+        __validators__={**validators, "v_spec": model_validator(mode="after")(spec_check("convert"))},
+        kind=(Literal["convert"], ...), **_dataclass_fields(ConvertSpec))
+    generate = create_model(
+        "GenerateJob", __config__=config,
+        __validators__={**validators, "v_spec": model_validator(mode="after")(spec_check("generate"))},
+        kind=(Literal["generate"], ...), **_dataclass_fields(GenerateSpec),
+        **_dataclass_fields(ConvertSpec, skip=_SET_BY_GENERATE, defaults={"depth_model": DEFAULT_DEPTH_MODEL}))
+    return convert, generate
+
+
+def create_app(root: str, token: str | None = None, model_dirs: tuple[str, ...] = (),
+               allow_remote_code: bool = False):
+    """The FastAPI app of a server writing under ``root``; the worker starts with the app (lifespan)."""
+    from fastapi import Body, Depends, FastAPI, HTTPException
+    from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+    root = os.path.realpath(root)
+    manager = JobManager(root)
+    convert_job, generate_job = job_models(root, allow_remote_code)
+    bearer = HTTPBearer(auto_error=False)
+
+    def authorise(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        if token is None:
+            return
+        if credentials is None:
+            raise HTTPException(401, "this server needs a token: send 'Authorization: Bearer TOKEN'",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if not secrets.compare_digest(credentials.credentials.encode(), token.encode()):
+            raise HTTPException(403, "wrong token")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        manager.start()
+        try:
+            yield
+        finally:
+            manager.stop()
+
+    app = FastAPI(title="StereoForge", version=__version__, lifespan=lifespan, dependencies=[Depends(authorise)])
+    app.state.manager = manager
+    JobBody = Annotated[convert_job | generate_job, Body(discriminator="kind")]
+
+    def find(job_id: str) -> Job:
+        job = manager.jobs.get(job_id)
+        if job is None:
+            raise HTTPException(404, f"no job '{job_id}' on this server")
+        return job
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "version": __version__, "root": root, **manager.health()}
+
+    @app.get("/models")
+    def models() -> dict:
+        from .models.registry import by_stage, scan
+
+        return by_stage(scan([os.path.join(root, "models"), *model_dirs]))
+
+    @app.post("/jobs", status_code=201)
+    def submit(body: JobBody) -> dict:
+        return manager.submit(body.kind, body.model_dump(exclude={"kind"})).view()
+
+    @app.get("/jobs")
+    def jobs() -> list[dict]:
+        return [job.view() for job in manager.jobs.values()]
+
+    @app.get("/jobs/{job_id}")
+    def job(job_id: str) -> dict:
+        return find(job_id).view()
+
+    @app.post("/jobs/{job_id}/cancel")
+    def cancel(job_id: str) -> dict:
+        job = find(job_id)
+        if job.state not in ("queued", "running"):
+            raise HTTPException(409, f"job '{job_id}' has already {job.state}")
+        manager.cancel(job)
+        return job.view()
+
+    @app.post("/release")
+    def release() -> dict:
+        return manager.release(wait=60.0)
+
+    return app
+
+
+# ------------------------------------------------------------------------------------------------ the CLI
+
+
+def check_host(host: str, token: str | None) -> None:
+    if not is_loopback(host) and not token:
+        raise InputError(f"--host {host} would let other machines send jobs; give a --token (or set "
+                         "STEREOFORGE_TOKEN) so that only clients that know it can, or bind to 127.0.0.1")
+
+
+def register(sub) -> None:
+    """The ``serve`` subcommand."""
+    p = sub.add_parser("serve", help="run the job server (for the Blender add-on and pipelines)",
+                       description="Serve convert and generate jobs over HTTP, one at a time in a worker process "
+                                   "that keeps models loaded. Every folder a job writes lies inside --root.")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: %(default)s, this machine only; another address needs "
+                        "--token)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default: %(default)s)")
+    p.add_argument("--root", required=True, metavar="DIR",
+                   help="the folder jobs write into (output_dir is relative to it); relative inputs are read "
+                        "from it too")
+    p.add_argument("--token", default=os.environ.get("STEREOFORGE_TOKEN"),
+                   help="require 'Authorization: Bearer TOKEN' on every request (default: $STEREOFORGE_TOKEN)")
+    p.add_argument("--models-dir", action="append", default=[], metavar="FOLDER",
+                   help="also list the models in FOLDER at GET /models (ROOT/models always is)")
+    p.add_argument("--allow-remote-code", action="store_true",
+                   help="let jobs ask for trust_remote_code (models that run code from their repository)")
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    check_host(args.host, args.token)
+    if not os.path.isdir(args.root):
+        raise InputError(f"--root '{args.root}' is not a folder; create it first")
+    app = create_app(args.root, token=args.token, model_dirs=tuple(args.models_dir),
+                     allow_remote_code=args.allow_remote_code)
+    print(f"stereoforge {__version__} serving jobs under '{os.path.realpath(args.root)}' at "
+          f"http://{args.host}:{args.port} ({'token required' if args.token else 'no token'})", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0

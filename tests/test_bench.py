@@ -1,0 +1,50 @@
+"""``stereoforge bench``: it runs at a tiny size and ends with one line of JSON holding its figures.
+
+No timing thresholds here: speed targets belong to the benchmark's output, not to tests on a shared machine.
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+
+from stereoforge.cli import main
+
+
+def last_json_line(capsys) -> dict:
+    lines = capsys.readouterr().out.strip().splitlines()
+    return json.loads(lines[-1])
+
+
+def positive(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value > 0
+
+
+def test_bench_splat_reports_ms_per_frame(capsys):
+    assert main(["bench", "splat", "--height", "48", "--width", "64", "--frames", "4", "--repeat", "1",
+                 "--device", "cpu", "--json"]) == 0
+    figures = last_json_line(capsys)
+    assert figures["height"] == 48 and figures["width"] == 64 and figures["device"] == "cpu"
+    assert positive(figures["ms_per_frame"])
+    assert positive(figures["numpy_ms_per_frame"]) and positive(figures["speedup"])
+
+
+def test_bench_splat_times_toe_without_the_yardstick(capsys):
+    assert main(["bench", "splat", "--height", "24", "--width", "32", "--frames", "2", "--repeat", "1",
+                 "--device", "cpu", "--convergence-mode", "TOE", "--no-reference", "--json"]) == 0
+    figures = last_json_line(capsys)
+    assert positive(figures["ms_per_frame"]) and "numpy_ms_per_frame" not in figures
+
+
+def test_bench_pipeline_reports_stages_and_memory(capsys, tmp_path):
+    assert main(["bench", "pipeline", "--height", "32", "--width", "48", "--frames", "3", "--device", "cpu",
+                 "--workdir", str(tmp_path), "--json"]) == 0
+    figures = last_json_line(capsys)
+    assert figures["frames"] == 3 and figures["height"] == 32 and figures["width"] == 48
+    stages = figures["seconds_per_frame"]
+    assert {"ingest", "cloud", "eyes", "inpaint", "composite", "encode"} <= stages.keys()
+    assert all(positive(seconds) for seconds in stages.values())
+    for key in ("total_seconds_per_frame", "peak_rss_mb", "rss_before_mb", "peak_rss_during_convert_mb"):
+        assert positive(figures[key]), key
+    assert all(positive(peak) for peak in figures["peak_rss_mb_by_stage"].values())
+    assert list(tmp_path.iterdir()) == []  # the clip and the shot are cleaned up

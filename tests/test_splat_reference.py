@@ -1,0 +1,142 @@
+"""The fast splatter against its references, and the seams a farm cuts a clip at.
+
+* The two-tap path (eyes that keep rows: PARALLEL, OFFAXIS) gives what the general four-tap path gives.
+* The result of a frame does not depend on the batch it came in, nor on cutting the clip in two.
+* Where every disparity is a whole number of pixels, bilinear splatting is nearest-pixel splatting: there the
+  plain numpy z-buffer of ``stereoforge bench`` (argsort by disparity, last write wins) gives the same eye.
+* ``convert`` over frames 1-5 and 6-10 into two shot folders writes the same eyes as one run over 1-10.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from stereoforge.bench import numpy_reference_splat, synthetic_frames
+from stereoforge.camera import Intrinsics
+from stereoforge.errors import InputError
+from stereoforge.io.images import read_exr_channels, to_uint8_srgb
+from stereoforge.io.video import VideoWriter
+from stereoforge.pipeline import convert
+from stereoforge.rig import StereoRig, eye_views
+from stereoforge.spec import ConvertSpec
+from stereoforge.splat import splat_eye
+
+H, W = 40, 72
+
+
+def clip(frames: int, height: int = H, width: int = W) -> tuple[torch.Tensor, torch.Tensor]:
+    """(frames, 3, H, W) colour and (frames, H, W) metric depth of the bench's synthetic clip, with a few
+    pixels of missing depth."""
+    rgb, depth = zip(*synthetic_frames(frames, height, width), strict=True)
+    color = torch.from_numpy(np.stack(rgb)).permute(0, 3, 1, 2).contiguous()
+    depth = torch.from_numpy(np.stack(depth))
+    depth[:, 3, 5] = float("nan")
+    depth[:, 7, 9:12] = float("inf")
+    depth[:, 9, 2] = -1.0
+    return color, depth
+
+
+def assert_same_eye(a, b, atol: float = 0.0) -> None:
+    if atol == 0.0:
+        assert torch.equal(a.rgba, b.rgba) and torch.equal(a.depth, b.depth) and torch.equal(a.dropout, b.dropout)
+        return
+    torch.testing.assert_close(a.rgba, b.rgba, rtol=0, atol=atol)
+    assert torch.equal(torch.isinf(a.depth), torch.isinf(b.depth))
+    finite = torch.isfinite(a.depth)
+    torch.testing.assert_close(a.depth[finite], b.depth[finite], rtol=atol, atol=0)
+    assert torch.equal(a.dropout, b.dropout)
+
+
+@pytest.mark.parametrize("mode", ["OFFAXIS", "PARALLEL"])
+@pytest.mark.parametrize("pivot", ["CENTER", "LEFT"])
+def test_two_tap_path_matches_the_general_path(mode, pivot):
+    color, depth = clip(3)
+    k = Intrinsics.from_lens(W, H)
+    for view in eye_views(StereoRig(0.3, 2.5, mode, pivot), k.fx).values():
+        fast = splat_eye(color, depth, k, view)
+        general = splat_eye(color, depth, k, view, general_path=True)
+        assert_same_eye(fast, general, atol=1e-5)
+        if not view.is_source:
+            assert fast.dropout.any() and not fast.dropout.all()  # the scene has disocclusions to fill
+
+
+@pytest.mark.parametrize("mode", ["OFFAXIS", "TOE"])
+def test_frames_do_not_depend_on_batch_size_or_on_halves(mode):
+    color, depth = clip(10)
+    k = Intrinsics.from_lens(W, H)
+    for view in eye_views(StereoRig(0.2, 2.5, mode, "CENTER"), k.fx).values():
+        whole = splat_eye(color, depth, k, view)
+        for parts in ([slice(0, 5), slice(5, 10)], [slice(0, 4), slice(4, 8), slice(8, 10)],
+                      [slice(n, n + 1) for n in range(10)]):
+            pieces = [splat_eye(color[p], depth[p], k, view) for p in parts]
+            for field in ("rgba", "depth", "dropout"):
+                joined = torch.cat([getattr(piece, field) for piece in pieces])
+                assert torch.equal(joined, getattr(whole, field)), (field, parts)
+
+
+def whole_pixel_scene():
+    """Depths of 1, 2 and 4 m with f = 64 px and eyes 0.0625 m either side of the centre: the disparities
+    f e / Z are 4, 2 and 1 px, and OFFAXIS at 2 m shifts by 2 px: every point lands on a pixel centre."""
+    rng = np.random.default_rng(3)
+    height, width = 24, 48
+    depth = np.full((2, height, width), 4.0, np.float32)
+    depth[:, 4:18, 10:26] = 2.0
+    depth[0, 8:14, 14:20] = 1.0
+    depth[1, 2:9, 30:37] = 1.0
+    depth[1, 20, 5:9] = np.nan
+    color = rng.random((2, 3, height, width), dtype=np.float32)
+    return color, depth, Intrinsics.from_focal(width, height, 64.0)
+
+
+@pytest.mark.parametrize("mode", ["OFFAXIS", "PARALLEL"])
+def test_numpy_reference_agrees_where_disparities_are_whole_pixels(mode):
+    color, depth, k = whole_pixel_scene()
+    for view in eye_views(StereoRig(0.125, 2.0, mode, "CENTER"), k.fx).values():
+        rgb, ref_depth, ref_dropout = numpy_reference_splat(color, depth, k, view)
+        ours = splat_eye(torch.from_numpy(color), torch.from_numpy(depth), k, view)
+        assert ref_dropout.any()
+        assert np.array_equal(ours.dropout.numpy(), ref_dropout)
+        alpha = ours.rgba[:, 3].numpy()
+        assert np.array_equal(alpha, np.where(ref_dropout, 0.0, 1.0).astype(np.float32))
+        np.testing.assert_allclose(ours.rgba[:, :3].numpy(), rgb, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(ours.depth.numpy(), ref_depth, rtol=1e-6)
+
+
+def test_numpy_reference_refuses_eyes_that_turn():
+    color, depth, k = whole_pixel_scene()
+    view = eye_views(StereoRig(0.125, 2.0, "TOE", "CENTER"), k.fx)["left"]
+    with pytest.raises(InputError, match="PARALLEL or OFFAXIS"):
+        numpy_reference_splat(color, depth, k, view)
+
+
+def test_convert_of_two_halves_writes_the_frames_of_one_run(tmp_path):
+    """The seam a farm will cut a shot at: frame n of the second half is frame n + 5 of the whole run."""
+    frames, height, width = 10, 32, 48
+    video, depth_path = tmp_path / "clip.mp4", tmp_path / "depth.npy"
+    rgb, depth = zip(*synthetic_frames(frames, height, width), strict=True)
+    with VideoWriter(video, width, height, 24.0) as writer:
+        for frame in rgb:
+            writer.write(to_uint8_srgb(frame))
+    np.save(depth_path, np.stack(depth))
+
+    def run(name: str, first: int, last: int):
+        # Metric depth and a fixed rig: what a farm's job spec pins, so that no half works out its own.
+        spec = ConvertSpec(source=str(video), output_dir=str(tmp_path / name), depth=str(depth_path),
+                           depth_kind="metric", convergence_distance=2.5, interocular=0.065, frames=(first, last),
+                           cloud=False, batch=4, device="cpu")
+        assert convert(spec)["frames"] == last - first + 1
+        return tmp_path / name
+
+    whole, first, second = run("whole", 1, 10), run("first", 1, 5), run("second", 6, 10)
+    for half, offset in ((first, 0), (second, 5)):
+        for n in range(1, 6):
+            for eye in ("left", "right"):
+                ours = read_exr_channels(half / "eyes" / eye / f"{n:06d}.exr")
+                theirs = read_exr_channels(whole / "eyes" / eye / f"{n + offset:06d}.exr")
+                assert ours.keys() == theirs.keys()
+                for channel in ours:
+                    assert np.array_equal(ours[channel], theirs[channel], equal_nan=True), (half.name, n, eye)
+                mask = (half / "masks" / eye / f"{n:06d}.png").read_bytes()
+                assert mask == (whole / "masks" / eye / f"{n + offset:06d}.png").read_bytes()
