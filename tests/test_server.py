@@ -278,3 +278,21 @@ def test_release_frees_the_models(server):
     released = server.http.post("/release").json()
     assert released["released"] and "video" in released["stages"]
     assert server.http.get("/health").json()["loaded"] == {}
+
+
+def test_the_cli_runs_a_convert_job_on_the_server(server, capsys):
+    """``stereoforge convert --server URL``: the job runs on the server, the CLI follows it and reports the
+    videos; a wrong token is one error line naming the server's answer."""
+    source, depth = plate(server.root, "plate-cli")
+    args = ["convert", source, "--depth", depth, "--depth-kind", "metric", "-o", "shots/cli1", "--device", "cpu",
+            "--server", server.url]
+    assert main([*args, "--token", "wrong", "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and ("403" in err or "401" in err) and server.url in err
+    assert main([*args, "--token", TOKEN, "--progress", "json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert any("stage" in line for line in lines)
+    finished = lines[-1]
+    assert finished["event"] == "finished" and finished["frames"] == 3
+    video = server.root / "shots" / "cli1" / "out" / "video" / "cli1_sbs.mp4"
+    assert finished["videos"] == [str(video)] and video.stat().st_size > 0

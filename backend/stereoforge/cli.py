@@ -13,11 +13,10 @@ import json
 import sys
 import time
 
-from . import __version__, bench, generate, server
-from . import addon_build
+from . import __version__, addon_build, bench, generate, server
 from .composite import LAYOUTS
 from .depth import DEPTH_KINDS
-from .errors import Cancelled, InputError
+from .errors import Cancelled, InputError, StereoForgeError
 from .inpaint import DEFAULT_INPAINTER, INPAINTERS
 from .models import registry
 from .rig import CONVERGENCE_MODES, PIVOTS
@@ -147,6 +146,11 @@ def add_convert_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--stages", type=_layouts, metavar="STAGE[,STAGE...]",
                    help="run only these of ingest, cloud, eyes, inpaint, composite, encode (default: all); the "
                         "others' files must be there already, e.g. eyes rendered by Blender")
+    g = p.add_argument_group("job server")
+    g.add_argument("--server", metavar="URL",
+                   help="run the job on a StereoForge server ('stereoforge serve') instead of here, e.g. "
+                        "http://gpubox:8765; paths are the server's, relative ones under its --root")
+    g.add_argument("--token", metavar="T", help="the server's token, if it was started with one")
     add_progress_options(p)
 
 
@@ -203,9 +207,27 @@ def _report(result: dict, started: float, progress: str = "bar") -> None:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    result = _run(_spec_from_args(args, args.source, args.output), args.progress)
+    spec = _spec_from_args(args, args.source, args.output)
+    if args.server:
+        result = run_on_server(args, "convert", spec.to_dict())
+    else:
+        result = _run(spec, args.progress)
     _report(result, started, args.progress)
     return 0
+
+
+def run_on_server(args: argparse.Namespace, kind: str, body: dict) -> dict:
+    """A job run by ``--server URL``, with the same progress display as a local run."""
+    from .remote import run_remote
+
+    bars = _Bars(args.progress != "bar")
+    log = (lambda m: print(m, file=sys.stderr)) if args.progress != "json" else (
+        lambda m: print(json.dumps({"event": "notice", "message": m}), flush=True))
+    try:
+        return run_remote(args.server, args.token, kind, body,
+                          _json_progress if args.progress == "json" else bars, log)
+    finally:
+        bars.close()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -281,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     except Cancelled as exc:
         print(f"stereoforge: {exc}", file=sys.stderr)
         return 130
+    except StereoForgeError as exc:
+        print(f"stereoforge: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("stereoforge: interrupted; finished frames are kept, run the same command again to resume",
               file=sys.stderr)

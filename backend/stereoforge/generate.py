@@ -333,6 +333,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     spec = spec_from_args(args)
+    if args.server:
+        from .cli import run_on_server
+
+        result = run_on_server(args, "generate", spec.to_dict())
+        _report(result, started, args.progress)
+        return 0
     bars = _Bars(args.progress != "bar")
     log = (lambda m: print(m, file=sys.stderr)) if args.progress != "json" else (
         lambda m: print(json.dumps({"event": "notice", "message": m}), flush=True))

@@ -1,0 +1,84 @@
+"""``--server URL``: run a convert or generate job on a StereoForge job server and follow it from here.
+
+The job is posted to ``URL/jobs`` and polled until it ends; progress goes to the same callback as a local run,
+Ctrl-C asks the server to cancel (the frames finished so far stay on the server). Paths in the job are the
+server's: relative ones are read and written under its ``--root``. Only the standard library is used, so this is
+also the client the Blender add-on can copy the shape of.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+
+from .errors import Cancelled, InputError, StereoForgeError
+
+ENDED = ("succeeded", "failed", "cancelled")
+
+
+class ServerError(StereoForgeError):
+    """The server ran the job and it failed."""
+
+
+class Client:
+    def __init__(self, url: str, token: str | None = None, timeout: float = 30.0):
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    def request(self, method: str, path: str, body: dict | None = None) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as response:
+                return json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            raise InputError(f"server {self.url} refused {method} {path}: {exc.code} {_detail(exc)}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise InputError(f"cannot reach the StereoForge server at {self.url} ({reason}); start it with "
+                             "'stereoforge serve' or check --server") from None
+
+
+def _detail(exc: urllib.error.HTTPError) -> str:
+    try:
+        detail = json.loads(exc.read()).get("detail")
+    except (ValueError, AttributeError):
+        return exc.reason
+    if isinstance(detail, list):  # pydantic's 422: name each field
+        return "; ".join(f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail)
+    return str(detail)
+
+
+def run_remote(url: str, token: str | None, kind: str, body: dict,
+               progress: Callable[[str, int, int], None], log: Callable[[str], None],
+               poll_s: float = 0.5) -> dict:
+    """Submit a job and follow it to the end; returns the job's result (as a local run would)."""
+    client = Client(url, token)
+    job = client.request("POST", "/jobs", {"kind": kind, **body})
+    log(f"job {job['id']} submitted to {client.url}")
+    seen_log = 0
+    try:
+        while job["state"] not in ENDED:
+            time.sleep(poll_s)
+            job = client.request("GET", f"/jobs/{job['id']}")
+            for line in job.get("log", [])[seen_log:]:
+                log(line)
+            seen_log = len(job.get("log", []))
+            if job.get("stage"):
+                progress(job["stage"], round(job["progress"] * 1000), 1000)
+    except KeyboardInterrupt:
+        client.request("POST", f"/jobs/{job['id']}/cancel")
+        raise Cancelled(f"job {job['id']} cancelled on {client.url}; its finished frames stay in "
+                        f"'{job['outputs']['shot_dir']}' on the server") from None
+    if job["state"] == "cancelled":
+        raise Cancelled(f"job {job['id']} was cancelled on the server")
+    if job["state"] == "failed":
+        raise ServerError(f"job {job['id']} failed on {client.url}: {job['error']}")
+    return job["result"]
