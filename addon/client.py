@@ -5,9 +5,9 @@ spec (:meth:`LocalBackend.start`), a dict with the field names of the backend's 
 ``output_dir``, ``depth``, ``depth_kind``, ``interocular``, ``stages``...). A job is polled, never waited on in
 the UI: :meth:`ConvertJob.poll` returns the progress events that arrived since the last call, without blocking.
 
-Today the backend is the ``stereoforge`` command line run as a child process with ``--progress json``. The HTTP
-job server (another issue) will be a second class with the same two methods, chosen in :func:`make_backend`: the
-rest of the add-on does not change.
+Two backends answer the same two methods, chosen in :func:`make_backend`: :class:`LocalBackend` runs the
+``stereoforge`` command line as a child process with ``--progress json``; :class:`RemoteBackend` sends the job to a
+StereoForge job server over HTTP. The rest of the add-on does not know which.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 
 #: Seconds a cancelled backend gets to stop on its own (it keeps every finished frame) before it is killed.
 CANCEL_GRACE_S = 10.0
@@ -263,22 +265,106 @@ class LocalBackend:
         return ConvertJob([self.python, "-m", "stereoforge.cli"] + spec_to_cli(spec), env=self._env())
 
 
-class RemoteBackend:
-    """A backend on another machine, over HTTP: the job server is not written yet, so it says so."""
+class RemoteJob:
+    """A convert job on a StereoForge job server (``stereoforge serve``), polled over HTTP like a ConvertJob."""
 
-    def __init__(self, url: str, token: str = ""):
+    def __init__(self, backend: RemoteBackend, spec: dict):
+        self.backend = backend
+        self.result: dict | None = None
+        self._last: tuple | None = None
+        self._cancelled = False
+        job = backend.request("POST", "/jobs", {"kind": "convert", **spec})
+        self.id, self._state = job["id"], job["state"]
+
+    @property
+    def running(self) -> bool:
+        return self._state not in ("succeeded", "failed", "cancelled")
+
+    def poll(self) -> list[dict]:
+        """The progress since the last call as ``{"stage", "done", "total"}`` events (one GET, short timeout)."""
+        job = self.backend.request("GET", f"/jobs/{self.id}")
+        self._state = job["state"]
+        events = []
+        if job.get("stage") and (job["stage"], job["progress"]) != self._last:
+            self._last = (job["stage"], job["progress"])
+            events.append({"stage": job["stage"], "done": round(job["progress"] * 1000), "total": 1000})
+        if self._state == "succeeded":
+            self.result = {"event": "finished", **(job.get("result") or {})}
+        elif self._state == "failed":
+            raise BackendError(f"the job failed on {self.backend.url}: {job.get('error')}")
+        elif self._state == "cancelled":
+            raise JobCancelled("cancelled; the frames finished so far are kept on the server, run again to resume")
+        return events
+
+    def wait(self, on_progress=None, interval: float = 0.25) -> dict:
+        """Block until the job ends (background mode); returns the result. Ctrl-C cancels the job."""
+        try:
+            while True:
+                for event in self.poll():
+                    if on_progress:
+                        on_progress(event)
+                if self.result is not None:
+                    return self.result
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            self.cancel()
+            raise JobCancelled("cancelled; the frames finished so far are kept, run again to resume") from None
+
+    def cancel(self) -> None:
+        if self.running and not self._cancelled:
+            self._cancelled = True
+            try:
+                self.backend.request("POST", f"/jobs/{self.id}/cancel")
+            except BackendError:
+                pass  # it ended meanwhile: the next poll says how
+
+
+class RemoteBackend:
+    """A backend behind a StereoForge job server (``stereoforge serve``), on this machine or another.
+
+    The server reads and writes the paths of the job itself, so the shot folders must be on storage both see
+    under the same path (the server's ``--root`` must contain them).
+    """
+
+    def __init__(self, url: str, token: str = "", timeout: float = 10.0):
         self.url = url.rstrip("/")
         self.token = token
+        self.timeout = timeout
 
-    def _unavailable(self):
-        raise BackendError(f"remote backends ({self.url or 'no URL set'}) need the StereoForge job server, "
-                           "which is not released yet; choose a local backend in StereoForge's preferences")
+    def request(self, method: str, path: str, body: dict | None = None) -> dict:
+        if not self.url:
+            raise BackendError("no server URL: set it in StereoForge's preferences (e.g. http://gpubox:8765)")
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as response:
+                return json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            try:
+                detail = json.loads(exc.read()).get("detail")
+            except ValueError:
+                detail = exc.reason
+            raise BackendError(f"the server {self.url} answered {exc.code}: {detail}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise BackendError(f"cannot reach the StereoForge server at {self.url} "
+                               f"({getattr(exc, 'reason', exc)}); start it with 'stereoforge serve'") from None
 
     def check(self, full: bool = False, timeout: float = 10.0) -> dict:
-        self._unavailable()
+        """What the server is, in :meth:`LocalBackend.check`'s words."""
+        health = self.request("GET", "/health")
+        worker = health.get("worker", {})
+        found = {"python": self.url, "version": health.get("version"), "models": True}
+        if "torch" in worker:
+            found["torch"] = worker["torch"]
+            found["devices"] = [worker.get("gpu") or worker.get("device", "cpu")]
+        return found
 
-    def start(self, spec: dict) -> ConvertJob:
-        self._unavailable()
+    def start(self, spec: dict) -> RemoteJob:
+        """Start a convert job on ``spec`` (ConvertSpec field names; paths as the server sees them)."""
+        return RemoteJob(self, {k: v for k, v in spec.items() if v is not None})
 
 
 def make_backend(kind: str, python: str = "", url: str = "", token: str = "", device: str = "auto"):

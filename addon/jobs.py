@@ -86,8 +86,8 @@ def check_inputs(context, stages: tuple[str, ...]) -> tuple[str, str, object]:
 
 def _check_source(context, s, shot_dir: str) -> tuple[str, str]:
     if s.source == "PROMPT":
-        raise StepError("the add-on does not generate video from a prompt yet: text-to-video needs the StereoForge "
-                        "models backend and its job server; use an Image, a Video or the Scene as the source")
+        raise StepError("the add-on does not drive text-to-video yet: run 'stereoforge generate PROMPT -o SHOT "
+                        "--video-model MODEL' in the backend, then use SHOT/generated as a Video source")
     if s.source == "SCENE":
         camera = s.source_camera or context.scene.camera
         if camera is not None and camera.get(sflscene.SHOT_PROP) and s.source_camera is None:

@@ -296,3 +296,36 @@ def test_the_cli_runs_a_convert_job_on_the_server(server, capsys):
     assert finished["event"] == "finished" and finished["frames"] == 3
     video = server.root / "shots" / "cli1" / "out" / "video" / "cli1_sbs.mp4"
     assert finished["videos"] == [str(video)] and video.stat().st_size > 0
+
+
+def _addon_client():
+    """The add-on's client module (standard library only), loaded from addon/ without Blender."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "addon" / "client.py"
+    spec = importlib.util.spec_from_file_location("stereoforge_addon_client", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_addons_remote_backend_runs_its_stages_on_the_server(server):
+    """The add-on's RemoteBackend: check, then the two halves the add-on runs around Blender's eye render."""
+    client = _addon_client()
+    backend = client.make_backend("REMOTE", url=server.url, token=TOKEN)
+    found = backend.check()
+    assert found["version"] and "stereoforge" in client.describe(found)
+    source, depth = plate(server.root, "plate-addon")
+    spec = {"source": str(server.root / source), "depth": str(server.root / depth), "depth_kind": "metric",
+            "output_dir": str(server.root / "shots" / "addon1"), "device": "cpu", "layouts": ["sbs"]}
+    events = []
+    result = backend.start({**spec, "stages": ["ingest", "cloud"]}).wait(on_progress=events.append)
+    shot = server.root / "shots" / "addon1"
+    assert result["event"] == "finished" and (shot / "cloud.usdc").exists() and not (shot / "eyes").exists()
+    assert events and all(0 <= e["done"] <= e["total"] for e in events)
+    result = backend.start(spec).wait()
+    assert result["videos"] == [str(shot / "out" / "video" / "addon1_sbs.mp4")]
+    with pytest.raises(client.BackendError, match="401|403"):
+        client.make_backend("REMOTE", url=server.url, token="wrong").check()
+    with pytest.raises(client.BackendError, match="cannot reach"):
+        client.make_backend("REMOTE", url=f"http://127.0.0.1:{free_port()}").check()
