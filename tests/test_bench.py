@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 import numbers
 
+from stereoforge import pipeline
 from stereoforge.cli import main
+from stereoforge.inpaint import DEFAULT_INPAINTER
 
 
 def last_json_line(capsys) -> dict:
@@ -48,3 +50,22 @@ def test_bench_pipeline_reports_stages_and_memory(capsys, tmp_path):
         assert positive(figures[key]), key
     assert all(positive(peak) for peak in figures["peak_rss_mb_by_stage"].values())
     assert list(tmp_path.iterdir()) == []  # the clip and the shot are cleaned up
+
+
+def test_bench_pipeline_converts_with_the_inpainter_asked_for(capsys, tmp_path, monkeypatch):
+    asked = []
+    convert = pipeline.convert
+
+    def spy(spec, **kwargs):
+        asked.append(spec.inpaint)
+        return convert(spec, **kwargs)
+
+    monkeypatch.setattr(pipeline, "convert", spy)
+    size = ["--height", "16", "--width", "24", "--frames", "2", "--device", "cpu", "--no-cloud",
+            "--workdir", str(tmp_path), "--json"]
+    assert main(["bench", "pipeline", *size]) == 0
+    assert last_json_line(capsys)["inpaint"] == DEFAULT_INPAINTER
+    other = "none" if DEFAULT_INPAINTER != "none" else "telea"
+    assert main(["bench", "pipeline", *size, "--inpaint", other]) == 0
+    assert last_json_line(capsys)["inpaint"] == other
+    assert asked == [DEFAULT_INPAINTER, other]

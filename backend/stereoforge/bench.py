@@ -1,7 +1,7 @@
 """``stereoforge bench``: how fast the splatter and the whole pipeline run, on synthetic clips.
 
     stereoforge bench splat [--height H --width W --frames N --device cpu|cuda --json]
-    stereoforge bench pipeline [--height H --width W --frames N --device ... --json]
+    stereoforge bench pipeline [--height H --width W --frames N --device ... --inpaint NAME --json]
 
 ``bench splat`` times :func:`stereoforge.splat.splat_eye` alone: both eyes of warm synthetic RGB-D frames, with
 their dropout masks, already in memory on the device (no file I/O), in batches as ``convert`` splats them. In
@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import InputError
+from .inpaint import DEFAULT_INPAINTER, INPAINTERS
 from .rig import CONVERGENCE_MODES, EyeView, StereoRig, eye_views, harmonic_middle
 
 if TYPE_CHECKING:  # torch loads when a benchmark runs, not when the command line starts
@@ -327,11 +328,12 @@ def write_synthetic_clip(folder: str, frames: int, height: int, width: int, fps:
 
 def bench_pipeline(height: int = 480, width: int = 854, frames: int = 48, device: str = "auto", batch: int = 4,
                    layouts: tuple[str, ...] = ("sbs",), cloud: bool = True, workdir: str | None = None,
-                   keep: bool = False) -> dict:
+                   keep: bool = False, inpaint: str = DEFAULT_INPAINTER) -> dict:
     """Run ``convert`` on a synthetic clip and report each stage's seconds per frame and the peak memory.
 
+    ``inpaint`` names the inpainter (one of :data:`stereoforge.inpaint.INPAINTERS`; default: convert's).
     Odd sizes are rounded up to even ones (the clip is H.264). Returns a dict: ``frames``, ``height``,
-    ``width``, ``device``, ``seconds_per_frame`` (stage -> seconds per
+    ``width``, ``device``, ``inpaint``, ``seconds_per_frame`` (stage -> seconds per
     frame, as ``convert`` times its stages), ``total_seconds_per_frame``, ``peak_rss_mb`` (the process's
     peak), ``rss_before_mb``, ``peak_rss_during_convert_mb`` and ``peak_rss_mb_by_stage`` (sampled), and
     ``gpu_peak_mb`` on CUDA.
@@ -344,6 +346,8 @@ def bench_pipeline(height: int = 480, width: int = 854, frames: int = 48, device
     for name, value in (("--height", height), ("--width", width), ("--frames", frames), ("--batch", batch)):
         if value < 1:
             raise InputError(f"{name} {value} is not valid; give 1 or more")
+    if inpaint not in INPAINTERS:
+        raise InputError(f"--inpaint {inpaint!r} is not an inpainter; choose one of {', '.join(INPAINTERS)}")
     dev = _device(device)
     # The clip is an H.264 video, which needs even sizes (an odd one would be padded by the encoder).
     height, width = height + height % 2, width + width % 2
@@ -352,7 +356,7 @@ def bench_pipeline(height: int = 480, width: int = 854, frames: int = 48, device
         video, depth = write_synthetic_clip(root, frames, height, width)
         spec = ConvertSpec(source=video, output_dir=os.path.join(root, "shot"), depth=depth,
                            depth_kind="relative", near=NEAR, far=FAR, layouts=tuple(layouts), cloud=cloud,
-                           device=str(dev), batch=batch)
+                           device=str(dev), batch=batch, inpaint=inpaint)
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
         started = time.perf_counter()
@@ -364,7 +368,7 @@ def bench_pipeline(height: int = 480, width: int = 854, frames: int = 48, device
             shutil.rmtree(root, ignore_errors=True)
     mb = 1.0 / (1024 * 1024)
     report = {
-        "frames": frames, "height": height, "width": width, "device": str(dev), "batch": batch,
+        "frames": frames, "height": height, "width": width, "device": str(dev), "batch": batch, "inpaint": inpaint,
         "seconds_per_frame": {stage: seconds / frames for stage, seconds in result["timings"].items()},
         "total_seconds_per_frame": total / frames,
         "peak_rss_mb": peak_rss_bytes() * mb,
@@ -393,8 +397,9 @@ _STAGE_NOTES = {
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
     r = bench_pipeline(args.height, args.width, args.frames, args.device, args.batch, args.layout,
-                       not args.no_cloud, args.workdir, args.keep)
-    print(f"convert, {r['frames']} frames at {r['width']}x{r['height']} on {r['device']} (batch {r['batch']}):")
+                       not args.no_cloud, args.workdir, args.keep, args.inpaint)
+    print(f"convert, {r['frames']} frames at {r['width']}x{r['height']} on {r['device']} (batch {r['batch']}, "
+          f"inpaint {r['inpaint']}):")
     print(f"  {'stage':<10} {'s/frame':>9}")
     for stage, seconds in r["seconds_per_frame"].items():
         print(f"  {stage:<10} {seconds:9.4f}   {_STAGE_NOTES.get(stage, '')}")
@@ -451,6 +456,8 @@ def register(subparsers) -> None:
     p.add_argument("--layout", type=lambda text: tuple(t for t in text.split(",") if t), default=("sbs",),
                    metavar="LAYOUT[,LAYOUT...]", help="output layouts, as convert's --layout (default: sbs)")
     p.add_argument("--no-cloud", action="store_true", help="skip the USD point clouds, as convert's --no-cloud")
+    p.add_argument("--inpaint", choices=sorted(INPAINTERS), default=DEFAULT_INPAINTER,
+                   help="how to fill dropout, as convert's --inpaint (default: %(default)s)")
     p.add_argument("--workdir", metavar="DIR", help="where to write the clip and the shot (default: a temporary "
                                                      "folder)")
     p.add_argument("--keep", action="store_true", help="keep the clip and the shot folder")
