@@ -431,10 +431,11 @@ def _size_options(p: argparse.ArgumentParser, frames: int) -> None:
 
 
 def register(subparsers) -> None:
-    """Add ``bench splat`` and ``bench pipeline`` to the ``stereoforge`` command line."""
-    bench = subparsers.add_parser("bench", help="time the splatter or the whole pipeline on synthetic clips",
+    """Add ``bench splat``, ``bench pipeline`` and ``bench quality`` to the ``stereoforge`` command line."""
+    bench = subparsers.add_parser("bench", help="time the splatter or the whole pipeline; score the inpainters",
                                   description="Time the splatter alone (bench splat) or a whole convert, stage "
-                                              "by stage (bench pipeline), on synthetic clips.")
+                                              "by stage (bench pipeline), on synthetic clips; score the "
+                                              "inpainters against Blender's true eyes (bench quality).")
     sub = bench.add_subparsers(dest="bench", metavar="WHAT")
     bench.set_defaults(func=lambda args: (bench.print_help(), 2)[1])
 
@@ -462,3 +463,7 @@ def register(subparsers) -> None:
                                                      "folder)")
     p.add_argument("--keep", action="store_true", help="keep the clip and the shot folder")
     p.set_defaults(func=cmd_pipeline)
+
+    from .quality import register as register_quality  # bench quality: Blender ground truth, per inpainter
+
+    register_quality(sub)

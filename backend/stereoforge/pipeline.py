@@ -25,7 +25,9 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
+import cv2
 import numpy as np
 import torch
 
@@ -35,7 +37,7 @@ from .cloud import cloud_points, frame_clip_path, write_cloud_stage, write_frame
 from .composite import STEREO_METADATA, compose, stream_names
 from .depth import DepthConverter, DepthStats, observe
 from .errors import Cancelled, InputError
-from .inpaint import INPAINTERS
+from .inpaint import INPAINTERS, ClipReader, EyeFrame
 from .io.frames import open_depth, open_source
 from .io.images import atomic_path, read_depth_file, read_exr_channels, read_image, to_uint8_srgb, write_exr, write_png
 from .io.video import VideoWriter
@@ -346,22 +348,37 @@ class _Job:
             from .models.inpaint import inpaint_stage
 
             return inpaint_stage(self)
-        fill = INPAINTERS[self.plan.spec.inpaint]
+        make = INPAINTERS[self.plan.spec.inpaint]
         for eye in EYES:
             os.makedirs(self.path("filled", eye), exist_ok=True)
+        # One inpainter per eye, reading its window of frames from eyes/ (whether or not they are filled yet)
+        # and, when resuming, the fill of the frame before the first one to do from filled/.
+        inpainters = {eye: make(ClipReader(partial(self._eye_frame, eye), partial(self._filled_frame, eye)))
+                      for eye in EYES}
         outputs = lambda n: [self.path("filled", eye, frame_name(n, "png")) for eye in EYES]
         for n in self.frames_to_do("inpaint", outputs):
             for eye in EYES:
-                rgb, alpha, depth = read_eye(self.path("eyes", eye, frame_name(n, "exr")))
-                mask_path = self.path("masks", eye, frame_name(n, "png"))
-                if os.path.exists(mask_path):
-                    dropout = read_mask(mask_path)
-                else:  # eyes from another renderer (Blender): dropout is where coverage stayed under half
-                    dropout = alpha < COVERAGE_THRESHOLD
-                    os.makedirs(os.path.dirname(mask_path), exist_ok=True)
-                    write_png(mask_path, dropout.astype(np.uint8) * 255)
-                filled = fill(rgb, dropout, depth)
-                write_png(self.path("filled", eye, frame_name(n, "png")), to_uint8_srgb(filled))
+                write_png(self.path("filled", eye, frame_name(n, "png")), inpainters[eye].fill(n))
+
+    def _eye_frame(self, eye: str, n: int) -> EyeFrame | None:
+        """Frame ``n`` of ``eye`` for an inpainter, None past either end of the clip."""
+        if not 1 <= n <= self.plan.count:
+            return None
+        rgb, alpha, depth = read_eye(self.path("eyes", eye, frame_name(n, "exr")))
+        mask_path = self.path("masks", eye, frame_name(n, "png"))
+        if os.path.exists(mask_path):
+            dropout = read_mask(mask_path)
+        else:  # eyes from another renderer (Blender): dropout is where coverage stayed under half
+            dropout = alpha < COVERAGE_THRESHOLD
+            os.makedirs(os.path.dirname(mask_path), exist_ok=True)
+            write_png(mask_path, dropout.astype(np.uint8) * 255)
+        return EyeFrame(rgb, alpha, depth, dropout)
+
+    def _filled_frame(self, eye: str, n: int) -> np.ndarray | None:
+        """Frame ``n`` of ``eye`` as filled by an earlier run (uint8 sRGB), or None."""
+        path = self.path("filled", eye, frame_name(n, "png"))
+        image = cv2.imread(path, cv2.IMREAD_COLOR) if 1 <= n <= self.plan.count and os.path.exists(path) else None
+        return None if image is None else image[..., ::-1].copy()  # unreadable: filled again, not resumed from
 
     def composite(self) -> None:
         streams = [s for layout in self.plan.spec.layouts for s in stream_names(layout)]

@@ -1,0 +1,492 @@
+"""``stereoforge bench quality``: how close the filled eyes come to the true eyes, on Blender ground truth.
+
+    stereoforge bench quality [--scenes demo,planes,orbit] [--inpainters none,telea,background] [--json]
+
+For each scene, Blender renders the centre view with its Z pass and the true left and right eyes through its
+own stereo camera (``tools/blender_truth.py``; the renders are cached, so reruns are fast). The centre view and
+its depth are converted to eyes by the pipeline (``convert``'s ingest and eyes stages, with Blender's rig),
+and each inpainter fills the dropout (``convert``'s inpaint stage). Every filled eye is compared with Blender's
+eye of the same frame, in 8-bit sRGB:
+
+* PSNR and SSIM (Wang et al. 2004: Gaussian window, sigma 1.5, K1 = 0.01, K2 = 0.03, on each colour channel,
+  averaged) on the covered pixels, on the dropout pixels (the splatter's masks) and on all pixels, pooled
+  over the clip;
+* flicker: the mean absolute change, in 8-bit levels, between consecutive frames after motion compensation
+  (each frame compared with the next one warped back by the optical flow of the *true* eyes, where that flow
+  is consistent both ways), over the dropout pixels and over all pixels; given as ``(ours + 1) / (truth + 1)``,
+  so 1 is as steady as the true eyes (and a still scene filled identically in every frame scores 1);
+* the dropout fraction, and the inpaint stage's seconds per frame (both eyes, reading and writing files).
+
+Scenes: ``demo`` (a room, the camera trucking and dollying, a cube flying), ``planes`` (textured planes at
+2, 4 and 8 m, all still: only the background side can fill), ``orbit`` (the camera circling objects, a ball
+rolling across). And one real stereo pair, kept aside (nothing was tuned on it): ``motorcycle``, Middlebury
+2014's Motorcycle as scikit-image ships it (``skimage.data.stereo_motorcycle``: left, right, and the left
+view's true disparity). The left view and its disparity make the right eye (pivot LEFT, PARALLEL, as a
+disparity map implies), which is scored against the real right view; it is one frame, so it has no flicker.
+It runs when scikit-image is installed (``pip install scikit-image``).
+
+Inpainters: ``none``, ``telea``, the default, and every diffusers inpainting model found on
+this machine (``stereoforge models``) unless ``--no-models``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import InputError
+
+SCENES = ("demo", "planes", "orbit")
+#: Real stereo pairs with true disparity: name -> where they come from.
+REAL_PAIRS = {"motorcycle": "Middlebury 2014 Motorcycle (perfect rectification), from skimage.data"}
+#: Where the Blender ground truth script lives in a checkout of the repository.
+TRUTH_SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "blender_truth.py"
+EYES = ("left", "right")
+#: The consistency of the true eyes' flow, forwards then backwards, within which a pixel counts for flicker.
+_FLOW_CONSISTENCY_PX = 0.5
+
+
+# -- metrics --------------------------------------------------------------------------------------------------
+
+
+def ssim_map(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, sigma: float = 1.5,
+             window: int = 11) -> np.ndarray:
+    """Per-pixel SSIM of two images (Wang, Bovik, Sheikh, Simoncelli 2004).
+
+    Args:
+        a, b: (H, W) or (H, W, C) images on the same scale (uint8 or float).
+        data_range: the value range (255 for 8-bit).
+        sigma, window: the Gaussian window's standard deviation and size (1.5 and 11 x 11, as in the paper).
+
+    Returns:
+        (H, W) float64: the SSIM index of the window centred on each pixel, averaged over the channels.
+        Windows at the border are completed by reflection.
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"ssim_map needs images of one shape, got {a.shape} and {b.shape}")
+
+    def blur(x: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(x, (window, window), sigma, borderType=cv2.BORDER_REFLECT)
+
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a * mu_a
+    var_b = blur(b * b) - mu_b * mu_b
+    cov = blur(a * b) - mu_a * mu_b
+    index = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    return index.mean(axis=-1) if index.ndim == 3 else index
+
+
+def psnr(squared_error: float, count: int, peak: float = 255.0) -> float:
+    """PSNR in dB of a pooled squared error over ``count`` values; inf when they match exactly."""
+    if count == 0:
+        return float("nan")
+    mse = squared_error / count
+    return float("inf") if mse == 0 else float(10.0 * np.log10(peak * peak / mse))
+
+
+def true_flow(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Optical flow from uint8 RGB image ``a`` to ``b`` (DIS, medium preset) and where it holds both ways.
+
+    Returns ``(positions (H, W, 2) float32 in b of each pixel of a, reliable (H, W) bool)``.
+    """
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    ga, gb = (cv2.cvtColor(x, cv2.COLOR_RGB2GRAY) for x in (a, b))
+    forward, backward = dis.calc(ga, gb, None), dis.calc(gb, ga, None)
+    h, w = ga.shape
+    grid = np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), axis=-1)
+    where = grid + forward
+    back = cv2.remap(backward, where, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    inside = (where[..., 0] >= 0) & (where[..., 0] <= w - 1) & (where[..., 1] >= 0) & (where[..., 1] <= h - 1)
+    reliable = inside & (np.linalg.norm(forward + back, axis=-1) < _FLOW_CONSISTENCY_PX)
+    return where, reliable
+
+
+def _change(frame: np.ndarray, following: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """Mean absolute change over the channels between ``frame`` and ``following`` moved back by ``where``."""
+    back = cv2.remap(following, where, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return np.abs(frame.astype(np.float64) - back).mean(axis=-1)
+
+
+@dataclass
+class _Sums:
+    """Pooled sums of one eye over a clip, for one pixel set."""
+
+    squared_error: float = 0.0
+    values: int = 0
+    ssim: float = 0.0
+    pixels: int = 0
+    change: float = 0.0
+    true_change: float = 0.0
+    change_pixels: int = 0
+
+    def add_frame(self, ours: np.ndarray, truth: np.ndarray, ssim: np.ndarray, mask: np.ndarray) -> None:
+        diff = ours[mask].astype(np.float64) - truth[mask]
+        self.squared_error += float(np.sum(diff * diff))
+        self.values += diff.size
+        self.ssim += float(ssim[mask].sum())
+        self.pixels += int(mask.sum())
+
+    def add_change(self, ours: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> None:
+        self.change += float(ours[mask].sum())
+        self.true_change += float(truth[mask].sum())
+        self.change_pixels += int(mask.sum())
+
+    def figures(self) -> dict:
+        nan = float("nan")  # one frame has no change to measure
+        ours, truth = (x / self.change_pixels if self.change_pixels else nan for x in (self.change, self.true_change))
+        return {"psnr": psnr(self.squared_error, self.values),
+                "ssim": self.ssim / self.pixels if self.pixels else nan,
+                "change": ours, "true_change": truth, "flicker": (ours + 1.0) / (truth + 1.0)}
+
+
+def score_eye(filled: list[np.ndarray], truth: list[np.ndarray], dropout: list[np.ndarray]) -> dict:
+    """Figures of one eye over a clip.
+
+    Args:
+        filled, truth: uint8 sRGB (H, W, 3) frames, ours and the true eye's.
+        dropout: bool (H, W) masks of the pixels that were filled.
+
+    Returns:
+        ``{"dropout_fraction", "covered": {...}, "dropout": {...}, "all": {...}}``, each set with ``psnr``,
+        ``ssim``, ``change`` and ``true_change`` (8-bit levels) and ``flicker`` (see the module docstring).
+    """
+    sets = {"covered": _Sums(), "dropout": _Sums(), "all": _Sums()}
+    for ours, true, holes in zip(filled, truth, dropout, strict=True):
+        ssim = ssim_map(ours, true)
+        for name, mask in (("covered", ~holes), ("dropout", holes), ("all", np.ones_like(holes))):
+            sets[name].add_frame(ours, true, ssim, mask)
+    for n in range(len(filled) - 1):
+        where, reliable = true_flow(truth[n], truth[n + 1])
+        ours, true = (_change(frames[n], frames[n + 1], where) for frames in (filled, truth))
+        sets["dropout"].add_change(ours, true, reliable & dropout[n])
+        sets["all"].add_change(ours, true, reliable)
+        sets["covered"].add_change(ours, true, reliable & ~dropout[n])
+    result = {name: sums.figures() for name, sums in sets.items()}
+    result["dropout_fraction"] = float(np.mean([m.mean() for m in dropout]))
+    return result
+
+
+# -- ground truth ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TruthSettings:
+    """What the ground truth renders depend on (besides the scene and the render script)."""
+
+    width: int = 480
+    height: int = 270
+    frames: int = 24
+    samples: int = 16
+    interocular: float = 0.065
+    convergence_distance: float = 4.0
+
+    def args(self) -> list[str]:
+        return ["--width", str(self.width), "--height", str(self.height), "--frames", str(self.frames),
+                "--samples", str(self.samples), "--interocular", str(self.interocular),
+                "--convergence-distance", str(self.convergence_distance),
+                "--convergence-mode", "OFFAXIS", "--pivot", "CENTER"]
+
+
+def default_cache() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "stereoforge", "bench-quality")
+
+
+def truth_folder(cache: str, scene: str, settings: TruthSettings, script: Path) -> str:
+    """The cache folder of one scene's renders: named by the settings and by the render script's contents, so
+    a changed scene is rendered again."""
+    digest = hashlib.sha1(script.read_bytes()).hexdigest()[:10]
+    s = settings
+    name = (f"{scene}-{s.width}x{s.height}-{s.frames}f-{s.samples}spp-io{s.interocular:g}-"
+            f"c{s.convergence_distance:g}-{digest}")
+    return os.path.join(cache, name)
+
+
+def render_truth(scene: str, folder: str, settings: TruthSettings, script: Path, python: str,
+                 log=print) -> dict:
+    """The truth of ``scene`` in ``folder``: rendered unless a complete render is already there."""
+    done = os.path.join(folder, "truth.json")
+    if os.path.exists(done):
+        with open(done) as f:
+            return json.load(f)
+    log(f"rendering the ground truth of '{scene}' with Blender ({settings.frames} frames at "
+        f"{settings.width}x{settings.height}) into {folder}; this is done once")
+    partial = folder + ".partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    started = time.perf_counter()
+    run = subprocess.run([python, str(script), "--scene", scene, "--out", partial, *settings.args()],
+                         capture_output=True, text=True)
+    if run.returncode != 0:
+        tail = "\n".join((run.stderr or run.stdout).strip().splitlines()[-8:])
+        raise InputError(f"rendering the ground truth of '{scene}' failed ({python} {script}):\n{tail}")
+    os.replace(partial, folder)  # the whole render appears at once: a cached folder is complete
+    log(f"  rendered in {time.perf_counter() - started:.0f} s")
+    with open(done) as f:
+        return json.load(f)
+
+
+def _blender_python(python: str | None) -> str:
+    if python is not None:
+        return python
+    if importlib.util.find_spec("bpy") is None:
+        raise InputError("bench quality renders its ground truth with Blender, but this Python has no 'bpy'; "
+                         "pip install bpy==4.5.* (Python 3.11), or give --blender-python PATH of a Python "
+                         "that has it, or --cache a folder with the renders")
+    return sys.executable
+
+
+def real_pair_truth(name: str, cache: str) -> tuple[str, dict]:
+    """The real stereo pair ``name`` as a truth folder like the Blender scenes' (``center/`` = the left view,
+    ``depth/`` = its disparity in pixels, ``left/`` and ``right/`` = the true eyes), made once in ``cache``.
+
+    Returns ``(folder, info)``; ``info`` says how to convert it (disparity, pivot LEFT, PARALLEL).
+    """
+    try:
+        import skimage
+        from skimage.data import stereo_motorcycle
+    except ImportError as exc:
+        raise InputError(f"the real stereo pair '{name}' comes with scikit-image: pip install scikit-image, or "
+                         "leave it out of --scenes") from exc
+    folder = os.path.join(cache, f"{name}-skimage{skimage.__version__}")
+    done = os.path.join(folder, "truth.json")
+    if not os.path.exists(done):
+        left, right, disparity = stereo_motorcycle()
+        partial = folder + ".partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        for sub in ("center", "depth", "left", "right"):
+            os.makedirs(os.path.join(partial, sub))
+        for sub, image in (("center", left), ("left", left), ("right", right)):
+            cv2.imwrite(os.path.join(partial, sub, "000001.png"), np.ascontiguousarray(image[..., ::-1]))
+        # Unknown disparity is +inf in the data: no point there (the converter drops non-finite values).
+        np.save(os.path.join(partial, "depth", "000001.npy"), disparity.astype(np.float32))
+        info = {"scene": name, "description": REAL_PAIRS[name], "width": left.shape[1], "height": left.shape[0],
+                "frames": 1, "depth_kind": "disparity", "baseline": 1.0, "interocular": 1.0,
+                "convergence_mode": "PARALLEL", "pivot": "LEFT", "eyes": ["right"]}
+        with open(os.path.join(partial, "truth.json"), "w") as f:
+            json.dump(info, f, indent=2)
+        os.replace(partial, folder)
+    with open(done) as f:
+        return folder, json.load(f)
+
+
+# -- the benchmark --------------------------------------------------------------------------------------------
+
+
+def installed_models() -> list[str]:
+    """Ids of the diffusers inpainting models on this machine (``stereoforge models``)."""
+    try:
+        from .models.registry import scan
+    except ImportError:
+        return []
+    return [m.id for m in scan() if m.stage == "inpaint"]
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise InputError(f"cannot read '{path}'")
+    return image[..., ::-1]
+
+
+def _convert(truth_dir: str, info: dict, shot: str, stages: tuple[str, ...], **options) -> dict:
+    from .pipeline import convert
+    from .spec import ConvertSpec
+
+    if info.get("depth_kind") == "disparity":  # a real pair: the disparity map fixes the rig
+        geometry = {"depth_kind": "disparity", "baseline": info["baseline"], "interocular": info["interocular"]}
+    else:
+        geometry = {"depth_kind": "metric", "focal_px": info["focal_px"], "interocular": info["interocular"],
+                    "convergence_distance": info["convergence_distance"]}
+    spec = ConvertSpec(source=os.path.join(truth_dir, "center"), depth=os.path.join(truth_dir, "depth"),
+                       output_dir=shot, convergence_mode=info["convergence_mode"], pivot=info["pivot"],
+                       cloud=False, stages=stages, **geometry, **options)
+    return convert(spec)
+
+
+def default_scenes() -> tuple[str, ...]:
+    """The Blender scenes, and the real pairs when scikit-image (which carries them) is installed."""
+    return SCENES + (tuple(REAL_PAIRS) if importlib.util.find_spec("skimage") is not None else ())
+
+
+def bench_quality(scenes: tuple[str, ...] | None = None, inpainters: tuple[str, ...] | None = None,
+                  models: bool = True, settings: TruthSettings = TruthSettings(), cache: str | None = None,
+                  blender_python: str | None = None, script: str | None = None, workdir: str | None = None,
+                  log=print) -> dict:
+    """Render (or reuse) the truth, convert, fill with each inpainter and score; see the module docstring.
+
+    Returns ``{"settings": {...}, "scenes": {scene: {inpainter: {"seconds_per_frame", "left": score,
+    "right": score}}}}`` with each eye's score as :func:`score_eye` gives it.
+    """
+    from .inpaint import DEFAULT_INPAINTER, INPAINTERS
+    from .pipeline import read_mask
+
+    scenes = tuple(scenes) if scenes else default_scenes()
+    for scene in scenes:
+        if scene not in SCENES and scene not in REAL_PAIRS:
+            raise InputError(f"scene {scene!r} is not one of {', '.join((*SCENES, *REAL_PAIRS))}")
+    names = tuple(inpainters) if inpainters else ("none", "telea", DEFAULT_INPAINTER)
+    for name in names:
+        if name not in INPAINTERS:
+            raise InputError(f"inpainter {name!r} is not one of {', '.join(INPAINTERS)}")
+    runs = [(name, {"inpaint": name}) for name in names]
+    if models:
+        runs += [(f"model:{model}", {"inpaint_model": model}) for model in installed_models()]
+    script_path = Path(script) if script else TRUTH_SCRIPT
+    if not script_path.exists():
+        raise InputError(f"the ground truth script '{script_path}' is missing: bench quality runs from a checkout "
+                         "of the StereoForge repository (tools/blender_truth.py), or give --truth-script")
+    cache = cache or default_cache()
+    os.makedirs(cache, exist_ok=True)
+    own_workdir = workdir is None
+    work = tempfile.mkdtemp(prefix="stereoforge-quality-") if own_workdir else workdir
+    results: dict = {}
+    try:
+        for scene in scenes:
+            if scene in REAL_PAIRS:
+                folder, info = real_pair_truth(scene, cache)
+            else:
+                folder = truth_folder(cache, scene, settings, script_path)
+                python = sys.executable if os.path.exists(os.path.join(folder, "truth.json")) else \
+                    _blender_python(blender_python)
+                info = render_truth(scene, folder, settings, script_path, python, log)
+            eyes = tuple(info.get("eyes", EYES))  # a real pair's left eye is its source: nothing to fill
+            shot = os.path.join(work, scene)
+            shutil.rmtree(shot, ignore_errors=True)
+            _convert(folder, info, shot, ("ingest", "eyes"))
+            count = info["frames"]
+            truth = {eye: [_read_rgb(Path(folder, eye, f"{n:06d}.png")) for n in range(1, count + 1)]
+                     for eye in eyes}
+            masks = {eye: [read_mask(os.path.join(shot, "masks", eye, f"{n:06d}.png")) for n in range(1, count + 1)]
+                     for eye in eyes}
+            results[scene] = {}
+            for label, options in runs:
+                log(f"{scene}: filling with {label}")
+                timings = _convert(folder, info, shot, ("inpaint",), **options)["timings"]
+                entry = {"seconds_per_frame": timings["inpaint"] / count}
+                for eye in eyes:
+                    filled = [_read_rgb(Path(shot, "filled", eye, f"{n:06d}.png")) for n in range(1, count + 1)]
+                    entry[eye] = score_eye(filled, truth[eye], masks[eye])
+                results[scene][label] = entry
+    finally:
+        if own_workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    return {"settings": {**settings.__dict__, "cache": cache}, "scenes": results}
+
+
+def print_table(result: dict) -> None:
+    s = result["settings"]
+    print(f"bench quality: filled eyes against Blender's true eyes, {s['frames']} frames at "
+          f"{s['width']}x{s['height']}, interocular {s['interocular']} m, convergence {s['convergence_distance']} m")
+    print("PSNR (dB) and SSIM on covered / dropout / all pixels; flicker = (ours + 1) / (truth + 1) of the "
+          "motion-compensated change between frames, on dropout / all pixels (1 = as steady as the truth)")
+    head = (f"{'scene':<8} {'inpainter':<12} {'eye':<5} {'drop%':>6} {'PSNR cov':>8} {'drop':>6} {'all':>6} "
+            f"{'SSIM cov':>8} {'drop':>6} {'all':>6} {'flick drop':>10} {'all':>5} {'s/frame':>8}")
+    print(head)
+    print("-" * len(head))
+    for scene, by_inpainter in result["scenes"].items():
+        for label, entry in by_inpainter.items():
+            for eye in (eye for eye in EYES if eye in entry):
+                r = entry[eye]
+                print(f"{scene:<8} {label[:12]:<12} {eye:<5} {100 * r['dropout_fraction']:6.2f} "
+                      f"{r['covered']['psnr']:8.2f} {r['dropout']['psnr']:6.2f} {r['all']['psnr']:6.2f} "
+                      f"{r['covered']['ssim']:8.4f} {r['dropout']['ssim']:6.4f} {r['all']['ssim']:6.4f} "
+                      f"{r['dropout']['flicker']:10.2f} {r['all']['flicker']:5.2f} "
+                      f"{entry['seconds_per_frame']:8.3f}")
+        print()
+
+
+# -- command line ---------------------------------------------------------------------------------------------
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def cmd_quality(args: argparse.Namespace) -> int:
+    settings = TruthSettings(args.width, args.height, args.frames, args.samples, args.interocular,
+                             args.convergence_distance)
+    log = (lambda message: print(message, file=sys.stderr)) if args.json else print
+    result = bench_quality(args.scenes, args.inpainters, not args.no_models, settings, args.cache,
+                           args.blender_python, args.truth_script, args.workdir, log)
+    print_table(result)
+    if args.json:
+        print(json.dumps(_finite(result), allow_nan=False))
+    return 0
+
+
+def _finite(value):
+    """JSON has no inf or NaN: they become null (a PSNR is inf where every pixel matches)."""
+    if isinstance(value, dict):
+        return {key: _finite(v) for key, v in value.items()}
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scenes", type=_names, default=None, metavar="SCENE[,SCENE...]",
+                   help=f"Blender scenes to render and score, of {', '.join(SCENES)}, and real stereo pairs, of "
+                        f"{', '.join(REAL_PAIRS)} (default: all; the real pairs when scikit-image is installed)")
+    p.add_argument("--inpainters", type=_names, default=None, metavar="NAME[,NAME...]",
+                   help="inpainters to score (default: none, telea and the default)")
+    p.add_argument("--no-models", action="store_true",
+                   help="skip the diffusers inpainting models found on this machine")
+    p.add_argument("--width", type=int, default=480, help="render width in pixels (default: %(default)s)")
+    p.add_argument("--height", type=int, default=270, help="render height in pixels (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=24, help="frames per scene (default: %(default)s)")
+    p.add_argument("--samples", type=int, default=16, help="Cycles samples per pixel (default: %(default)s)")
+    p.add_argument("--interocular", type=float, default=0.065, metavar="M",
+                   help="the rig's interocular distance in metres (default: %(default)s)")
+    p.add_argument("--convergence-distance", type=float, default=4.0, metavar="M",
+                   help="the rig's convergence distance in metres, OFFAXIS (default: %(default)s)")
+    p.add_argument("--cache", metavar="DIR", default=None,
+                   help=f"where the Blender renders are kept between runs (default: {default_cache()})")
+    p.add_argument("--blender-python", metavar="PATH", default=None,
+                   help="a Python with bpy 4.5 to render with (default: this one)")
+    p.add_argument("--truth-script", metavar="PATH", default=None,
+                   help=f"the ground truth script (default: {TRUTH_SCRIPT})")
+    p.add_argument("--workdir", metavar="DIR", default=None,
+                   help="where to keep the shot folders (default: a temporary folder, removed afterwards)")
+    p.add_argument("--json", action="store_true", help="end with one line of JSON holding every figure")
+    p.set_defaults(func=cmd_quality)
+
+
+def register(bench_subparsers) -> None:
+    """Add ``quality`` to the sub-commands of ``stereoforge bench``."""
+    p = bench_subparsers.add_parser(
+        "quality", help="filled eyes against Blender's true eyes: PSNR, SSIM, flicker per inpainter",
+        description="Render Blender ground truth (cached), convert its centre view and depth to eyes, fill the "
+                    "dropout with each inpainter and compare with Blender's own eyes: PSNR and SSIM on "
+                    "covered, dropout and all pixels, flicker, dropout fraction and seconds per frame.")
+    add_arguments(p)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stereoforge.quality",
+                                     description="bench quality: " + __doc__.strip().splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
