@@ -126,8 +126,10 @@ def add_convert_options(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("inpainting and output")
     g.add_argument("--inpaint", choices=sorted(INPAINTERS), default=DEFAULT_INPAINTER,
-                   help="how dropout (pixels no point reached) is filled: background takes the farther "
-                        "neighbour's colour; telea is OpenCV's; none leaves it black (default: %(default)s)")
+                   help="how dropout (pixels no point reached) is filled: background copies the background "
+                        "that nearby frames saw there (optical flow), else continues the farther side, stable "
+                        "from frame to frame; telea is OpenCV's, frame by frame; none leaves it black "
+                        "(default: %(default)s)")
     g.add_argument("--layout", type=_layouts, default=("sbs",), metavar="LAYOUT[,LAYOUT...]",
                    help=f"one or more of {', '.join(LAYOUTS)}: side-by-side, half side-by-side, top-bottom, "
                         "half top-bottom, Dubois red-cyan anaglyph, two separate eyes (default: sbs)")
