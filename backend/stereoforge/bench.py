@@ -467,3 +467,7 @@ def register(subparsers) -> None:
     from .quality import register as register_quality  # bench quality: Blender ground truth, per inpainter
 
     register_quality(sub)
+
+    from .bench_blender import register as register_blender  # bench blender: the add-on's eye renders
+
+    register_blender(sub)

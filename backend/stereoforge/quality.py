@@ -240,13 +240,14 @@ def render_truth(scene: str, folder: str, settings: TruthSettings, script: Path,
         return json.load(f)
 
 
-def _blender_python(python: str | None) -> str:
+def find_blender_python(python: str | None) -> str:
+    """``python`` if given, else this Python when it has ``bpy``; else an error that says how to get one."""
     if python is not None:
         return python
     if importlib.util.find_spec("bpy") is None:
-        raise InputError("bench quality renders its ground truth with Blender, but this Python has no 'bpy'; "
+        raise InputError("this benchmark renders with Blender, but this Python has no 'bpy'; "
                          "pip install bpy==4.5.* (Python 3.11), or give --blender-python PATH of a Python "
-                         "that has it, or --cache a folder with the renders")
+                         "that has it")
     return sys.executable
 
 
@@ -362,7 +363,7 @@ def bench_quality(scenes: tuple[str, ...] | None = None, inpainters: tuple[str, 
             else:
                 folder = truth_folder(cache, scene, settings, script_path)
                 python = sys.executable if os.path.exists(os.path.join(folder, "truth.json")) else \
-                    _blender_python(blender_python)
+                    find_blender_python(blender_python)
                 info = render_truth(scene, folder, settings, script_path, python, log)
             eyes = tuple(info.get("eyes", EYES))  # a real pair's left eye is its source: nothing to fill
             shot = os.path.join(work, scene)

@@ -1,0 +1,67 @@
+"""The Blender side of ``stereoforge bench blender``: time the add-on's eye renders in a headless Blender.
+
+Run with a Python that has ``bpy`` 4.5, with ``BLENDER_USER_RESOURCES`` pointing at an empty folder (the add-on is
+installed there, as a user would)::
+
+    python tools/bench_blender_eyes.py --zip stereoforge-X.zip --plate clip.mp4 --depth depth.npy \\
+        --near 1.2 --far 10 --out SHOT --samples 16
+
+It installs and enables the add-on zip, points the scene's StereoForge settings at the clip, runs the stages
+before the eyes (load, import clouds, set up the stereo camera) and then times the eye renders alone (Cycles on
+the CPU, both eyes of every frame). The last line it prints is ``RESULT: {...}`` (JSON): ``frames``,
+``eye_frames``, ``render_seconds``, ``seconds_per_eye_frame``, ``setup_seconds`` and ``peak_rss_mb`` of this
+Blender process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+
+import bpy
+
+
+def main(argv: list[str]) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--zip", required=True)
+    p.add_argument("--plate", required=True)
+    p.add_argument("--depth", required=True)
+    p.add_argument("--near", type=float, required=True)
+    p.add_argument("--far", type=float, required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--samples", type=int, default=16)
+    args = p.parse_args(argv)
+
+    done = bpy.ops.extensions.package_install_files(repo="user_default", filepath=args.zip, enable_on_install=True)
+    if done != {"FINISHED"}:
+        raise SystemExit(f"installing {args.zip} failed: {done}")
+    s = bpy.context.scene.stereoforge
+    s.source, s.source_path, s.depth_path = "VIDEO", args.plate, args.depth
+    s.depth_kind, s.near, s.far = "RELATIVE", args.near, args.far
+    s.output_dir, s.samples, s.eye_renderer = args.out, args.samples, "BLENDER"
+
+    def stage(name: str) -> float:
+        started = time.perf_counter()
+        result = getattr(bpy.ops.stereoforge, name)()
+        if result != {"FINISHED"}:
+            message = bpy.context.window_manager.stereoforge_job.message
+            raise SystemExit(f"stereoforge.{name} did not finish: {result} {message}")
+        return time.perf_counter() - started
+
+    setup = sum(stage(name) for name in ("load", "import_clouds", "setup_camera"))
+    render = stage("render_eyes")
+    scene = bpy.context.scene
+    frames = scene.frame_end - scene.frame_start + 1
+    return {"frames": frames, "eye_frames": 2 * frames, "render_seconds": render,
+            "seconds_per_eye_frame": render / (2 * frames), "setup_seconds": setup,
+            "width": scene.render.resolution_x, "height": scene.render.resolution_y, "samples": args.samples,
+            "device": scene.cycles.device, "threads": scene.render.threads,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+
+
+if __name__ == "__main__":
+    argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else sys.argv[1:]
+    print("RESULT: " + json.dumps(main(argv)), flush=True)
