@@ -382,3 +382,28 @@ def test_middlebury_pfm_disparity_reads_top_row_first(tmp_path):
     got = read_depth_file(path)
     assert got.shape == (3, 4) and np.isinf(got[0, 0])
     assert np.array_equal(got[1:], disparity[1:]) and got[0, 3] == disparity[0, 3]
+
+
+def _resident_kb_of_mapping(path) -> int:
+    """Resident memory (kB) of this process's mappings of ``path``, from /proc/self/smaps."""
+    total, inside = 0, False
+    for line in open("/proc/self/smaps"):
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5:  # a mapping's first line: address range, perms, ...
+            inside = line.rstrip().endswith(str(path))
+        elif inside and head[0] == "Rss:":
+            total += int(head[1])
+    return total
+
+
+def test_a_long_depth_stack_does_not_stay_in_memory_as_it_is_read(tmp_path):
+    frames, h, w = 24, 256, 320  # 7.9 MB of float32
+    np.save(tmp_path / "long.npy", np.random.default_rng(0).random((frames, h, w), dtype=np.float32) + 1.0)
+    depth = open_depth(tmp_path / "long.npy", frames, None, (h, w))
+    seen = 0
+    for i, frame in depth.frames():
+        assert frame[0, 0] == np.load(tmp_path / "long.npy", mmap_mode="r")[i, 0, 0]
+        # At most about the frame just read is resident, not every frame so far.
+        assert _resident_kb_of_mapping(tmp_path / "long.npy") <= h * w * 4 // 1024 + 64
+        seen += 1
+    assert seen == frames
