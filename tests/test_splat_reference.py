@@ -4,6 +4,8 @@
 * The result of a frame does not depend on the batch it came in, nor on cutting the clip in two.
 * Where every disparity is a whole number of pixels, bilinear splatting is nearest-pixel splatting: there the
   plain numpy z-buffer of ``stereoforge bench`` (argsort by disparity, last write wins) gives the same eye.
+* Worked by hand on one row: the eye's depth is the nearest surface at a pixel (as Blender's Z pass), not a mean
+  of the front layer; and a tap that weighs nothing sets no depth.
 * ``convert`` over frames 1-5 and 6-10 into two shot folders writes the same eyes as one run over 1-10.
 """
 
@@ -102,6 +104,35 @@ def test_numpy_reference_agrees_where_disparities_are_whole_pixels(mode):
         assert np.array_equal(alpha, np.where(ref_dropout, 0.0, 1.0).astype(np.float32))
         np.testing.assert_allclose(ours.rgba[:, :3].numpy(), rgb, rtol=0, atol=1e-6)
         np.testing.assert_allclose(ours.depth.numpy(), ref_depth, rtol=1e-6)
+
+
+def test_depth_is_the_nearest_surface_and_a_tap_that_weighs_nothing_sets_none():
+    """f e = 64 * 0.0625 = 4 px m: a point of column j at Z lands at j - 4 / Z in the right eye.
+
+    Row 0: red at Z = 2 from column 5 lands on pixel 3 exactly (its right tap weighs nothing); green at Z = 2.3
+    from column 6 lands at 4.26087: 0.73913 on pixel 4, 0.26087 on pixel 5. Pixel 4 is green alone, at 2.3.
+    Row 1: red as before; green at Z = 1.95 lands at 3.94872: 0.05128 on pixel 3, 0.94872 on pixel 4. Both are
+    within 5 % in depth at pixel 3: one layer, weight 1.05128, covering it; its depth is the nearer one, 1.95.
+    """
+    k = Intrinsics.from_focal(12, 2, 64.0)
+    right = eye_views(StereoRig(0.0625, 4.0, "PARALLEL", "LEFT"), k.fx)["right"]
+    depth = torch.full((1, 2, 12), float("nan"))
+    depth[0, :, 5] = 2.0
+    depth[0, 0, 6], depth[0, 1, 6] = 2.3, 1.95
+    color = torch.zeros(1, 3, 2, 12)
+    color[0, 0, :, 5] = 1.0  # red
+    color[0, 1, :, 6] = 1.0  # green
+    eye = splat_eye(color, depth, k, right)
+    rgba, z = eye.rgba[0].numpy(), eye.depth[0].numpy()
+    green = 4 / 2.3 - 1
+    np.testing.assert_allclose(rgba[:, 0, 3:6], [[1, 0, 0], [0, green, 1 - green], [0, 0, 0],
+                                                 [1, green, 1 - green]], atol=1e-5)
+    np.testing.assert_allclose(z[0, 3:6], [2.0, 2.3, 2.3], rtol=1e-6)
+    weight = 1 + (4 / 1.95 - 2)
+    np.testing.assert_allclose(rgba[:, 1, 3], [1 / weight, (weight - 1) / weight, 0, 1], atol=1e-5)
+    np.testing.assert_allclose(z[1, 3:5], [1.95, 1.95], rtol=1e-6)
+    assert np.isinf(z[:, :3]).all() and np.isinf(z[:, 6:]).all()
+    assert eye.dropout[0, 0, 5] and not eye.dropout[0, 0, 4]  # 0.26 covered: under the threshold of 0.5
 
 
 def test_numpy_reference_refuses_eyes_that_turn():

@@ -8,7 +8,8 @@ layer that only shows through where the front layer covers less than the whole p
 compositing of two layers). This keeps depth edges antialiased like a real render, instead of either
 hard-overwriting (aliasing) or blending foreground into background (seed 002's sqrt(2)^disparity weights).
 
-Pixels whose total coverage stays under ``coverage_threshold`` are dropout: no point reached them.
+Pixels whose total coverage stays under ``coverage_threshold`` are dropout: no point reached them. The eye's
+depth is the nearest surface at each pixel, as a renderer's Z pass gives it.
 
 How it is made fast (the results are those of the plain formulation, to float rounding):
 
@@ -16,13 +17,14 @@ How it is made fast (the results are those of the plain formulation, to float ro
   its taps are fixed offsets from the slot (``+1`` right, ``+row`` down). A point that lands outside the image,
   or has no depth, is clamped into the padding, which is cut off at the end: no tap needs a bounds test.
 * Per tap: one ``amin`` scatter for the nearest depth, run on the float bits read as integers (non-negative
-  IEEE floats order like their bit patterns, and integer ``amin`` is several times faster); one gather to put
-  each contribution in the front or the back layer; three ``scatter_add`` passes for five sums (weight, and
-  weighted r, g, b, depth) in both layers at once: channels travel in pairs as complex numbers, whose addition
-  is two float additions, so one index read serves two channels.
+  IEEE floats order like their bit patterns, and integer ``amin`` is several times faster); the z-buffer is
+  also the eye's depth. Then, per pair of taps side by side, one gather of both their front-layer limits (as
+  one complex number); and per tap, two ``scatter_add`` passes for four sums (weighted r, g, b, and the weight)
+  in both layers at once: channels travel in pairs as complex numbers, whose addition is two float additions,
+  so one index read serves two channels.
 * Scratch tensors are kept between calls (per thread), so a clip costs no allocation, and no page faults, per
-  batch. On a GPU the whole batch goes at once; on the CPU, chunks of at most about half a million points
-  (whole frames, or blocks of rows when rows are kept), with torch ops on one thread (see
+  batch. On a GPU the whole batch goes at once; on the CPU, chunks of at most about a quarter of a million
+  points (whole frames, or blocks of rows when rows are kept), with torch ops on one thread (see
   :func:`_single_threaded_ops`), which also bounds the scratch memory whatever the frame size.
 """
 
@@ -40,13 +42,14 @@ import torch
 from .camera import Intrinsics, project, unproject
 from .rig import EyeView
 
-#: Bilinear weights at or under this do not count: not for coverage, and not for the nearest depth.
+#: Bilinear weights at or under this do not count: not for coverage, and not for the nearest depth. (When rows
+#: are kept, a point that close to a pixel centre lands on that pixel alone.)
 _MIN_WEIGHT = 1e-6
 #: Padding of the target grid, in pixels on each side: a clamped slot and its taps then stay in the padding.
 _PAD = 2
-#: On the CPU, points splatted together at most (a bound on scratch memory; smaller chunks cost more per-op
-#: overhead than they win in cache).
-_CPU_CHUNK_POINTS = 1 << 19
+#: On the CPU, points splatted together at most (a bound on scratch memory; measured on 2 cores, 2^18 ran about
+#: 10 % faster than 2^19, and 2^16 or less slower: more per-op overhead than they win in cache).
+_CPU_CHUNK_POINTS = 1 << 18
 
 
 @dataclass
@@ -55,7 +58,8 @@ class EyeImage:
 
     Attributes:
         rgba: (B, 4, H, W) linear RGB premultiplied by alpha, and alpha = coverage in [0, 1].
-        depth: (B, H, W) planar depth in the eye's camera (metres); +inf where nothing landed.
+        depth: (B, H, W) planar depth in the eye's camera (metres) of the nearest point at each pixel; +inf where
+            nothing landed.
         dropout: (B, H, W) bool, True where nothing (or too little) landed: the pixels to inpaint.
     """
 
@@ -109,8 +113,8 @@ def splat_eye(color: torch.Tensor, depth: torch.Tensor, k: Intrinsics, view: Eye
             grid, z, slot, taps = _taps_rows_kept(ws, d, k, view)
         else:
             grid, z, slot, taps = _taps_general(d, k, view)
-        sums = _accumulate(ws, c, z, slot, taps, grid, depth_tolerance)
-        _compose(ws, sums, grid, coverage_threshold, out.rgba[frames, :, rows], out.depth[frames, rows],
+        sums, nearest = _accumulate(ws, c, z, slot, taps, grid, depth_tolerance)
+        _compose(ws, sums, nearest, grid, coverage_threshold, out.rgba[frames, :, rows], out.depth[frames, rows],
                  out.dropout[frames, rows])
 
     with _single_threaded_ops(color.device):
@@ -217,8 +221,14 @@ def release_workspace() -> None:
 
 @lru_cache(maxsize=8)
 def _row_starts(frames: int, height: int, stride: int, device: torch.device) -> torch.Tensor:
-    """(B, H, 1) int64: the first slot of each image row in a grid with ``stride`` slots per row."""
-    return (torch.arange(frames * height, device=device) * stride).view(frames, height, 1)
+    """(B, H, 1) int64: the slot of column 0 of each image row in a grid with ``stride`` slots per row, whose
+    image starts ``_PAD`` slots into the row."""
+    return (torch.arange(frames * height, device=device) * stride + _PAD).view(frames, height, 1)
+
+
+@lru_cache(maxsize=8)
+def _ones(n: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return torch.ones(n, device=device, dtype=dtype)
 
 
 @lru_cache(maxsize=8)
@@ -241,24 +251,31 @@ def _taps_rows_kept(ws: _Workspace, depth: torch.Tensor, k: Intrinsics, view: Ey
     """Two taps per point for an eye moved along its x axis only: rows are kept, and ``x = j - f e / Z - shift``
     for an eye at ``e`` along +X, the familiar disparity.
 
-    Returns ``(grid, z, slot, taps)``: ``z`` (N,) depth, ``slot`` (N,) int64, ``taps`` [(offset, weight (N,))].
+    A point within ``_MIN_WEIGHT`` of a pixel centre lands on that pixel alone (it is snapped): so the left tap
+    always weighs more than ``_MIN_WEIGHT`` and needs no test, and the right one weighs either nothing or more.
+
+    Returns ``(grid, z, slot, pairs)``: ``z`` (N,) depth, ``slot`` (N,) int64, and the taps as ``pairs``
+    [(offset, (weight, key), (weight, key))], see :func:`_accumulate`.
     """
     b, h, w = depth.shape
     n, dtype, device = depth.numel(), depth.dtype, depth.device
     grid = _Grid(b, h, w + 2 * _PAD, 0, _PAD, h, w)
-    # Depth 0 for a point with none: its disparity is infinite (or NaN) and it goes into the padding.
+    # Depth 0 for a point with none: its disparity is infinite and it goes into the padding.
     z = torch.nan_to_num(depth.reshape(n), nan=0.0, posinf=0.0, neginf=0.0, out=ws("z", (n,), dtype, device))
     z.clamp_(min=0.0)
     # The fraction comes from the disparity alone, not from j + disparity: smaller numbers, finer float steps.
     right = torch.div(k.fx * float(view.source_to_eye[0, 3]), z, out=ws("right", (n,), dtype, device))
     right.sub_(view.shift_px)
-    x0 = torch.floor(right, out=ws("x0", (n,), dtype, device))
-    right.sub_(x0)
+    x0 = torch.add(right, _MIN_WEIGHT, out=ws("x0", (n,), dtype, device)).floor_()
+    torch.threshold_(right.sub_(x0), _MIN_WEIGHT, 0.0)  # inf - inf = NaN for a point with no depth: 0 too
     left = torch.neg(right, out=ws("left", (n,), dtype, device)).add_(1.0)
-    x0.nan_to_num_(nan=-_PAD).view(b, h, w).add_(_columns(w, device, dtype)).clamp_(-_PAD, w).add_(_PAD)
+    # The right tap's depth for the z-buffer: z / 0 = inf where it weighs nothing (NaN for no depth: never
+    # the nearest either, its bits are above those of inf).
+    key = torch.div(z, torch.sign(right, out=ws("key", (n,), dtype, device)), out=ws("key", (n,), dtype, device))
+    x0.nan_to_num_(nan=-_PAD).view(b, h, w).add_(_columns(w, device, dtype)).clamp_(-_PAD, w)
     slot = ws("slot", (n,), torch.int64, device)
     slot.copy_(x0).view(b, h, w).add_(_row_starts(b, h, grid.cols, device))
-    return grid, z, slot, [(0, left), (1, right)]
+    return grid, z, slot, [(0, (left, z), (right, key))]
 
 
 def _taps_general(depth: torch.Tensor, k: Intrinsics, view: EyeView):
@@ -281,77 +298,83 @@ def _taps_general(depth: torch.Tensor, k: Intrinsics, view: EyeView):
     y0 = y0.masked_fill_(outside, -_PAD).clamp_(-_PAD, h).add_(_PAD).long()
     frame_starts = torch.arange(b, device=depth.device).view(b, 1, 1) * (grid.rows * grid.cols)
     slot = frame_starts + y0 * grid.cols + x0
-    row = grid.cols
-    taps = [(0, (1 - ax) * (1 - ay)), (1, ax * (1 - ay)), (row, (1 - ax) * ay), (row + 1, ax * ay)]
-    z = z.to(depth.dtype).masked_fill_(outside, 1.0)
-    return grid, z.view(-1), slot.view(-1), [(offset, weight.view(-1)) for offset, weight in taps]
+    z = z.to(depth.dtype).masked_fill_(outside, 1.0).view(-1)
+
+    def tap(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        weight = torch.threshold(weight.view(-1), _MIN_WEIGHT, 0.0)  # tiny weights count for nothing
+        return weight, z / torch.sign(weight)  # the depth of a tap with no weight is z / 0 = inf: never nearest
+
+    pairs = [(0, tap((1 - ax) * (1 - ay)), tap(ax * (1 - ay))), (grid.cols, tap((1 - ax) * ay), tap(ax * ay))]
+    return grid, z, slot.view(-1), pairs
 
 
 # -- the z-buffer and the sums ------------------------------------------------------------------------------
 
 
-def _accumulate(ws: _Workspace, color: torch.Tensor, z: torch.Tensor, slot: torch.Tensor, taps, grid: _Grid,
+def _accumulate(ws: _Workspace, color: torch.Tensor, z: torch.Tensor, slot: torch.Tensor, pairs, grid: _Grid,
                 depth_tolerance: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The two-layer sums of every slot: ``(weights (2, size), pairs (2, 2, size) complex)``: per layer
-    (front, back), the weight; and per pair ((r, g), (b, depth)) and layer, the weighted sums."""
+    """The z-buffer and the two-layer sums of every slot.
+
+    ``pairs`` holds the taps two by two, side by side: ``(offset, (weight, key), (weight, key))`` for the taps at
+    ``slot + offset`` and ``slot + offset + 1``, each with its (N,) weight and the (N,) depth it enters the
+    z-buffer with (inf, or NaN, for a tap that weighs nothing).
+
+    Returns ``(sums (2, 2 size) complex, nearest (size,))``: per pair of channels ((r, g), (b, weight)), the
+    weighted sums of the front layer (slots 0 .. size - 1) and of the back layer (size .. 2 size - 1); and the
+    nearest depth at each slot (inf where no tap weighs anything).
+    """
     n, size = z.numel(), grid.size
     dtype, device = z.dtype, z.device
-    as_int = _INT_OF_FLOAT[dtype]
-    target = ws("target", (n,), torch.int64, device)
-    scratch = ws("scratch", (n,), dtype, device)
+    as_int, cdtype = _INT_OF_FLOAT[dtype], _complex(dtype)
 
     # A tap at ``offset`` from its slot is the slot itself in a view that starts ``offset`` further on.
     nearest = ws("nearest", (size,), dtype, device).fill_(torch.inf)
-    for offset, weight in taps:
-        torch.threshold_(weight, _MIN_WEIGHT, 0.0)  # tiny weights count for nothing
-        # The depth of a contribution with no weight is z / 0 = inf: it is never the nearest.
-        torch.div(z, torch.sign(weight, out=scratch), out=scratch)
-        nearest.view(as_int)[offset:].scatter_reduce_(0, slot, scratch.view(as_int), reduce="amin")
-    limit = nearest.mul_(1.0 + depth_tolerance)
+    for offset, *taps in pairs:
+        for side, (_, key) in enumerate(taps):
+            nearest.view(as_int)[offset + side:].scatter_reduce_(0, slot, key.view(as_int), reduce="amin")
+    # The limits of the front layer at slots s and s + 1, as one complex number: one gather serves two taps.
+    limit = torch.mul(nearest, 1.0 + depth_tolerance, out=ws("limit", (size,), dtype, device))
+    limits = torch.complex(limit[:-1], limit[1:], out=ws("limits", (size - 1,), cdtype, device))
 
-    cdtype = _complex(dtype)
-    pairs = (torch.complex(color[:, 0].reshape(n), color[:, 1].reshape(n), out=ws("rg", (n,), cdtype, device)),
-             torch.complex(color[:, 2].reshape(n), z, out=ws("bz", (n,), cdtype, device)))
-    weighted = ws("weighted", (n,), cdtype, device)
+    channels = (torch.complex(color[:, 0].reshape(n), color[:, 1].reshape(n), out=ws("rg", (n,), cdtype, device)),
+                torch.complex(color[:, 2].reshape(n), _ones(n, device, dtype), out=ws("bw", (n,), cdtype, device)))
+    sums = ws("sums", (2, 2 * size), cdtype, device).zero_()
+    gathered = ws("gathered", (n,), cdtype, device)
+    target = ws("target", (n,), torch.int64, device)
     complex_weight = ws("complex_weight", (n,), cdtype, device)
-    back = ws("back", (n,), torch.bool, device)
-    back_index = ws("back_index", (n,), torch.int64, device)
-    weight_sums = ws("weight_sums", (2 * size,), dtype, device).zero_()
-    pair_sums = ws("pair_sums", (2, 2 * size), cdtype, device).zero_()
-    # Explicit conversions into kept tensors below: an op on mixed dtypes would convert into a new one each time.
-    for offset, weight in taps:
-        torch.gt(z, torch.index_select(limit[offset:], 0, slot, out=scratch), out=back)
-        # The back layer lives in slots size .. 2 size - 1.
-        layered = torch.add(slot, back_index.copy_(back), alpha=size, out=target)
-        weight_sums[offset:].scatter_add_(0, layered, weight)
-        complex_weight.copy_(weight)  # w + 0i: (x + iy) (w + 0i) = xw + iyw exactly, for finite x and y
-        for pair, sums in zip(pairs, pair_sums, strict=True):
-            sums[offset:].scatter_add_(0, layered, torch.mul(pair, complex_weight, out=weighted))
-    return weight_sums.view(2, size), pair_sums.view(2, 2, size)
+    weighted = ws("weighted", (n,), cdtype, device)
+    for offset, *taps in pairs:
+        torch.index_select(limits[offset:], 0, slot, out=gathered)
+        for side, (weight, _) in enumerate(taps):
+            # The back layer lives in slots size .. 2 size - 1: target = slot + size (z > limit).
+            torch.gt(z, torch.view_as_real(gathered)[:, side], out=target)
+            torch.add(slot, target, alpha=size, out=target)
+            complex_weight.copy_(weight)  # w + 0i: (x + iy) (w + 0i) = xw + iyw exactly, for finite x and y
+            for pair, layers in zip(channels, sums, strict=True):
+                layers[offset + side:].scatter_add_(0, target, torch.mul(pair, complex_weight, out=weighted))
+    return sums, nearest
 
 
-def _compose(ws: _Workspace, sums: tuple[torch.Tensor, torch.Tensor], grid: _Grid, coverage_threshold: float,
+def _compose(ws: _Workspace, sums: torch.Tensor, nearest: torch.Tensor, grid: _Grid, coverage_threshold: float,
              rgba: torch.Tensor, depth: torch.Tensor, dropout: torch.Tensor) -> None:
-    """Front layer over back layer, written into ``rgba`` (B, 4, H, W), ``depth`` and ``dropout`` (B, H, W)."""
-    weights, pairs = grid.crop(sums[0]), grid.crop(torch.view_as_real(sums[1]).movedim(-1, -2))
-    # weights[layer], pairs[pair, layer, real/imaginary]: (B, H, W) views.
-    shape, dtype, device = depth.shape, depth.dtype, depth.device
-    a_front = torch.clamp(weights[0], max=1.0, out=ws("a_front", shape, dtype, device))
-    a_back = torch.clamp(weights[1], max=1.0, out=ws("a_back", shape, dtype, device))
-    a_back.addcmul_(a_back, a_front, value=-1.0)  # what the front layer leaves: (1 - a_front) min(t1, 1)
-    torch.add(a_front, a_back, out=rgba[:, 3])
+    """Front layer over back layer, written into ``rgba`` (B, 4, H, W); ``depth`` (B, H, W) is the nearest depth,
+    and ``dropout`` (B, H, W) where the coverage is under the threshold.
+
+    A layer's colour is its mean colour times its coverage ``min(weight, 1)``: its sums times
+    ``min(weight, 1) / weight = 1 / max(weight, 1)``; the back layer's coverage counts only where the front one
+    leaves room. The weight rides along as the fourth channel, and comes out as the coverage, alpha.
+    """
+    size, dtype, device = grid.size, nearest.dtype, nearest.device
+    layers = torch.view_as_real(sums).view(2, 2, size, 2)  # [pair, layer, slot, real/imaginary]
+    weight_front, weight_back = layers[1, 0, :, 1], layers[1, 1, :, 1]
+    room = torch.clamp(weight_front, max=1.0, out=ws("room", (size,), dtype, device)).neg_().add_(1.0)
+    factor_front = torch.clamp(weight_front, min=1.0, out=ws("factor_front", (size,), dtype, device)).reciprocal_()
+    factor_back = torch.clamp(weight_back, min=1.0, out=ws("factor_back", (size,), dtype, device))
+    factor_back = torch.div(room, factor_back, out=factor_back)
+    # rgba[b, 2 pair + part] = sums[pair, layer, b, row, col, part] over both layers.
+    out = rgba.unflatten(1, (2, 2)).permute(1, 0, 3, 4, 2)
+    front, back = (grid.crop(layers[:, layer].movedim(-1, 0)).movedim(0, -1) for layer in (0, 1))
+    torch.mul(front, grid.crop(factor_front)[..., None], out=out)
+    out.addcmul_(back, grid.crop(factor_back)[..., None])
     torch.lt(rgba[:, 3], coverage_threshold, out=dropout)
-    # A layer's colour is its mean colour times its coverage: one factor per layer.
-    f_front = torch.clamp(weights[0], min=1e-12, out=ws("f_front", shape, dtype, device))
-    f_front = torch.div(a_front, f_front, out=f_front)
-    f_back = torch.clamp(weights[1], min=1e-12, out=ws("f_back", shape, dtype, device))
-    f_back = torch.div(a_back, f_back, out=f_back)
-    for c in range(3):
-        pair, part = divmod(c, 2)
-        torch.mul(pairs[pair, 0, part], f_front, out=rgba[:, c])
-        rgba[:, c].addcmul_(pairs[pair, 1, part], f_back)
-    # Depth: the front layer's mean, else the back layer's, else inf. A layer with no weight has 0 / 0 = NaN,
-    # made inf here; where both layers are there, the front one is the nearer.
-    front = torch.div(pairs[1, 0, 1], weights[0], out=ws("a_front", shape, dtype, device))
-    back = torch.div(pairs[1, 1, 1], weights[1], out=ws("a_back", shape, dtype, device))
-    torch.minimum(front.nan_to_num_(torch.inf, torch.inf), back.nan_to_num_(torch.inf, torch.inf), out=depth)
+    depth.copy_(grid.crop(nearest))
