@@ -255,7 +255,7 @@ def _taps_rows_kept(ws: _Workspace, depth: torch.Tensor, k: Intrinsics, view: Ey
     always weighs more than ``_MIN_WEIGHT`` and needs no test, and the right one weighs either nothing or more.
 
     Returns ``(grid, z, slot, pairs)``: ``z`` (N,) depth, ``slot`` (N,) int64, and the taps as ``pairs``
-    [(offset, (weight, key), (weight, key))], see :func:`_accumulate`.
+    [(offset, (weight, may_weigh_nothing), (weight, may_weigh_nothing))], see :func:`_accumulate`.
     """
     b, h, w = depth.shape
     n, dtype, device = depth.numel(), depth.dtype, depth.device
@@ -269,13 +269,10 @@ def _taps_rows_kept(ws: _Workspace, depth: torch.Tensor, k: Intrinsics, view: Ey
     x0 = torch.add(right, _MIN_WEIGHT, out=ws("x0", (n,), dtype, device)).floor_()
     torch.threshold_(right.sub_(x0), _MIN_WEIGHT, 0.0)  # inf - inf = NaN for a point with no depth: 0 too
     left = torch.neg(right, out=ws("left", (n,), dtype, device)).add_(1.0)
-    # The right tap's depth for the z-buffer: z / 0 = inf where it weighs nothing (NaN for no depth: never
-    # the nearest either, its bits are above those of inf).
-    key = torch.div(z, torch.sign(right, out=ws("key", (n,), dtype, device)), out=ws("key", (n,), dtype, device))
     x0.nan_to_num_(nan=-_PAD).view(b, h, w).add_(_columns(w, device, dtype)).clamp_(-_PAD, w)
     slot = ws("slot", (n,), torch.int64, device)
     slot.copy_(x0).view(b, h, w).add_(_row_starts(b, h, grid.cols, device))
-    return grid, z, slot, [(0, (left, z), (right, key))]
+    return grid, z, slot, [(0, (left, False), (right, True))]
 
 
 def _taps_general(depth: torch.Tensor, k: Intrinsics, view: EyeView):
@@ -299,12 +296,9 @@ def _taps_general(depth: torch.Tensor, k: Intrinsics, view: EyeView):
     frame_starts = torch.arange(b, device=depth.device).view(b, 1, 1) * (grid.rows * grid.cols)
     slot = frame_starts + y0 * grid.cols + x0
     z = z.to(depth.dtype).masked_fill_(outside, 1.0).view(-1)
-
-    def tap(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        weight = torch.threshold(weight.view(-1), _MIN_WEIGHT, 0.0)  # tiny weights count for nothing
-        return weight, z / torch.sign(weight)  # the depth of a tap with no weight is z / 0 = inf: never nearest
-
-    pairs = [(0, tap((1 - ax) * (1 - ay)), tap(ax * (1 - ay))), (grid.cols, tap((1 - ax) * ay), tap(ax * ay))]
+    weights = [torch.threshold_(w.view(-1), _MIN_WEIGHT, 0.0)  # tiny weights count for nothing
+               for w in ((1 - ax) * (1 - ay), ax * (1 - ay), (1 - ax) * ay, ax * ay)]
+    pairs = [(0, (weights[0], True), (weights[1], True)), (grid.cols, (weights[2], True), (weights[3], True))]
     return grid, z, slot.view(-1), pairs
 
 
@@ -315,9 +309,9 @@ def _accumulate(ws: _Workspace, color: torch.Tensor, z: torch.Tensor, slot: torc
                 depth_tolerance: float) -> tuple[torch.Tensor, torch.Tensor]:
     """The z-buffer and the two-layer sums of every slot.
 
-    ``pairs`` holds the taps two by two, side by side: ``(offset, (weight, key), (weight, key))`` for the taps at
-    ``slot + offset`` and ``slot + offset + 1``, each with its (N,) weight and the (N,) depth it enters the
-    z-buffer with (inf, or NaN, for a tap that weighs nothing).
+    ``pairs`` holds the taps two by two, side by side: ``(offset, (weight, may_weigh_nothing), (weight, ...))``
+    for the taps at ``slot + offset`` and ``slot + offset + 1``, each with its (N,) weight, and whether that may
+    be 0 for some points (then those stay out of the z-buffer).
 
     Returns ``(sums (2, 2 size) complex, nearest (size,))``: per pair of channels ((r, g), (b, weight)), the
     weighted sums of the front layer (slots 0 .. size - 1) and of the back layer (size .. 2 size - 1); and the
@@ -329,9 +323,13 @@ def _accumulate(ws: _Workspace, color: torch.Tensor, z: torch.Tensor, slot: torc
 
     # A tap at ``offset`` from its slot is the slot itself in a view that starts ``offset`` further on.
     nearest = ws("nearest", (size,), dtype, device).fill_(torch.inf)
+    key = ws("key", (n,), dtype, device)
     for offset, *taps in pairs:
-        for side, (_, key) in enumerate(taps):
-            nearest.view(as_int)[offset + side:].scatter_reduce_(0, slot, key.view(as_int), reduce="amin")
+        for side, (weight, may_weigh_nothing) in enumerate(taps):
+            if may_weigh_nothing:  # z / 0 = inf: never the nearest (nor is 0 / 0 = NaN, its bits are above inf's)
+                torch.div(z, torch.sign(weight, out=key), out=key)
+            entering = key if may_weigh_nothing else z
+            nearest.view(as_int)[offset + side:].scatter_reduce_(0, slot, entering.view(as_int), reduce="amin")
     # The limits of the front layer at slots s and s + 1, as one complex number: one gather serves two taps.
     limit = torch.mul(nearest, 1.0 + depth_tolerance, out=ws("limit", (size,), dtype, device))
     limits = torch.complex(limit[:-1], limit[1:], out=ws("limits", (size - 1,), cdtype, device))
