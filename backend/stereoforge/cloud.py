@@ -116,7 +116,8 @@ def write_cloud_stage(shot_dir: str, frame_count: int, fps: float, k: Intrinsics
 
     path = os.path.join(shot_dir, "cloud.usdc")
     with _replace_if_changed(path) as tmp:
-        stage = Usd.Stage.CreateNew(tmp)
+        layer = Sdf.Layer.CreateNew(tmp)
+        stage = Usd.Stage.Open(layer)
         UsdGeom.SetStageMetersPerUnit(stage, 1.0)
         UsdGeom.SetStageUpAxis(stage, UsdGeom.Tokens.y)
         stage.SetStartTimeCode(1)
@@ -127,14 +128,6 @@ def write_cloud_stage(shot_dir: str, frame_count: int, fps: float, k: Intrinsics
         stage.SetDefaultPrim(root.GetPrim())
 
         geom = _define_cloud_attributes(stage)
-        clips = Usd.ClipsAPI(geom.GetPrim())
-        clips.SetClipTemplateAssetPath(f"./{CLIP_FOLDER}/######.usdc")
-        clips.SetClipTemplateStartTime(1)
-        clips.SetClipTemplateEndTime(max(1, frame_count))
-        clips.SetClipTemplateStride(1)
-        clips.SetClipPrimPath(CLOUD_PRIM)
-        clips.SetClipManifestAssetPath(Sdf.AssetPath(f"./{CLIP_FOLDER}/{MANIFEST}"))
-
         camera = UsdGeom.Camera.Define(stage, CAMERA_PRIM)
         # USD apertures and focal length are in tenths of a scene unit by convention (i.e. millimetres).
         camera.CreateHorizontalApertureAttr(FULL_FRAME_SENSOR_MM)
@@ -143,5 +136,13 @@ def write_cloud_stage(shot_dir: str, frame_count: int, fps: float, k: Intrinsics
         camera.CreateProjectionAttr(UsdGeom.Tokens.perspective)
         if custom:
             root.GetPrim().SetCustomDataByKey("stereoforge", custom)
-        stage.GetRootLayer().Save()
+        # The clips last, in the layer, with no stage open on it: authored through a stage, they are
+        # composed at once, which opens every frame's clip layer (some 100 kB of memory each).
+        del stage, geom, camera, root
+        spec = layer.GetPrimAtPath(CLOUD_PRIM)
+        spec.SetInfo("clips", {"default": {
+            "templateAssetPath": f"./{CLIP_FOLDER}/######.usdc", "templateStartTime": 1.0,
+            "templateEndTime": float(max(1, frame_count)), "templateStride": 1.0,
+            "primPath": CLOUD_PRIM, "manifestAssetPath": Sdf.AssetPath(f"./{CLIP_FOLDER}/{MANIFEST}")}})
+        layer.Save()
     return path
