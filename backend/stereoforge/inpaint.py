@@ -613,7 +613,7 @@ class _Stream:
         self._iter = iter(frames)
         self._held: dict[int, EyeFrame] = {}
         self._read = 0
-        self._keep = keep
+        self.keep = keep
 
     def eye(self, n: int) -> EyeFrame | None:
         while self._read < n:
@@ -622,7 +622,7 @@ class _Stream:
                 return None
             self._read += 1
             self._held[self._read] = frame
-            for old in [m for m in self._held if m <= self._read - self._keep]:
+            for old in [m for m in self._held if m <= self._read - self.keep]:
                 del self._held[old]
         return self._held.get(n) if n >= 1 else None
 
@@ -635,8 +635,10 @@ def fill_clip(name: str, frames: Iterable[EyeFrame], **options) -> Iterator[np.n
 
     Memory holds the inpainter's window, not the clip. ``options`` go to the inpainter's constructor.
     """
-    clip = _Stream(frames, keep=2 * max(options.get("radius", 4), 1) + 2)
+    clip = _Stream(frames, keep=2)
     inpainter = INPAINTERS[name](clip, **options)
+    # The window: the frames either side that the inpainter looks at, and the one being filled.
+    clip.keep = 2 * max(getattr(inpainter, "radius", 0), 1) + 2
     n = 1
     while clip.eye(n) is not None:
         yield inpainter.fill(n)
