@@ -186,8 +186,7 @@ def _channels(image: np.ndarray, c: int) -> np.ndarray:
 class _Frame:
     """What the background inpainter keeps of one eye frame."""
 
-    srgb: np.ndarray  # (H, W, 3) float32 sRGB in [0, 1]; cracks filled, holes undefined
-    holes: np.ndarray  # (H, W) bool: dropout that is not a crack
+    srgb: np.ndarray  # (H, W, 3) float32 sRGB in [0, 1]; cracks filled, holes the background-side fill
     rows: np.ndarray  # (N,) int: the rows of the holes' pixels ...
     cols: np.ndarray  # (N,) int: ... and their columns
     edge: np.ndarray  # (H, W) float32: coverage of dropout pixels at the edge of a covered surface, else 0
@@ -195,8 +194,6 @@ class _Frame:
     source: np.ndarray  # (H, W) float32 1/0: a clean covered pixel other frames may copy
     inv_depth: np.ndarray  # (H, W) float32 1 / depth; 0 in holes
     inv_limit: np.ndarray  # (H, W) float32 in holes: a copied pixel must have 1 / depth under this
-    bg_col: np.ndarray  # (H, W) int in holes: column of the background-side neighbour along the row; -1: none
-    synth: np.ndarray  # (H, W, 3) float32: the background-side fill (meaningful in holes)
     grey: np.ndarray  # (H, W) uint8: the frame with holes filled, for optical flow
     flow_from: _FlowSamples  # where the flow of the holes is read (see :func:`_flow_samples`)
 
@@ -281,7 +278,7 @@ class BackgroundInpainter:
         Returns:
             (M, 3) sRGB in [0, 1].
         """
-        synth = f.synth[f.rows[todo], f.cols[todo]]
+        synth = f.srgb[f.rows[todo], f.cols[todo]]
         before = self._frame(n - 1)
         previous = self._previous[1] if self._previous and self._previous[0] == n - 1 else self.clip.filled(n - 1)
         if previous is None or before is None or self.persistence == 0.0:
@@ -352,14 +349,13 @@ class BackgroundInpainter:
         srgb, depth, holes = _fill_cracks(srgb, depth, eye.alpha, dropout, self.crack_tolerance)
         inv_depth = np.where(holes, 0.0, 1.0 / np.maximum(depth, 1e-6)).astype(np.float32)
         inv_limit, bg_col, other_col = _background_side(inv_depth, holes, self.crack_tolerance)
-        synth = _background_fill(srgb, inv_depth, holes, bg_col, other_col)
-        srgb[holes] = synth[holes]
+        srgb = _background_fill(srgb, inv_depth, holes, bg_col, other_col)
         grey = cv2.cvtColor(np.rint(srgb * 255.0).astype(np.uint8), cv2.COLOR_RGB2GRAY)
         edge = _edge_coverage(eye.alpha, eye.depth, dropout)
         blank = (holes & (edge <= 0.0)).astype(np.float32)
         rows, cols = np.nonzero(holes)
-        return _Frame(srgb, holes, rows, cols, edge, blank, _clean_source(eye.alpha, dropout, inv_depth),
-                      inv_depth, inv_limit, bg_col, synth, grey, _flow_samples(rows, cols, bg_col, inv_depth, holes))
+        return _Frame(srgb, rows, cols, edge, blank, _clean_source(eye.alpha, dropout, inv_depth), inv_depth,
+                      inv_limit, grey, _flow_samples(rows, cols, bg_col, inv_depth, holes))
 
 
 def _sample(image: np.ndarray, where: np.ndarray, interpolation: int = cv2.INTER_LINEAR,
@@ -474,14 +470,19 @@ def _side_colour(srgb: np.ndarray, inv_depth: np.ndarray, holes: np.ndarray, row
     """(N, 3): for hole pixels at ``rows``, ``cols``, the colour of the covered neighbour at column ``side``
     continued outwards: the mean of the first ``taps`` pixels from it away from the hole that lie on its
     surface (within 5 % in inverse depth), weighted by ``exp(-distance / decay_px)``."""
-    w = holes.shape[1]
-    step = np.where(side < cols, -1, 1)
-    at = np.clip(side[:, None] + step[:, None] * np.arange(taps), 0, w - 1)
+    at = _outward(side, cols, np.arange(taps), holes.shape[1])
     inv, inv0 = inv_depth[rows[:, None], at], inv_depth[rows, side][:, None]
     weight = (~holes[rows[:, None], at] & (np.abs(inv - inv0) <= 0.05 * inv0)) * np.exp(
         -np.arange(taps, dtype=np.float32) / decay_px)
     weight[:, 0] = 1.0  # the neighbour itself always counts
     return (srgb[rows[:, None], at] * weight[..., None]).sum(axis=1) / weight.sum(axis=1)[:, None]
+
+
+def _outward(side: np.ndarray, cols: np.ndarray, offsets: np.ndarray, width: int) -> np.ndarray:
+    """(N, K) columns ``offsets`` away from column ``side`` (N,), on the side away from ``cols`` (N,) (the
+    hole), clipped to the frame's ``width``."""
+    step = np.where(side < cols, -1, 1)
+    return np.clip(side[:, None] + step[:, None] * offsets, 0, width - 1)
 
 
 def _edge_coverage(alpha: np.ndarray, depth: np.ndarray, dropout: np.ndarray) -> np.ndarray:
@@ -552,11 +553,10 @@ def _flow_samples(rows: np.ndarray, cols: np.ndarray, bg_col: np.ndarray, inv_de
     foreground across it; patch-based flow spreads that over several pixels."""
     w = inv_depth.shape[1]
     start = bg_col[rows, cols]
-    keys, first, run = np.unique(rows.astype(np.int64) * (w + 1) + (start + 1), return_index=True,
-                                 return_inverse=True)
-    run_rows, run_start, run_col = rows[first], start[first], cols[first]
-    step = np.where(run_start < run_col, -1, 1)
-    taps = np.clip(run_start[:, None] + step[:, None] * np.arange(4, 20, 2), 0, w - 1)
+    _, first, run = np.unique(rows.astype(np.int64) * (w + 1) + (start + 1), return_index=True,
+                              return_inverse=True)
+    run_rows, run_start = rows[first], start[first]
+    taps = _outward(run_start, cols[first], np.arange(4, 20, 2), w)
     inv = inv_depth[run_rows[:, None], taps]
     use = (run_start[:, None] >= 0) & (np.abs(inv - inv_depth[run_rows, run_start.clip(0)][:, None]) <= 0.05 * inv)
     count = use.sum(axis=1)

@@ -376,9 +376,8 @@ class _Job:
 
     def _filled_frame(self, eye: str, n: int) -> np.ndarray | None:
         """Frame ``n`` of ``eye`` as filled by an earlier run (uint8 sRGB), or None."""
-        path = self.path("filled", eye, frame_name(n, "png"))
-        image = cv2.imread(path, cv2.IMREAD_COLOR) if 1 <= n <= self.plan.count and os.path.exists(path) else None
-        return None if image is None else image[..., ::-1].copy()  # unreadable: filled again, not resumed from
+        # Unreadable: that frame is filled again, not resumed from.
+        return read_png8(self.path("filled", eye, frame_name(n, "png"))) if 1 <= n <= self.plan.count else None
 
     def composite(self) -> None:
         streams = [s for layout in self.plan.spec.layouts for s in stream_names(layout)]
@@ -416,18 +415,22 @@ class _Job:
                         if self.cancel():
                             raise Cancelled(f"cancelled while encoding '{path}'; the frames are kept in "
                                             f"'{self.path('out', 'frames')}'")
-                        video.write(_read_png8(self.composite_frame(stream, n)))
+                        video.write(_composite_png(self.composite_frame(stream, n)))
                         self.progress(f"encode {stream}", n, self.plan.count)
         return written
 
 
-def _read_png8(path: str) -> np.ndarray:
-    import cv2
+def read_png8(path: str) -> np.ndarray | None:
+    """An 8-bit image as its uint8 sRGB codes (H, W, 3), RGB order; None when it is missing or unreadable."""
+    image = cv2.imread(path, cv2.IMREAD_COLOR) if os.path.exists(path) else None
+    return None if image is None else image[..., ::-1].copy()
 
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
+
+def _composite_png(path: str) -> np.ndarray:
+    image = read_png8(path)
     if image is None:
         raise InputError(f"cannot read composite frame '{path}'; delete it and run again to remake it")
-    return image[..., ::-1].copy()
+    return image
 
 
 def read_eye(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

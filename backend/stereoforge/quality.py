@@ -298,10 +298,12 @@ def installed_models() -> list[str]:
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    from .pipeline import read_png8
+
+    image = read_png8(str(path))
     if image is None:
         raise InputError(f"cannot read '{path}'")
-    return image[..., ::-1]
+    return image
 
 
 def _convert(truth_dir: str, info: dict, shot: str, stages: tuple[str, ...], **options) -> dict:
