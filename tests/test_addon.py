@@ -406,7 +406,8 @@ def test_spec_becomes_the_convert_command_line():
 
 def test_cancel_stops_the_backend_and_keeps_finished_frames(tmp_path):
     client = load_client()
-    plate, depth = make_clip(tmp_path / "clip", 320, 240, 8)
+    # Enough frames that the job cannot finish before the cancel lands, even on a loaded machine.
+    plate, depth = make_clip(tmp_path / "clip", 320, 240, 24)
     backend = client.LocalBackend(sys.executable)
     spec = {"source": str(plate), "depth": str(depth), "depth_kind": "metric", "output_dir": str(tmp_path / "s"),
             "stages": ["ingest", "cloud", "eyes"], "batch": 1}
@@ -422,10 +423,10 @@ def test_cancel_stops_the_backend_and_keeps_finished_frames(tmp_path):
             time.sleep(0.01)
     assert job.process.returncode == client.EXIT_CANCELLED
     assert (tmp_path / "s" / "cloud" / "000001.usdc").exists()  # finished frames stay
-    assert not (tmp_path / "s" / "eyes" / "left" / "000008.exr").exists()
+    assert not (tmp_path / "s" / "eyes" / "left" / "000024.exr").exists()
     result = backend.start(spec).wait()  # run again: resumes and finishes
     assert result["shot_dir"] == str(tmp_path / "s")
-    assert sorted(os.listdir(tmp_path / "s" / "eyes" / "left")) == [f"{n:06d}.exr" for n in range(1, 9)]
+    assert sorted(os.listdir(tmp_path / "s" / "eyes" / "left")) == [f"{n:06d}.exr" for n in range(1, 25)]
 
 
 def test_backend_errors_come_back_as_messages(tmp_path):
