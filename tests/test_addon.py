@@ -11,6 +11,7 @@ import importlib.util
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -411,7 +412,13 @@ def test_cancel_stops_the_backend_and_keeps_finished_frames(tmp_path):
     backend = client.LocalBackend(sys.executable)
     spec = {"source": str(plate), "depth": str(depth), "depth_kind": "metric", "output_dir": str(tmp_path / "s"),
             "stages": ["ingest", "cloud", "eyes"], "batch": 1}
-    job = backend.start(spec)
+    # Started with SIGINT ignored, as from a background job of a shell (Blender, or this test suite, started
+    # with '&'): the backend must still stop on the cancel, not run on to the end.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        job = backend.start(spec)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     events = []
     with pytest.raises(client.JobCancelled):
         while True:

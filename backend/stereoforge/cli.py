@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
 
 from . import __version__, addon_build, bench, generate, server
@@ -165,6 +167,17 @@ def add_progress_options(p: argparse.ArgumentParser) -> None:
                    help="same as --progress none")
 
 
+def _take_interrupts() -> None:
+    """Stop cleanly on SIGINT even when started with it ignored.
+
+    A program that drives us with ``--progress json`` (the Blender add-on, a pipeline's wrapper) cancels with
+    SIGINT; but a process started from a background job of a non-interactive shell inherits SIGINT ignored, and
+    would run on to the end (found when the test suite itself ran in the background).
+    """
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _json_progress(stage: str, done: int, total: int) -> None:
     print(json.dumps({"stage": stage, "done": done, "total": total}), flush=True)
 
@@ -292,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "progress", None) == "json":
+        _take_interrupts()
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
