@@ -1,5 +1,6 @@
 """The fast splatter against its references, and the seams a farm cuts a clip at.
 
+* The compiled CPU kernel (eyes that keep rows) gives what the torch ops give, on any number of threads.
 * The two-tap path (eyes that keep rows: PARALLEL, OFFAXIS) gives what the general four-tap path gives.
 * The result of a frame does not depend on the batch it came in, nor on cutting the clip in two.
 * Where every disparity is a whole number of pixels, bilinear splatting is nearest-pixel splatting: there the
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from stereoforge import splat_cpu
 from stereoforge.bench import numpy_reference_splat, synthetic_frames
 from stereoforge.camera import Intrinsics
 from stereoforge.errors import InputError
@@ -23,7 +25,7 @@ from stereoforge.io.video import VideoWriter
 from stereoforge.pipeline import convert
 from stereoforge.rig import StereoRig, eye_views
 from stereoforge.spec import ConvertSpec
-from stereoforge.splat import splat_eye
+from stereoforge.splat import splat_eye, uses_cpu_kernel
 
 H, W = 40, 72
 
@@ -52,12 +54,60 @@ def assert_same_eye(a, b, atol: float = 0.0) -> None:
 
 
 @pytest.mark.parametrize("mode", ["OFFAXIS", "PARALLEL"])
+@pytest.mark.parametrize("pivot", ["CENTER", "RIGHT"])
+def test_compiled_kernel_matches_the_torch_ops_on_any_number_of_threads(mode, pivot):
+    """Sums taken in another order differ in the last bit; depth, coverage and dropout are the same. Rows are
+    independent, so how many threads share them changes nothing at all."""
+    assert splat_cpu.available()  # numba is a dependency: the fast path must not fall back unnoticed
+    color, depth = clip(5, 36, 150)
+    depth[1, 10:14, :30] = 0.0
+    k = Intrinsics.from_lens(150, 36)
+    previous = torch.get_num_threads()
+    try:
+        for view in eye_views(StereoRig(0.4, 2.5, mode, pivot), k.fx).values():
+            if view.is_source:
+                continue
+            assert uses_cpu_kernel(view, color.device)
+            torch.set_num_threads(1)
+            compiled = splat_eye(color, depth, k, view)
+            ops = splat_eye(color, depth, k, view, compiled=False)
+            assert_same_eye(compiled, ops, atol=1e-6)
+            assert not torch.equal(compiled.rgba, ops.rgba)  # two implementations, not one called twice
+            assert compiled.dropout.any() and not compiled.dropout.all()
+            torch.set_num_threads(3)  # more threads than this machine has cores: still 12 blocks of rows
+            assert_same_eye(splat_eye(color, depth, k, view), compiled)
+            threaded = [torch.empty_like(t) for t in (compiled.rgba, compiled.depth, compiled.dropout)]
+            splat_cpu.splat_rows_kept(color.numpy(), depth.numpy(), k.fx * float(view.source_to_eye[0, 3]),
+                                      view.shift_px, 1e-6, 0.05, 0.5, *(t.numpy() for t in threaded), threads=3)
+            for ours, theirs in zip(threaded, (compiled.rgba, compiled.depth, compiled.dropout), strict=True):
+                assert torch.equal(ours, theirs)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_the_compiled_kernel_is_for_rows_kept_float32_cpu_eyes_only():
+    k = Intrinsics.from_lens(W, H)
+    offaxis = eye_views(StereoRig(0.3, 2.5, "OFFAXIS", "CENTER"), k.fx)["left"]
+    toe = eye_views(StereoRig(0.3, 2.5, "TOE", "CENTER"), k.fx)["left"]
+    assert uses_cpu_kernel(offaxis, torch.device("cpu"), torch.float16)
+    assert not uses_cpu_kernel(toe, torch.device("cpu"))
+    assert not uses_cpu_kernel(offaxis, torch.device("cpu"), torch.float64)
+    assert not uses_cpu_kernel(offaxis, torch.device("cuda"))
+    color, depth = clip(2)
+    double = splat_eye(color.double(), depth.double(), k, offaxis)  # the torch ops, in float64
+    assert double.rgba.dtype == torch.float64
+    single = type(double)(double.rgba.float(), double.depth.float(), double.dropout)
+    assert_same_eye(single, splat_eye(color, depth, k, offaxis), atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["OFFAXIS", "PARALLEL"])
 @pytest.mark.parametrize("pivot", ["CENTER", "LEFT"])
-def test_two_tap_path_matches_the_general_path(mode, pivot):
+@pytest.mark.parametrize("compiled", [True, False])
+def test_two_tap_path_matches_the_general_path(mode, pivot, compiled):
     color, depth = clip(3)
     k = Intrinsics.from_lens(W, H)
     for view in eye_views(StereoRig(0.3, 2.5, mode, pivot), k.fx).values():
-        fast = splat_eye(color, depth, k, view)
+        fast = splat_eye(color, depth, k, view, compiled=compiled)
         general = splat_eye(color, depth, k, view, general_path=True)
         assert_same_eye(fast, general, atol=1e-5)
         if not view.is_source:
@@ -93,11 +143,12 @@ def whole_pixel_scene():
 
 
 @pytest.mark.parametrize("mode", ["OFFAXIS", "PARALLEL"])
-def test_numpy_reference_agrees_where_disparities_are_whole_pixels(mode):
+@pytest.mark.parametrize("compiled", [True, False])
+def test_numpy_reference_agrees_where_disparities_are_whole_pixels(mode, compiled):
     color, depth, k = whole_pixel_scene()
     for view in eye_views(StereoRig(0.125, 2.0, mode, "CENTER"), k.fx).values():
         rgb, ref_depth, ref_dropout = numpy_reference_splat(color, depth, k, view)
-        ours = splat_eye(torch.from_numpy(color), torch.from_numpy(depth), k, view)
+        ours = splat_eye(torch.from_numpy(color), torch.from_numpy(depth), k, view, compiled=compiled)
         assert ref_dropout.any()
         assert np.array_equal(ours.dropout.numpy(), ref_dropout)
         alpha = ours.rgba[:, 3].numpy()
@@ -106,7 +157,8 @@ def test_numpy_reference_agrees_where_disparities_are_whole_pixels(mode):
         np.testing.assert_allclose(ours.depth.numpy(), ref_depth, rtol=1e-6)
 
 
-def test_depth_is_the_nearest_surface_and_a_tap_that_weighs_nothing_sets_none():
+@pytest.mark.parametrize("compiled", [True, False])
+def test_depth_is_the_nearest_surface_and_a_tap_that_weighs_nothing_sets_none(compiled):
     """f e = 64 * 0.0625 = 4 px m: a point of column j at Z lands at j - 4 / Z in the right eye.
 
     Row 0: red at Z = 2 from column 5 lands on pixel 3 exactly (its right tap weighs nothing); green at Z = 2.3
@@ -122,7 +174,7 @@ def test_depth_is_the_nearest_surface_and_a_tap_that_weighs_nothing_sets_none():
     color = torch.zeros(1, 3, 2, 12)
     color[0, 0, :, 5] = 1.0  # red
     color[0, 1, :, 6] = 1.0  # green
-    eye = splat_eye(color, depth, k, right)
+    eye = splat_eye(color, depth, k, right, compiled=compiled)
     rgba, z = eye.rgba[0].numpy(), eye.depth[0].numpy()
     green = 4 / 2.3 - 1
     np.testing.assert_allclose(rgba[:, 0, 3:6], [[1, 0, 0], [0, green, 1 - green], [0, 0, 0],

@@ -173,22 +173,33 @@ def _device(name: str) -> torch.device:
 
 
 def bench_splat(height: int = 480, width: int = 854, frames: int = 32, batch: int = 4, device: str = "auto",
-                mode: str = "OFFAXIS", repeat: int = 5, reference: bool = True) -> dict:
+                mode: str = "OFFAXIS", repeat: int = 5, reference: bool = True, threads: int | None = None,
+                torch_ops: bool = False) -> dict:
     """Time both eyes of ``frames`` synthetic frames through :func:`splat_eye`, and the numpy yardstick.
 
+    ``threads`` sets torch's CPU thread count for the run (the compiled kernel runs on that many); ``torch_ops``
+    times splat_eye's torch ops where it would run the compiled kernel.
+
     Returns a dict: ``ms_per_frame`` (ours, both eyes and masks, the best of ``repeat`` runs), ``height``,
-    ``width``, ``device``, ``frames``, ``batch``, and with ``reference``, ``numpy_ms_per_frame`` and
-    ``speedup`` (numpy time over ours).
+    ``width``, ``device``, ``frames``, ``batch``, ``engine`` ("compiled" or "torch"), ``threads`` (CPU threads
+    the splatter ran on), and with ``reference``, ``numpy_ms_per_frame`` and ``speedup`` (numpy time over ours).
     """
     import torch
 
     from .camera import Intrinsics
-    from .splat import splat_eye
+    from .splat import kernel_threads, splat_eye, uses_cpu_kernel
 
     for name, value in (("--height", height), ("--width", width), ("--frames", frames), ("--batch", batch),
-                        ("--repeat", repeat)):
+                        ("--repeat", repeat), ("--threads", 1 if threads is None else threads)):
         if value < 1:
             raise InputError(f"{name} {value} is not valid; give 1 or more")
+    if threads is not None:
+        previous_threads = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return bench_splat(height, width, frames, batch, device, mode, repeat, reference, None, torch_ops)
+        finally:
+            torch.set_num_threads(previous_threads)
     if reference and mode == "TOE":
         raise InputError("the numpy yardstick keeps rows, so it cannot do --convergence-mode TOE; "
                          "add --no-reference to time TOE alone")
@@ -206,12 +217,14 @@ def bench_splat(height: int = 480, width: int = 854, frames: int = 32, batch: in
             distinct[index] = (color[chosen], depth[chosen])
         batches.append(distinct[index])
 
+    compiled = not torch_ops and all(uses_cpu_kernel(view, dev) for view in views if not view.is_source)
+
     def ours() -> float:
         _sync(dev)
         t0 = time.perf_counter()
         for c, d in batches:
             for view in views:
-                splat_eye(c, d, k, view)
+                splat_eye(c, d, k, view, compiled=compiled)
         _sync(dev)
         return time.perf_counter() - t0
 
@@ -225,15 +238,18 @@ def bench_splat(height: int = 480, width: int = 854, frames: int = 32, batch: in
             numpy_reference_splat(ref_color, ref_depth, k, view)
         return time.perf_counter() - t0
 
-    splat_eye(*batches[0], k, views[0])  # warm: first-call set-up, scratch tensors, CUDA kernels
-    splat_eye(*batches[0], k, views[-1])
+    for view in views:  # warm: the kernel's compilation, scratch tensors, CUDA kernels
+        splat_eye(*batches[0], k, view, compiled=compiled)
     best, best_ref = math.inf, math.inf
     for _ in range(repeat):
         best = min(best, ours())
         if reference:
             best_ref = min(best_ref, numpy_time())
     result = {"ms_per_frame": 1000.0 * best / frames, "height": height, "width": width, "device": str(dev),
-              "frames": frames, "batch": batch, "convergence_mode": mode, "threads": torch.get_num_threads()}
+              "frames": frames, "batch": batch, "convergence_mode": mode,
+              "engine": "compiled" if compiled else "torch",
+              # the torch ops run on one CPU thread (see splat._single_threaded_ops)
+              "threads": kernel_threads() if compiled else 1 if dev.type == "cpu" else 0}
     if reference:
         result["numpy_ms_per_frame"] = 1000.0 * best_ref / ref_frames
         result["speedup"] = result["numpy_ms_per_frame"] / result["ms_per_frame"]
@@ -242,11 +258,13 @@ def bench_splat(height: int = 480, width: int = 854, frames: int = 32, batch: in
 
 def cmd_splat(args: argparse.Namespace) -> int:
     r = bench_splat(args.height, args.width, args.frames, args.batch, args.device, args.convergence_mode,
-                    args.repeat, not args.no_reference)
+                    args.repeat, not args.no_reference, args.threads, args.torch_ops)
     fps = 1000.0 / r["ms_per_frame"]
+    where = f"{r['threads']} CPU thread{'s' * (r['threads'] != 1)}" if r["threads"] else "the GPU"
     print(f"splat, both eyes and dropout masks, {r['width']}x{r['height']}, {r['frames']} frames in batches of "
-          f"{r['batch']}, {r['convergence_mode']}, on {r['device']} ({r['threads']} CPU threads):")
-    print(f"  stereoforge splat_eye   {r['ms_per_frame']:9.2f} ms per frame  ({fps:.1f} frames/s)")
+          f"{r['batch']}, {r['convergence_mode']}, on {r['device']}:")
+    print(f"  stereoforge splat_eye   {r['ms_per_frame']:9.2f} ms per frame  ({fps:.1f} frames/s; "
+          f"{'compiled kernel' if r['engine'] == 'compiled' else 'torch ops'}, {where})")
     if "numpy_ms_per_frame" in r:
         print(f"  numpy z-buffer splat    {r['numpy_ms_per_frame']:9.2f} ms per frame  (nearest pixel, "
               "argsort, last write wins)")
@@ -452,6 +470,11 @@ def register(subparsers) -> None:
                    help="the rig's convergence mode; TOE takes the general four-tap path (default: OFFAXIS)")
     p.add_argument("--repeat", type=int, default=5, help="runs; the best counts (default: %(default)s)")
     p.add_argument("--no-reference", action="store_true", help="skip the numpy yardstick")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads for the compiled kernel (default: torch's, one per core; the numpy "
+                        "yardstick always runs on one)")
+    p.add_argument("--torch-ops", action="store_true",
+                   help="time splat_eye's torch ops where it would run the compiled CPU kernel")
     p.set_defaults(func=cmd_splat)
 
     p = sub.add_parser("pipeline", help="a whole convert on a generated clip, stage by stage",

@@ -13,6 +13,10 @@ depth is the nearest surface at each pixel, as a renderer's Z pass gives it.
 
 How it is made fast (the results are those of the plain formulation, to float rounding):
 
+* On the CPU, an eye that keeps rows (PARALLEL, OFFAXIS; the common case) goes to the compiled kernel of
+  :mod:`stereoforge.splat_cpu`: one pass per row, in cache, on all cores. What follows is the torch path, which
+  runs everything else (CUDA, TOE, float64, no numba) and is the kernel's reference in the tests.
+
 * Every point gets one integer *slot*, its top-left tap, in a target grid padded by two pixels on each side;
   its taps are fixed offsets from the slot (``+1`` right, ``+row`` down). A point that lands outside the image,
   or has no depth, is clamped into the padding, which is cut off at the end: no tap needs a bounds test.
@@ -39,6 +43,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from . import splat_cpu
 from .camera import Intrinsics, project, unproject
 from .rig import EyeView
 
@@ -75,7 +80,7 @@ def valid_depth(depth: torch.Tensor) -> torch.Tensor:
 
 def splat_eye(color: torch.Tensor, depth: torch.Tensor, k: Intrinsics, view: EyeView, *,
               depth_tolerance: float = 0.05, coverage_threshold: float = 0.5,
-              general_path: bool = False) -> EyeImage:
+              general_path: bool = False, compiled: bool = True) -> EyeImage:
     """Render one eye of a batch of RGB-D frames.
 
     Args:
@@ -88,6 +93,9 @@ def splat_eye(color: torch.Tensor, depth: torch.Tensor, k: Intrinsics, view: Eye
         general_path: use the general four-tap path even for an eye that only moved along its x axis
             (PARALLEL, OFFAXIS), where rows are kept and two taps per point suffice. Both give the same
             result to float rounding (tests compare them).
+        compiled: on the CPU, for an eye that keeps rows, splat float32 frames with the compiled kernel of
+            :mod:`stereoforge.splat_cpu` (when numba is installed). False runs the torch ops everywhere; both
+            give the same result to float rounding (tests compare them).
 
     Returns:
         The eye as an :class:`EyeImage` of the same height and width. Frames are independent of each other:
@@ -100,11 +108,19 @@ def splat_eye(color: torch.Tensor, depth: torch.Tensor, k: Intrinsics, view: Eye
         return EyeImage(rgba, depth.clone(), torch.zeros(depth.shape, dtype=torch.bool, device=depth.device))
 
     m = view.source_to_eye
-    rows_kept = not general_path and np.allclose(m[:3, :3], np.eye(3)) and m[1, 3] == 0 and m[2, 3] == 0
+    rows_kept = not general_path and keeps_rows(view)
     dtype = color.dtype if color.dtype in _INT_OF_FLOAT else torch.float32  # sums of half floats drift
     out = EyeImage(torch.empty((b, 4, h, w), dtype=dtype, device=color.device),
                    torch.empty((b, h, w), dtype=dtype, device=color.device),
                    torch.empty((b, h, w), dtype=torch.bool, device=color.device))
+
+    if compiled and rows_kept and uses_cpu_kernel(view, color.device, color.dtype):
+        splat_cpu.splat_rows_kept(
+            color.detach().to(dtype).contiguous().numpy(), depth.detach().to(dtype).contiguous().numpy(),
+            k.fx * float(m[0, 3]), view.shift_px, _MIN_WEIGHT, depth_tolerance, coverage_threshold,
+            out.rgba.numpy(), out.depth.numpy(), out.dropout.numpy(), kernel_threads())
+        return out if dtype == color.dtype else EyeImage(out.rgba.to(color.dtype), out.depth.to(color.dtype),
+                                                        out.dropout)
 
     def splat_chunk(frames: slice, rows: slice) -> None:
         ws = _workspace()
@@ -123,6 +139,24 @@ def splat_eye(color: torch.Tensor, depth: torch.Tensor, k: Intrinsics, view: Eye
     if dtype != color.dtype:
         return EyeImage(out.rgba.to(color.dtype), out.depth.to(color.dtype), out.dropout)
     return out
+
+
+def keeps_rows(view: EyeView) -> bool:
+    """Whether the eye only moved along its x axis (PARALLEL, OFFAXIS): each row of the source lands on the same
+    row of the eye, and two taps per point suffice."""
+    m = view.source_to_eye
+    return bool(np.allclose(m[:3, :3], np.eye(3)) and m[1, 3] == 0 and m[2, 3] == 0)
+
+
+def uses_cpu_kernel(view: EyeView, device: torch.device, dtype: torch.dtype = torch.float32) -> bool:
+    """Whether :func:`splat_eye` (with its defaults) runs the compiled kernel for this eye, device and dtype."""
+    return device.type == "cpu" and dtype != torch.float64 and keeps_rows(view) and splat_cpu.available()
+
+
+def kernel_threads() -> int:
+    """Threads the compiled CPU kernel runs on: torch's thread count (``torch.set_num_threads``, or
+    ``OMP_NUM_THREADS``), at most the cores this process may use."""
+    return min(torch.get_num_threads(), splat_cpu.cpu_threads())
 
 
 def _chunks(b: int, h: int, w: int, device: torch.device, rows_kept: bool):
