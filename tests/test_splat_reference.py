@@ -223,3 +223,18 @@ def test_convert_of_two_halves_writes_the_frames_of_one_run(tmp_path):
                     assert np.array_equal(ours[channel], theirs[channel], equal_nan=True), (half.name, n, eye)
                 mask = (half / "masks" / eye / f"{n:06d}.png").read_bytes()
                 assert mask == (whole / "masks" / eye / f"{n + offset:06d}.png").read_bytes()
+
+
+@pytest.mark.parametrize("mode", ["OFFAXIS", "TOE"])
+def test_an_eye_written_into_the_last_batch_tensors_is_the_same(mode):
+    """convert and bench splat hand each batch the eye of the batch before, to write into."""
+    color, depth = clip(4)
+    k = Intrinsics.from_lens(W, H)
+    for view in eye_views(StereoRig(0.2, 2.5, mode, "LEFT"), k.fx).values():
+        first = splat_eye(color[:2], depth[:2], k, view)
+        pointers = [t.data_ptr() for t in (first.rgba, first.depth, first.dropout)]
+        second = splat_eye(color[2:], depth[2:], k, view, out=first)
+        assert [t.data_ptr() for t in (second.rgba, second.depth, second.dropout)] == pointers
+        assert_same_eye(second, splat_eye(color[2:], depth[2:], k, view), atol=1e-7)  # (the source eye has NaN)
+        with pytest.raises(ValueError, match="out does not fit"):
+            splat_eye(color[:3], depth[:3], k, view, out=second)

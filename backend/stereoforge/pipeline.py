@@ -43,7 +43,7 @@ from .io.images import atomic_path, read_depth_file, read_exr_channels, read_ima
 from .io.video import VideoWriter
 from .rig import StereoRig, eye_views, harmonic_middle, interocular_for_budget, parallax_px
 from .spec import DEFAULT_FPS, DEFAULT_INTEROCULAR, ConvertSpec
-from .splat import splat_eye
+from .splat import EyeImage, splat_eye
 
 EYES = ("left", "right")
 #: A pixel covered less than this is dropout (the splatter's default, and the rule for Blender's alpha).
@@ -218,6 +218,7 @@ class _Job:
         self.cancel = cancel or (lambda: False)
         self.log = log or (lambda message: None)
         self.device = _device(plan.spec.device)
+        self._eye_images: dict[tuple[str, int], EyeImage] = {}  # splat_eye writes each batch into the last one's
         self.timings: dict[str, float] = {}
 
     def path(self, *parts: str) -> str:
@@ -327,13 +328,15 @@ class _Job:
                 pending = []
         if pending:
             self._render_eyes(pending, k, views)
+        self._eye_images.clear()
 
     def _render_eyes(self, numbers: list[int], k: Intrinsics, views) -> None:
         frames = [self.read_frame(n) for n in numbers]
         color = torch.from_numpy(np.stack([f[0] for f in frames])).permute(0, 3, 1, 2).to(self.device)
         depth = torch.from_numpy(np.stack([f[1] for f in frames])).to(self.device)
         for eye in EYES:
-            image = splat_eye(color, depth, k, views[eye])
+            key = (eye, len(numbers))
+            image = self._eye_images[key] = splat_eye(color, depth, k, views[eye], out=self._eye_images.get(key))
             rgba = image.rgba.permute(0, 2, 3, 1).cpu().numpy()
             eye_depth = image.depth.cpu().numpy()
             dropout = image.dropout.cpu().numpy()

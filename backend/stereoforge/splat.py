@@ -80,7 +80,7 @@ def valid_depth(depth: torch.Tensor) -> torch.Tensor:
 
 def splat_eye(color: torch.Tensor, depth: torch.Tensor, k: Intrinsics, view: EyeView, *,
               depth_tolerance: float = 0.05, coverage_threshold: float = 0.5,
-              general_path: bool = False, compiled: bool = True) -> EyeImage:
+              general_path: bool = False, compiled: bool = True, out: EyeImage | None = None) -> EyeImage:
     """Render one eye of a batch of RGB-D frames.
 
     Args:
@@ -96,31 +96,40 @@ def splat_eye(color: torch.Tensor, depth: torch.Tensor, k: Intrinsics, view: Eye
         compiled: on the CPU, for an eye that keeps rows, splat float32 frames with the compiled kernel of
             :mod:`stereoforge.splat_cpu` (when numba is installed). False runs the torch ops everywhere; both
             give the same result to float rounding (tests compare them).
+        out: an eye to write into instead of new tensors (a clip then costs no allocation, and no page faults,
+            per batch): from an earlier call with frames of the same shape, dtype and device.
 
     Returns:
         The eye as an :class:`EyeImage` of the same height and width. Frames are independent of each other:
         the result does not depend on how a clip is cut into batches.
     """
     b, _, h, w = color.shape
+    dtype = color.dtype if color.dtype in _INT_OF_FLOAT else torch.float32  # sums of half floats drift
+    if out is None:
+        out = EyeImage(torch.empty((b, 4, h, w), dtype=dtype, device=color.device),
+                       torch.empty((b, h, w), dtype=dtype, device=color.device),
+                       torch.empty((b, h, w), dtype=torch.bool, device=color.device))
+    elif (out.rgba.shape, out.depth.shape, out.dropout.shape) != ((b, 4, h, w), (b, h, w), (b, h, w)) or \
+            out.rgba.dtype != dtype or out.depth.dtype != dtype or out.dropout.dtype != torch.bool or \
+            not all(t.device == color.device and t.is_contiguous() for t in (out.rgba, out.depth, out.dropout)):
+        raise ValueError(f"out does not fit frames of shape {tuple(color.shape)}, {color.dtype}, on {color.device}: "
+                         "pass an eye that splat_eye returned for frames like these")
     if view.is_source:
-        alpha = torch.ones_like(depth)
-        rgba = torch.cat((color, alpha[:, None]), dim=1)
-        return EyeImage(rgba, depth.clone(), torch.zeros(depth.shape, dtype=torch.bool, device=depth.device))
+        out.rgba[:, :3].copy_(color)
+        out.rgba[:, 3].fill_(1.0)
+        out.depth.copy_(depth)
+        out.dropout.fill_(False)
+        return out if dtype == color.dtype else _as_dtype(out, color.dtype)
 
     m = view.source_to_eye
     rows_kept = not general_path and keeps_rows(view)
-    dtype = color.dtype if color.dtype in _INT_OF_FLOAT else torch.float32  # sums of half floats drift
-    out = EyeImage(torch.empty((b, 4, h, w), dtype=dtype, device=color.device),
-                   torch.empty((b, h, w), dtype=dtype, device=color.device),
-                   torch.empty((b, h, w), dtype=torch.bool, device=color.device))
 
     if compiled and rows_kept and uses_cpu_kernel(view, color.device, color.dtype):
         splat_cpu.splat_rows_kept(
             color.detach().to(dtype).contiguous().numpy(), depth.detach().to(dtype).contiguous().numpy(),
             k.fx * float(m[0, 3]), view.shift_px, _MIN_WEIGHT, depth_tolerance, coverage_threshold,
             out.rgba.numpy(), out.depth.numpy(), out.dropout.numpy(), kernel_threads())
-        return out if dtype == color.dtype else EyeImage(out.rgba.to(color.dtype), out.depth.to(color.dtype),
-                                                        out.dropout)
+        return out if dtype == color.dtype else _as_dtype(out, color.dtype)
 
     def splat_chunk(frames: slice, rows: slice) -> None:
         ws = _workspace()
@@ -136,9 +145,11 @@ def splat_eye(color: torch.Tensor, depth: torch.Tensor, k: Intrinsics, view: Eye
     with _single_threaded_ops(color.device):
         for frames, rows in _chunks(b, h, w, color.device, rows_kept):
             splat_chunk(frames, rows)
-    if dtype != color.dtype:
-        return EyeImage(out.rgba.to(color.dtype), out.depth.to(color.dtype), out.dropout)
-    return out
+    return out if dtype == color.dtype else _as_dtype(out, color.dtype)
+
+
+def _as_dtype(eye: EyeImage, dtype: torch.dtype) -> EyeImage:
+    return EyeImage(eye.rgba.to(dtype), eye.depth.to(dtype), eye.dropout)
 
 
 def keeps_rows(view: EyeView) -> bool:
