@@ -1,6 +1,7 @@
 """The fast splatter against its references, and the seams a farm cuts a clip at.
 
-* The compiled CPU kernel (eyes that keep rows) gives what the torch ops give, on any number of threads.
+* The compiled CPU kernels (two taps for eyes that keep rows, four for eyes that turn) give what the torch ops
+  give, on any number of threads.
 * The two-tap path (eyes that keep rows: PARALLEL, OFFAXIS) gives what the general four-tap path gives.
 * The result of a frame does not depend on the batch it came in, nor on cutting the clip in two.
 * Where every disparity is a whole number of pixels, bilinear splatting is nearest-pixel splatting: there the
@@ -53,11 +54,11 @@ def assert_same_eye(a, b, atol: float = 0.0) -> None:
     assert torch.equal(a.dropout, b.dropout)
 
 
-@pytest.mark.parametrize("mode", ["OFFAXIS", "PARALLEL"])
+@pytest.mark.parametrize("mode", ["OFFAXIS", "PARALLEL", "TOE"])
 @pytest.mark.parametrize("pivot", ["CENTER", "RIGHT"])
-def test_compiled_kernel_matches_the_torch_ops_on_any_number_of_threads(mode, pivot):
-    """Sums taken in another order differ in the last bit; depth, coverage and dropout are the same. Rows are
-    independent, so how many threads share them changes nothing at all."""
+def test_compiled_kernels_match_the_torch_ops_on_any_number_of_threads(mode, pivot):
+    """Sums taken in another order differ in the last bit; depth, coverage and dropout are the same. Rows (two
+    taps) or frames (four taps) are independent, so how many threads share them changes nothing at all."""
     assert splat_cpu.available()  # numba is a dependency: the fast path must not fall back unnoticed
     color, depth = clip(5, 36, 150)
     depth[1, 10:14, :30] = 0.0
@@ -77,20 +78,27 @@ def test_compiled_kernel_matches_the_torch_ops_on_any_number_of_threads(mode, pi
             torch.set_num_threads(3)  # more threads than this machine has cores: still 12 blocks of rows
             assert_same_eye(splat_eye(color, depth, k, view), compiled)
             threaded = [torch.empty_like(t) for t in (compiled.rgba, compiled.depth, compiled.dropout)]
-            splat_cpu.splat_rows_kept(color.numpy(), depth.numpy(), k.fx * float(view.source_to_eye[0, 3]),
-                                      view.shift_px, 1e-6, 0.05, 0.5, *(t.numpy() for t in threaded), threads=3)
+            outputs = [t.numpy() for t in threaded]
+            if mode == "TOE":
+                splat_cpu.splat_general(color.numpy(), depth.numpy(), (k.fx, k.fy, k.cx, k.cy), view.source_to_eye,
+                                        view.shift_px, 1e-6, 0.05, 0.5, *outputs, threads=3)
+            else:
+                splat_cpu.splat_rows_kept(color.numpy(), depth.numpy(), k.fx * float(view.source_to_eye[0, 3]),
+                                          view.shift_px, 1e-6, 0.05, 0.5, *outputs, threads=3)
             for ours, theirs in zip(threaded, (compiled.rgba, compiled.depth, compiled.dropout), strict=True):
                 assert torch.equal(ours, theirs)
     finally:
         torch.set_num_threads(previous)
 
 
-def test_the_compiled_kernel_is_for_rows_kept_float32_cpu_eyes_only():
+def test_the_compiled_kernels_are_for_float32_cpu_eyes_only():
     k = Intrinsics.from_lens(W, H)
     offaxis = eye_views(StereoRig(0.3, 2.5, "OFFAXIS", "CENTER"), k.fx)["left"]
     toe = eye_views(StereoRig(0.3, 2.5, "TOE", "CENTER"), k.fx)["left"]
+    source = eye_views(StereoRig(0.3, 2.5, "OFFAXIS", "LEFT"), k.fx)["left"]
     assert uses_cpu_kernel(offaxis, torch.device("cpu"), torch.float16)
-    assert not uses_cpu_kernel(toe, torch.device("cpu"))
+    assert uses_cpu_kernel(toe, torch.device("cpu"))
+    assert not uses_cpu_kernel(source, torch.device("cpu"))  # the source view itself: nothing to splat
     assert not uses_cpu_kernel(offaxis, torch.device("cpu"), torch.float64)
     assert not uses_cpu_kernel(offaxis, torch.device("cuda"))
     color, depth = clip(2)
@@ -108,7 +116,7 @@ def test_two_tap_path_matches_the_general_path(mode, pivot, compiled):
     k = Intrinsics.from_lens(W, H)
     for view in eye_views(StereoRig(0.3, 2.5, mode, pivot), k.fx).values():
         fast = splat_eye(color, depth, k, view, compiled=compiled)
-        general = splat_eye(color, depth, k, view, general_path=True)
+        general = splat_eye(color, depth, k, view, general_path=True, compiled=compiled)
         assert_same_eye(fast, general, atol=1e-5)
         if not view.is_source:
             assert fast.dropout.any() and not fast.dropout.all()  # the scene has disocclusions to fill

@@ -13,9 +13,10 @@ depth is the nearest surface at each pixel, as a renderer's Z pass gives it.
 
 How it is made fast (the results are those of the plain formulation, to float rounding):
 
-* On the CPU, an eye that keeps rows (PARALLEL, OFFAXIS; the common case) goes to the compiled kernel of
-  :mod:`stereoforge.splat_cpu`: one pass per row, in cache, on all cores. What follows is the torch path, which
-  runs everything else (CUDA, TOE, float64, no numba) and is the kernel's reference in the tests.
+* On the CPU, the compiled kernels of :mod:`stereoforge.splat_cpu` do the work: for an eye that keeps rows
+  (PARALLEL, OFFAXIS; the common case), one pass per row, in cache, on all cores; for one that turns (TOE), one
+  pass per frame. What follows is the torch path, which runs on CUDA, in float64 or without numba, and is the
+  kernels' reference in the tests.
 
 * Every point gets one integer *slot*, its top-left tap, in a target grid padded by two pixels on each side;
   its taps are fixed offsets from the slot (``+1`` right, ``+row`` down). A point that lands outside the image,
@@ -93,9 +94,9 @@ def splat_eye(color: torch.Tensor, depth: torch.Tensor, k: Intrinsics, view: Eye
         general_path: use the general four-tap path even for an eye that only moved along its x axis
             (PARALLEL, OFFAXIS), where rows are kept and two taps per point suffice. Both give the same
             result to float rounding (tests compare them).
-        compiled: on the CPU, for an eye that keeps rows, splat float32 frames with the compiled kernel of
-            :mod:`stereoforge.splat_cpu` (when numba is installed). False runs the torch ops everywhere; both
-            give the same result to float rounding (tests compare them).
+        compiled: on the CPU, splat float32 frames with the compiled kernels of :mod:`stereoforge.splat_cpu`
+            (when numba is installed): two taps per point for an eye that keeps rows, else four. False runs the
+            torch ops everywhere; both give the same result to float rounding (tests compare them).
         out: an eye to write into instead of new tensors (a clip then costs no allocation, and no page faults,
             per batch): from an earlier call with frames of the same shape, dtype and device.
 
@@ -124,11 +125,15 @@ def splat_eye(color: torch.Tensor, depth: torch.Tensor, k: Intrinsics, view: Eye
     m = view.source_to_eye
     rows_kept = not general_path and keeps_rows(view)
 
-    if compiled and rows_kept and uses_cpu_kernel(view, color.device, color.dtype):
-        splat_cpu.splat_rows_kept(
-            color.detach().to(dtype).contiguous().numpy(), depth.detach().to(dtype).contiguous().numpy(),
-            k.fx * float(m[0, 3]), view.shift_px, _MIN_WEIGHT, depth_tolerance, coverage_threshold,
-            out.rgba.numpy(), out.depth.numpy(), out.dropout.numpy(), kernel_threads())
+    if compiled and uses_cpu_kernel(view, color.device, color.dtype):
+        frames = (color.detach().to(dtype).contiguous().numpy(), depth.detach().to(dtype).contiguous().numpy())
+        outputs = (out.rgba.numpy(), out.depth.numpy(), out.dropout.numpy())
+        if rows_kept:
+            splat_cpu.splat_rows_kept(*frames, k.fx * float(m[0, 3]), view.shift_px, _MIN_WEIGHT, depth_tolerance,
+                                      coverage_threshold, *outputs, kernel_threads())
+        else:
+            splat_cpu.splat_general(*frames, (k.fx, k.fy, k.cx, k.cy), m, view.shift_px, _MIN_WEIGHT,
+                                    depth_tolerance, coverage_threshold, *outputs, kernel_threads())
         return out if dtype == color.dtype else _as_dtype(out, color.dtype)
 
     def splat_chunk(frames: slice, rows: slice) -> None:
@@ -160,8 +165,8 @@ def keeps_rows(view: EyeView) -> bool:
 
 
 def uses_cpu_kernel(view: EyeView, device: torch.device, dtype: torch.dtype = torch.float32) -> bool:
-    """Whether :func:`splat_eye` (with its defaults) runs the compiled kernel for this eye, device and dtype."""
-    return device.type == "cpu" and dtype != torch.float64 and keeps_rows(view) and splat_cpu.available()
+    """Whether :func:`splat_eye` (with its defaults) runs a compiled kernel for this eye, device and dtype."""
+    return device.type == "cpu" and dtype != torch.float64 and not view.is_source and splat_cpu.available()
 
 
 def kernel_threads() -> int:

@@ -63,10 +63,10 @@ def splat_rows_kept(color: np.ndarray, depth: np.ndarray, focal_shift: float, sh
             np.float32(1.0 + depth_tolerance), np.float32(coverage_threshold), rgba, eye_depth, dropout)
     rows = b * h
     if threads <= 1 or rows < 2:
-        _kernel()(*args, 0, rows)
+        _kernel("rows_kept")(*args, 0, rows)
         return
     step = -(-rows // min(rows, threads * _BLOCKS_PER_THREAD))
-    kernel = _kernel()
+    kernel = _kernel("rows_kept")
     for future in [_pool(threads).submit(kernel, *args, first, min(rows, first + step))
                    for first in range(0, rows, step)]:
         future.result()
@@ -78,6 +78,33 @@ def cpu_threads() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def splat_general(color: np.ndarray, depth: np.ndarray, intrinsics: tuple[float, float, float, float],
+                  source_to_eye: np.ndarray, shift_px: float, min_weight: float, depth_tolerance: float,
+                  coverage_threshold: float, rgba: np.ndarray, eye_depth: np.ndarray, dropout: np.ndarray,
+                  threads: int = 1) -> None:
+    """Splat a batch of frames into an eye of any pose (TOE turns it), with four bilinear taps per point.
+
+    As :func:`splat_rows_kept`, but points move in 3D: ``intrinsics`` is ``(fx, fy, cx, cy)`` of the source
+    view (the eye's are the same, plus ``shift_px``), and ``source_to_eye`` the (4, 4) float64 rigid transform
+    from the source camera to the eye's. Positions are worked out in float64, as the torch path does: in float32
+    the round trip through camera space moves a point off its row by 1e-5 or so. Rows are not independent here,
+    so threads take whole frames.
+    """
+    fx, fy, cx, cy = (float(v) for v in intrinsics)
+    args = (color, depth, fx, fy, cx, cy, np.ascontiguousarray(source_to_eye, np.float64), float(shift_px),
+            np.float32(min_weight), np.float32(1.0 + depth_tolerance), np.float32(coverage_threshold), rgba,
+            eye_depth, dropout)
+    frames = depth.shape[0]
+    kernel = _kernel("general")
+    if threads <= 1 or frames < 2:
+        kernel(*args, 0, frames)
+        return
+    step = -(-frames // min(frames, threads))
+    for future in [_pool(threads).submit(kernel, *args, first, min(frames, first + step))
+                   for first in range(0, frames, step)]:
+        future.result()
 
 
 _pool_lock = threading.Lock()
@@ -98,13 +125,13 @@ def _pool(threads: int) -> ThreadPoolExecutor:
 _compiled: dict = {}
 
 
-def _kernel():
-    """The compiled kernel, compiled (or loaded from numba's cache) on first use."""
+def _kernel(name: str = "rows_kept"):
+    """A compiled kernel (``rows_kept`` or ``general``), compiled (or loaded from numba's cache) on first use."""
     with _pool_lock:
-        if "rows_kept" not in _compiled:
-            _compiled["rows_kept"] = numba.njit(_rows_kept_kernel, nogil=True, cache=True, boundscheck=False,
-                                                error_model="numpy")
-        return _compiled["rows_kept"]
+        if name not in _compiled:
+            python = {"rows_kept": _rows_kept_kernel, "general": _general_kernel}[name]
+            _compiled[name] = numba.njit(python, nogil=True, cache=True, boundscheck=False, error_model="numpy")
+        return _compiled[name]
 
 
 def _rows_kept_kernel(color, depth, focal_shift, shift_px, min_weight, limit_factor, coverage_threshold,
@@ -186,3 +213,98 @@ def _rows_kept_kernel(color, depth, focal_shift, shift_px, min_weight, limit_fac
             rgba[f, 3, i, x] = alpha
             eye_depth[f, i, x] = nearest[x + 1]
             dropout[f, i, x] = alpha < coverage_threshold
+
+
+def _general_kernel(color, depth, fx, fy, cx, cy, m, shift_px, min_weight, limit_factor, coverage_threshold,
+                    rgba, eye_depth, dropout, first, last):
+    """Frames ``first`` .. ``last - 1`` of the batch, four taps per point.
+
+    Pixel ``(x, y)`` is slot ``(y + 1) * (w + 2) + x + 1`` of the scratch arrays: a padded grid, so a point whose
+    top-left tap is at column or row -1 still has its other taps on the image. The padding is written, never
+    read.
+    """
+    b, h, w = depth.shape
+    n = h * w
+    stride = w + 2
+    zero, one, inf = np.float32(0.0), np.float32(1.0), np.float32(np.inf)
+    slot = np.empty(n, np.int64)  # the top-left tap's slot; -1: no tap on the image
+    weights = np.empty((n, 4), np.float32)  # top-left, top-right, bottom-left, bottom-right
+    z_eye = np.empty(n, np.float32)
+    nearest = np.empty((h + 2) * stride, np.float32)
+    limit = np.empty((h + 2) * stride, np.float32)
+    sums = np.empty(8 * (h + 2) * stride, np.float32)  # per slot: r, g, b, weight, front then back layer
+    offsets = (0, 1, stride, stride + 1)
+    for f in range(first, last):
+        # 1. Where each point lands: unprojected, moved into the eye's camera and projected, in float64.
+        for i in range(h):
+            for j in range(w):
+                p = i * w + j
+                d = depth[f, i, j]
+                slot[p] = -1
+                if not (d > 0.0 and d < np.inf):
+                    continue
+                x = (j + 0.5 - cx) / fx * d
+                y = -(i + 0.5 - cy) / fy * d
+                zc = -d
+                ex = m[0, 0] * x + m[0, 1] * y + m[0, 2] * zc + m[0, 3]
+                ey = m[1, 0] * x + m[1, 1] * y + m[1, 2] * zc + m[1, 3]
+                ez = -(m[2, 0] * x + m[2, 1] * y + m[2, 2] * zc + m[2, 3])
+                if not ez > 1e-6:
+                    continue
+                u = cx + fx * ex / ez - shift_px
+                v = cy - fy * ey / ez
+                x0 = np.floor(u - 0.5)
+                y0 = np.floor(v - 0.5)
+                if not (x0 >= -1.0 and x0 <= w - 1.0 and y0 >= -1.0 and y0 <= h - 1.0):
+                    continue
+                ax = np.float32(u - 0.5 - x0)
+                ay = np.float32(v - 0.5 - y0)
+                for t, wt in enumerate(((one - ax) * (one - ay), ax * (one - ay), (one - ax) * ay, ax * ay)):
+                    weights[p, t] = wt if wt > min_weight else zero
+                slot[p] = (np.int64(y0) + 1) * stride + np.int64(x0) + 1
+                z_eye[p] = np.float32(ez)
+        # 2. The z-buffer.
+        nearest[:] = inf
+        for p in range(n):
+            s = slot[p]
+            if s >= 0:
+                z = z_eye[p]
+                for t in range(4):
+                    if weights[p, t] > zero and z < nearest[s + offsets[t]]:
+                        nearest[s + offsets[t]] = z
+        for s in range(nearest.size):
+            limit[s] = nearest[s] * limit_factor
+        # 3. The sums of both layers.
+        sums[:] = zero
+        for p in range(n):
+            s = slot[p]
+            if s < 0:
+                continue
+            i = p // w
+            j = p - i * w
+            z, r, g, bl = z_eye[p], color[f, 0, i, j], color[f, 1, i, j], color[f, 2, i, j]
+            for t in range(4):
+                wt = weights[p, t]
+                if wt > zero:
+                    tap = s + offsets[t]
+                    o = tap * 8 + (4 if z > limit[tap] else 0)
+                    sums[o] += r * wt
+                    sums[o + 1] += g * wt
+                    sums[o + 2] += bl * wt
+                    sums[o + 3] += wt
+        # 4. Front over back.
+        for i in range(h):
+            for x in range(w):
+                tap = (i + 1) * stride + x + 1
+                o = tap * 8
+                weight_front, weight_back = sums[o + 3], sums[o + 7]
+                room = one - min(weight_front, one)
+                factor_front = one / max(weight_front, one)
+                factor_back = room / max(weight_back, one)
+                alpha = weight_front * factor_front + weight_back * factor_back
+                rgba[f, 0, i, x] = sums[o] * factor_front + sums[o + 4] * factor_back
+                rgba[f, 1, i, x] = sums[o + 1] * factor_front + sums[o + 5] * factor_back
+                rgba[f, 2, i, x] = sums[o + 2] * factor_front + sums[o + 6] * factor_back
+                rgba[f, 3, i, x] = alpha
+                eye_depth[f, i, x] = nearest[tap]
+                dropout[f, i, x] = alpha < coverage_threshold
