@@ -724,6 +724,8 @@ BAD_INPUTS = {
                                        [str(p.frames / "shot")]),
     "output not a shot": lambda p: ([p.image, "--depth", p.depth, "-o", p.busy], [str(p.busy)]),
     "frames 5:2": lambda p: ([p.frames, "--depth", p.stack3, "--frames", "5:2"], ["5:2"]),
+    "negative edge radius": lambda p: ([p.image, "--depth", p.depth, "--depth-edge-radius", "-1"],
+                                       ["--depth-edge-radius", "-1"]),
 }
 
 
@@ -833,7 +835,7 @@ def test_convert_help_names_every_option_with_its_unit():
         "--near": "metres", "--far": "metres", "--baseline": "metres", "--interocular": "metres",
         "--convergence-distance": "metres", "--focal-px": "pixels", "--hfov": "degrees", "--max-parallax": "%",
         "--depth-smoothing": "seconds", "--fps": "frames per second", "--cloud-stride": "pixel",
-        "--batch": "frames",
+        "--batch": "frames", "--depth-edge-radius": "pixels",
     }
     others = ["-o", "--output", "--depth", "--depth-kind", "--depth-scale", "--convergence-mode", "--pivot",
               "--inpaint", "--layout", "--frames", "--codec", "--crf", "--no-cloud", "--device", "--quiet"]

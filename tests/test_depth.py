@@ -1,10 +1,15 @@
-"""Depth kinds to metric depth, and relative depth that does not pump over time."""
+"""Depth kinds to metric depth, relative depth that does not pump over time, and soft depth edges made sharp."""
 
+import cv2
 import numpy as np
 import pytest
+import torch
 
-from stereoforge.depth import DepthConverter, DepthStats, observe, smooth
+from stereoforge.camera import Intrinsics
+from stereoforge.depth import DepthConverter, DepthStats, observe, sharpen_edges, smooth
 from stereoforge.errors import InputError
+from stereoforge.rig import StereoRig, eye_views
+from stereoforge.splat import splat_eye
 
 
 def relative_stats(frames, **kw):
@@ -96,3 +101,51 @@ def test_all_nan_depth_is_refused_with_the_frame_named():
 def test_bad_depth_settings_are_named(kw, needle):
     with pytest.raises(InputError, match=needle.replace(".", r"\.").replace("-", r"\-")):
         DepthConverter(**kw)
+
+
+def test_a_soft_edge_is_made_sharp_and_a_slope_or_a_hard_edge_is_left_alone():
+    """Inverse depth along one row (1/m): a foreground at 0.5 (2 m) and a background at 0.1 (10 m), joined by a
+    ramp of three pixels (0.4, 0.3, 0.2), as a depth model blurs an outline. With radius 3, each ramp pixel sees
+    both sides and lies between them by more than 10 % of the step: 0.4 and 0.3 are nearer the foreground and
+    take 2 m, 0.2 is nearer the background and takes 10 m. With radius 2, the end pixels of the ramp see the
+    ramp itself on one side, not a flat side: only the middle one is made sharp."""
+    soft = 1.0 / np.array([[0.5] * 6 + [0.4, 0.3, 0.2] + [0.1] * 6], np.float32)
+    np.testing.assert_allclose(sharpen_edges(soft, radius=2)[0, 6:9], [2.5, 2.0, 5.0], rtol=1e-6)
+    sharp = sharpen_edges(soft, radius=3)
+    np.testing.assert_allclose(sharp[0, 6:9], [2.0, 2.0, 10.0], rtol=1e-6)
+    np.testing.assert_array_equal(sharp[0, :6], soft[0, :6])
+    np.testing.assert_array_equal(sharp[0, 9:], soft[0, 9:])
+    # A slanted surface (inverse depth changing steadily) and a hard edge have no ramp pixel.
+    slope = 1.0 / np.linspace(0.5, 0.1, 15, dtype=np.float32)[None]
+    np.testing.assert_array_equal(sharpen_edges(slope, radius=3), slope)
+    hard = 1.0 / np.array([[0.5] * 7 + [0.1] * 8], np.float32)
+    np.testing.assert_array_equal(sharpen_edges(hard, radius=3), hard)
+    # Missing depth stays missing and is no side; radius 0 changes nothing.
+    holed = soft.copy()
+    holed[0, 7] = np.nan
+    out = sharpen_edges(holed, radius=3)
+    assert np.isnan(out[0, 7]) and out[0, 6] == pytest.approx(2.0) and out[0, 8] == pytest.approx(10.0)
+    assert sharpen_edges(soft, radius=0) is soft
+
+
+def test_sharp_edges_give_the_eye_the_holes_of_hard_depth():
+    """A box at 2 m before a wall at 6 m, its outline blurred as a depth model blurs it: splatted as it is, the
+    ramp's points land in the disocclusion ("flying pixels"); sharpened, the eye's dropout is that of the hard
+    depth again, but for a few pixels at the box's corners."""
+    h, w = 40, 120
+    hard = np.full((h, w), 6.0, np.float32)
+    hard[10:30, 40:80] = 2.0
+    inverse = cv2.GaussianBlur(1.0 / hard, (0, 0), 1.0)
+    soft = (1.0 / inverse).astype(np.float32)
+    k = Intrinsics.from_focal(w, h, 100.0)
+    right = eye_views(StereoRig(0.2, 6.0, "PARALLEL", "LEFT"), k.fx)["right"]
+    color = torch.rand(1, 3, h, w)
+
+    def dropout(depth):
+        return splat_eye(color, torch.from_numpy(depth)[None], k, right).dropout[0].numpy()
+
+    # Where the box's holes open (not the strip the right eye sees past the frame's right edge).
+    truth, smeared, cleaned = (dropout(d)[:, :100] for d in (hard, soft, sharpen_edges(soft)))
+    assert truth.sum() >= 20 * 6  # 20 rows, disparity 10 px at 2 m against 3.3 at 6 m: holes about 6 px wide
+    assert smeared.sum() < 0.9 * truth.sum()  # stray points cover a sixth of the holes (118 of 140 pixels left)
+    assert (cleaned != truth).sum() <= 0.1 * truth.sum()  # 8 pixels differ

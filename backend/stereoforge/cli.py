@@ -17,7 +17,7 @@ import time
 
 from . import __version__, addon_build, bench, generate, server
 from .composite import LAYOUTS
-from .depth import DEPTH_KINDS
+from .depth import DEPTH_KINDS, EDGE_RADIUS
 from .errors import Cancelled, InputError, StereoForgeError
 from .inpaint import DEFAULT_INPAINTER, INPAINTERS
 from .models import registry
@@ -96,6 +96,10 @@ def add_convert_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--depth-smoothing", type=_positive, default=1.0, metavar="S",
                    help="relative depth: seconds over which the depth normalisation may change; 0 normalises "
                         "each frame on its own (flickers) (default: 1)")
+    g.add_argument("--depth-edge-radius", type=int, default=EDGE_RADIUS, metavar="PX",
+                   help="make soft depth edges up to this many pixels wide sharp, so that the blurred outlines "
+                        "a depth model gives do not smear stray points into the holes; 0 keeps the depth as it is "
+                        f"(a renderer's Z pass) (default: {EDGE_RADIUS})")
     g.add_argument("--depth-model", metavar="MODEL",
                    help="estimate the depth with a model instead of --depth: a Hugging Face id or a local folder "
                         "of a transformers depth-estimation model (Depth Anything V2, DPT, ZoeDepth) or a "
@@ -186,7 +190,8 @@ def _spec_from_args(args: argparse.Namespace, source: str, output: str) -> Conve
     return ConvertSpec(
         source=source, output_dir=output, depth=args.depth, depth_kind=args.depth_kind,
         depth_scale=args.depth_scale, near=args.near, far=args.far, baseline=args.baseline,
-        depth_smoothing=args.depth_smoothing, focal_px=args.focal_px, hfov=args.hfov,
+        depth_smoothing=args.depth_smoothing, depth_edge_radius=args.depth_edge_radius, focal_px=args.focal_px,
+        hfov=args.hfov,
         interocular=args.interocular, convergence_distance=args.convergence_distance,
         convergence_mode=args.convergence_mode, pivot=args.pivot, max_parallax=args.max_parallax,
         inpaint=args.inpaint, layouts=args.layout, frames=args.frames, fps=args.fps, codec=args.codec,

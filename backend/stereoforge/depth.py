@@ -153,3 +153,52 @@ class DepthConverter:
                 z = (1.0 / inv).astype(np.float32)
         z[bad] = np.nan
         return z
+
+
+#: ``convert --depth-edge-radius``'s default: soft depth edges up to this many pixels wide are made sharp.
+EDGE_RADIUS = 4
+
+
+def sharpen_edges(depth: np.ndarray, radius: int = EDGE_RADIUS, min_step: float = 0.05,
+                  margin: float = 0.1) -> np.ndarray:
+    """Depth with its soft edges made sharp: no "flying pixels" between a foreground and its background.
+
+    A depth model blurs the step in depth at an object's outline over a few pixels; the colour image keeps it
+    sharp. Splatted, the pixels of such a ramp land between the object and its background, right where the
+    eye should show a disocclusion: a smear of stray points that hides the hole from the inpainter. Each ramp
+    pixel is given the depth of the side it is nearer to, in inverse depth, so it moves with the object or with
+    the background; then the hole opens cleanly.
+
+    A pixel counts as on a ramp when, along its row (the eyes are offset horizontally, so only horizontal edges
+    open holes), the inverse depths ``radius`` pixels either side differ by at least ``min_step`` of the
+    nearer one (two surfaces), nearly all of the change over twice that distance happens within it (a step,
+    not a slanted surface, whose change keeps growing with distance), and the pixel's own inverse depth lies
+    between the two sides, more than ``margin`` of the step away from both. Hard edges have no such pixel and
+    are left as they are; a renderer's Z pass, filtered over the pixel, may have one at an edge, and then
+    ``radius`` 0 keeps it (measured on bench quality's Blender scenes: within 0.1 dB either way).
+
+    Args:
+        depth: (H, W) planar depth in metres; NaN or inf where missing (left missing, and never a side).
+        radius: the widest ramp made sharp, in pixels (a ramp pixel must see both sides within it); 0 returns
+            ``depth`` unchanged.
+
+    Returns:
+        (H, W) float32 depth.
+    """
+    if radius <= 0:
+        return depth
+    valid = np.isfinite(depth) & (depth > 0)
+    inverse = np.where(valid, 1.0 / np.where(valid, depth, 1.0), 0.0).astype(np.float32)
+    width = depth.shape[1]
+    padded = np.pad(inverse, ((0, 0), (2 * radius, 2 * radius)), mode="edge")
+    at = lambda offset: padded[:, 2 * radius + offset:2 * radius + offset + width]
+    before, after = at(-radius), at(radius)
+    low, high = np.minimum(before, after), np.maximum(before, after)
+    step = high - low
+    ramp = (valid & (low > 0) & (step >= min_step * high)
+            & (np.abs(at(2 * radius) - at(-2 * radius)) <= 1.25 * step)
+            & (inverse > low + margin * step) & (inverse < high - margin * step))
+    if not ramp.any():
+        return depth.astype(np.float32, copy=False)
+    side = np.where(inverse - low < high - inverse, low, high)
+    return np.where(ramp, 1.0 / np.maximum(side, 1e-12), depth).astype(np.float32)

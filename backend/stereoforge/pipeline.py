@@ -35,7 +35,7 @@ from . import __version__
 from .camera import DEFAULT_LENS_MM, Intrinsics
 from .cloud import cloud_points, frame_clip_path, write_cloud_stage, write_frame_clip
 from .composite import STEREO_METADATA, compose, stream_names
-from .depth import DepthConverter, DepthStats, observe
+from .depth import DepthConverter, DepthStats, observe, sharpen_edges
 from .errors import Cancelled, InputError
 from .inpaint import INPAINTERS, ClipReader, EyeFrame
 from .io.frames import open_depth, open_source
@@ -99,7 +99,7 @@ class Plan:
         s = self.spec
         settings = {
             "ingest": [os.path.abspath(s.source), os.path.abspath(s.depth), s.frames, s.depth_kind, s.depth_scale,
-                       s.near, s.far, s.depth_smoothing, self.intrinsics.fx,
+                       s.near, s.far, s.depth_smoothing, s.depth_edge_radius, self.intrinsics.fx,
                        self.converter.baseline if s.depth_kind == "disparity" else None]
                       + ([s.depth_model, self.models["depth"].get("request")] if s.depth_model else []),
             "cloud": [s.cloud_stride],
@@ -289,7 +289,7 @@ class _Job:
                           half=True)
             else:
                 write_png(self.path("source", frame_name(n, "png")), to_uint8_srgb(rgb))
-            metric = self.plan.converter(raw, i)
+            metric = sharpen_edges(self.plan.converter(raw, i), spec.depth_edge_radius)
             write_exr(self.path("depth", frame_name(n, "exr")), {"Z": np.nan_to_num(metric, nan=np.inf)})
             done += 1
             self.progress("ingest", done, total)

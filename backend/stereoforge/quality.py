@@ -308,7 +308,29 @@ def _read_rgb(path: Path) -> np.ndarray:
     return image
 
 
-def _convert(truth_dir: str, info: dict, shot: str, stages: tuple[str, ...], **options) -> dict:
+def soften_depth(truth_dir: str, info: dict, out_dir: str, sigma: float) -> str:
+    """Write the truth's depth with soft outlines into ``out_dir`` (one ``.npy`` per frame), as a depth model
+    gives it: inverse depth (or disparity) blurred with a Gaussian of ``sigma`` pixels, over the pixels that have
+    depth. Returns ``out_dir``."""
+    from .io.images import read_depth_file
+
+    os.makedirs(out_dir, exist_ok=True)
+    inverse_kind = info.get("depth_kind") == "disparity"  # disparity is inverse depth already
+    for n in range(1, info["frames"] + 1):
+        path = next(p for p in (os.path.join(truth_dir, "depth", f"{n:06d}{ext}") for ext in (".exr", ".npy"))
+                    if os.path.exists(p))
+        values = read_depth_file(path).astype(np.float64)
+        valid = np.isfinite(values) & (values > 0)
+        inverse = np.where(valid, values if inverse_kind else 1.0 / np.where(valid, values, 1.0), 0.0)
+        weight = cv2.GaussianBlur(valid.astype(np.float64), (0, 0), sigma)
+        blurred = cv2.GaussianBlur(inverse, (0, 0), sigma) / np.maximum(weight, 1e-12)
+        soft = np.where(valid, blurred if inverse_kind else 1.0 / np.maximum(blurred, 1e-12), np.inf)
+        np.save(os.path.join(out_dir, f"{n:06d}.npy"), soft.astype(np.float32))
+    return out_dir
+
+
+def _convert(truth_dir: str, info: dict, shot: str, stages: tuple[str, ...], depth: str | None = None,
+             **options) -> dict:
     from .pipeline import convert
     from .spec import ConvertSpec
 
@@ -317,7 +339,7 @@ def _convert(truth_dir: str, info: dict, shot: str, stages: tuple[str, ...], **o
     else:
         geometry = {"depth_kind": "metric", "focal_px": info["focal_px"], "interocular": info["interocular"],
                     "convergence_distance": info["convergence_distance"]}
-    spec = ConvertSpec(source=os.path.join(truth_dir, "center"), depth=os.path.join(truth_dir, "depth"),
+    spec = ConvertSpec(source=os.path.join(truth_dir, "center"), depth=depth or os.path.join(truth_dir, "depth"),
                        output_dir=shot, convergence_mode=info["convergence_mode"], pivot=info["pivot"],
                        cloud=False, stages=stages, **geometry, **options)
     return convert(spec)
@@ -331,8 +353,11 @@ def default_scenes() -> tuple[str, ...]:
 def bench_quality(scenes: tuple[str, ...] | None = None, inpainters: tuple[str, ...] | None = None,
                   models: bool = True, settings: TruthSettings = TruthSettings(), cache: str | None = None,
                   blender_python: str | None = None, script: str | None = None, workdir: str | None = None,
-                  log=print) -> dict:
+                  log=print, soft_depth: float = 0.0, depth_edge_radius: int | None = None) -> dict:
     """Render (or reuse) the truth, convert, fill with each inpainter and score; see the module docstring.
+
+    ``soft_depth`` > 0 converts the truth's depth with soft outlines (see :func:`soften_depth`) instead of the
+    hard depth; ``depth_edge_radius`` is convert's ``--depth-edge-radius`` (None: its default).
 
     Returns ``{"settings": {...}, "scenes": {scene: {inpainter: {"seconds_per_frame", "left": score,
     "right": score}}}}`` with each eye's score as :func:`score_eye` gives it.
@@ -372,7 +397,9 @@ def bench_quality(scenes: tuple[str, ...] | None = None, inpainters: tuple[str, 
             eyes = tuple(info.get("eyes", EYES))  # a real pair's left eye is its source: nothing to fill
             shot = os.path.join(work, scene)
             shutil.rmtree(shot, ignore_errors=True)
-            _convert(folder, info, shot, ("ingest", "eyes"))
+            depth = soften_depth(folder, info, shot + ".soft-depth", soft_depth) if soft_depth > 0 else None
+            edges = {} if depth_edge_radius is None else {"depth_edge_radius": depth_edge_radius}
+            _convert(folder, info, shot, ("ingest", "eyes"), depth, **edges)
             count = info["frames"]
             truth = {eye: [_read_rgb(Path(folder, eye, f"{n:06d}.png")) for n in range(1, count + 1)]
                      for eye in eyes}
@@ -381,7 +408,7 @@ def bench_quality(scenes: tuple[str, ...] | None = None, inpainters: tuple[str, 
             results[scene] = {}
             for label, options in runs:
                 log(f"{scene}: filling with {label}")
-                timings = _convert(folder, info, shot, ("inpaint",), **options)["timings"]
+                timings = _convert(folder, info, shot, ("inpaint",), depth, **edges, **options)["timings"]
                 entry = {"seconds_per_frame": timings["inpaint"] / count}
                 for eye in eyes:
                     filled = [_read_rgb(Path(shot, "filled", eye, f"{n:06d}.png")) for n in range(1, count + 1)]
@@ -390,13 +417,16 @@ def bench_quality(scenes: tuple[str, ...] | None = None, inpainters: tuple[str, 
     finally:
         if own_workdir:
             shutil.rmtree(work, ignore_errors=True)
-    return {"settings": {**settings.__dict__, "cache": cache}, "scenes": results}
+    return {"settings": {**settings.__dict__, "cache": cache, "soft_depth": soft_depth,
+                         "depth_edge_radius": depth_edge_radius}, "scenes": results}
 
 
 def print_table(result: dict) -> None:
     s = result["settings"]
     print(f"bench quality: filled eyes against Blender's true eyes, {s['frames']} frames at "
-          f"{s['width']}x{s['height']}, interocular {s['interocular']} m, convergence {s['convergence_distance']} m")
+          f"{s['width']}x{s['height']}, interocular {s['interocular']} m, convergence {s['convergence_distance']} m"
+          + (f", depth softened (sigma {s['soft_depth']} px)" if s.get("soft_depth") else "")
+          + (f", --depth-edge-radius {s['depth_edge_radius']}" if s.get("depth_edge_radius") is not None else ""))
     print("PSNR (dB) and SSIM on covered / dropout / all pixels; flicker = (ours + 1) / (truth + 1) of the "
           "motion-compensated change between frames, on dropout / all pixels (1 = as steady as the truth)")
     head = (f"{'scene':<8} {'inpainter':<12} {'eye':<5} {'drop%':>6} {'PSNR cov':>8} {'drop':>6} {'all':>6} "
@@ -427,7 +457,8 @@ def cmd_quality(args: argparse.Namespace) -> int:
                              args.convergence_distance)
     log = (lambda message: print(message, file=sys.stderr)) if args.json else print
     result = bench_quality(args.scenes, args.inpainters, not args.no_models, settings, args.cache,
-                           args.blender_python, args.truth_script, args.workdir, log)
+                           args.blender_python, args.truth_script, args.workdir, log, args.soft_depth,
+                           args.depth_edge_radius)
     print_table(result)
     if args.json:
         print(json.dumps(_finite(result), allow_nan=False))
@@ -459,6 +490,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the rig's interocular distance in metres (default: %(default)s)")
     p.add_argument("--convergence-distance", type=float, default=4.0, metavar="M",
                    help="the rig's convergence distance in metres, OFFAXIS (default: %(default)s)")
+    p.add_argument("--soft-depth", type=float, default=0.0, metavar="SIGMA",
+                   help="convert the truth's depth with soft outlines, as a depth model gives it: inverse depth "
+                        "blurred by a Gaussian of SIGMA pixels (default: 0, the hard depth)")
+    p.add_argument("--depth-edge-radius", type=int, default=None, metavar="PX",
+                   help="convert's --depth-edge-radius (0 leaves soft outlines as they are; default: convert's)")
     p.add_argument("--cache", metavar="DIR", default=None,
                    help=f"where the Blender renders are kept between runs (default: {default_cache()})")
     p.add_argument("--blender-python", metavar="PATH", default=None,

@@ -9,7 +9,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 from .composite import LAYOUTS
-from .depth import DEPTH_KINDS
+from .depth import DEPTH_KINDS, EDGE_RADIUS
 from .errors import InputError
 from .inpaint import DEFAULT_INPAINTER, INPAINTERS
 from .rig import CONVERGENCE_MODES, PIVOTS
@@ -32,6 +32,7 @@ class ConvertSpec:
     far: float = 10.0
     baseline: float | None = None
     depth_smoothing: float = 1.0
+    depth_edge_radius: int = EDGE_RADIUS
     focal_px: float | None = None
     hfov: float | None = None
     interocular: float | None = None
@@ -106,6 +107,9 @@ class ConvertSpec:
             raise InputError(f"--cloud-stride {self.cloud_stride} is not valid; give 1 (every pixel) or more")
         if self.batch < 1:
             raise InputError(f"--batch {self.batch} is not valid; give 1 or more frames")
+        if self.depth_edge_radius < 0:
+            raise InputError(f"--depth-edge-radius {self.depth_edge_radius} is not valid; give 0 (leave depth edges "
+                             "as they are) or more pixels")
         if self.depth_smoothing < 0 or not math.isfinite(self.depth_smoothing):
             raise InputError(f"--depth-smoothing {self.depth_smoothing} s is not valid; give 0 or more seconds")
         if self.stages is not None:
