@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-try:  # numba compiles the kernel on first use (about 2 s), and caches it beside this file when it can
+try:  # numba compiles the kernels on first use (about 2 s each), and caches them beside this file when it can
     import numba
 except ImportError:  # pragma: no cover - numba is a dependency; the torch path covers its absence
     numba = None
@@ -122,18 +122,37 @@ def _pool(threads: int) -> ThreadPoolExecutor:
         return _pool_state["pool"]
 
 
-_compiled: dict = {}
+def _kernel(name: str):
+    """A compiled kernel: ``rows_kept`` or ``general`` (numba compiles it, or loads it from its cache, on the
+    first call)."""
+    return {"rows_kept": _rows_kept_kernel, "general": _general_kernel}[name]
 
 
-def _kernel(name: str = "rows_kept"):
-    """A compiled kernel (``rows_kept`` or ``general``), compiled (or loaded from numba's cache) on first use."""
-    with _pool_lock:
-        if name not in _compiled:
-            python = {"rows_kept": _rows_kept_kernel, "general": _general_kernel}[name]
-            _compiled[name] = numba.njit(python, nogil=True, cache=True, boundscheck=False, error_model="numpy")
-        return _compiled[name]
+# numba's options for the kernels: no GIL (threads run them side by side), cached beside this file, no bounds
+# checks, and numpy's error model: a division by zero gives inf, as in numpy, instead of raising, which would
+# keep the compiler from vectorising the loops.
+_jit = numba.njit(nogil=True, cache=True, boundscheck=False, error_model="numpy") if numba else (lambda f: f)
 
 
+@_jit
+def _front_over_back(sums, o):
+    """Front layer over back layer, from the eight sums at ``sums[o:o + 8]``: ``(r, g, b, alpha)``.
+
+    A layer's colour is its mean colour times its coverage ``min(weight, 1)``: its sums times
+    ``1 / max(weight, 1)``; the back layer's coverage counts only where the front one leaves room.
+    """
+    one = np.float32(1.0)
+    weight_front, weight_back = sums[o + 3], sums[o + 7]
+    room = one - min(weight_front, one)
+    factor_front = one / max(weight_front, one)
+    factor_back = room / max(weight_back, one)
+    return (sums[o] * factor_front + sums[o + 4] * factor_back,
+            sums[o + 1] * factor_front + sums[o + 5] * factor_back,
+            sums[o + 2] * factor_front + sums[o + 6] * factor_back,
+            weight_front * factor_front + weight_back * factor_back)
+
+
+@_jit
 def _rows_kept_kernel(color, depth, focal_shift, shift_px, min_weight, limit_factor, coverage_threshold,
                       rgba, eye_depth, dropout, first, last):
     """Rows ``first`` .. ``last - 1`` of the batch (row ``q`` is row ``q % H`` of frame ``q // H``).
@@ -201,20 +220,13 @@ def _rows_kept_kernel(color, depth, focal_shift, shift_px, min_weight, limit_fac
             sums[o + 3] += weight
         # 4. Front over back.
         for x in range(w):
-            o = x * 8 + 8
-            weight_front, weight_back = sums[o + 3], sums[o + 7]
-            room = one - min(weight_front, one)
-            factor_front = one / max(weight_front, one)
-            factor_back = room / max(weight_back, one)
-            alpha = weight_front * factor_front + weight_back * factor_back
-            rgba[f, 0, i, x] = sums[o] * factor_front + sums[o + 4] * factor_back
-            rgba[f, 1, i, x] = sums[o + 1] * factor_front + sums[o + 5] * factor_back
-            rgba[f, 2, i, x] = sums[o + 2] * factor_front + sums[o + 6] * factor_back
-            rgba[f, 3, i, x] = alpha
+            r, g, bl, alpha = _front_over_back(sums, x * 8 + 8)
+            rgba[f, 0, i, x], rgba[f, 1, i, x], rgba[f, 2, i, x], rgba[f, 3, i, x] = r, g, bl, alpha
             eye_depth[f, i, x] = nearest[x + 1]
             dropout[f, i, x] = alpha < coverage_threshold
 
 
+@_jit
 def _general_kernel(color, depth, fx, fy, cx, cy, m, shift_px, min_weight, limit_factor, coverage_threshold,
                     rgba, eye_depth, dropout, first, last):
     """Frames ``first`` .. ``last - 1`` of the batch, four taps per point.
@@ -296,15 +308,7 @@ def _general_kernel(color, depth, fx, fy, cx, cy, m, shift_px, min_weight, limit
         for i in range(h):
             for x in range(w):
                 tap = (i + 1) * stride + x + 1
-                o = tap * 8
-                weight_front, weight_back = sums[o + 3], sums[o + 7]
-                room = one - min(weight_front, one)
-                factor_front = one / max(weight_front, one)
-                factor_back = room / max(weight_back, one)
-                alpha = weight_front * factor_front + weight_back * factor_back
-                rgba[f, 0, i, x] = sums[o] * factor_front + sums[o + 4] * factor_back
-                rgba[f, 1, i, x] = sums[o + 1] * factor_front + sums[o + 5] * factor_back
-                rgba[f, 2, i, x] = sums[o + 2] * factor_front + sums[o + 6] * factor_back
-                rgba[f, 3, i, x] = alpha
+                r, g, bl, alpha = _front_over_back(sums, tap * 8)
+                rgba[f, 0, i, x], rgba[f, 1, i, x], rgba[f, 2, i, x], rgba[f, 3, i, x] = r, g, bl, alpha
                 eye_depth[f, i, x] = nearest[tap]
                 dropout[f, i, x] = alpha < coverage_threshold
