@@ -24,6 +24,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
@@ -359,9 +360,16 @@ class _Job:
         inpainters = {eye: make(ClipReader(partial(self._eye_frame, eye), partial(self._filled_frame, eye)))
                       for eye in EYES}
         outputs = lambda n: [self.path("filled", eye, frame_name(n, "png")) for eye in EYES]
-        for n in self.frames_to_do("inpaint", outputs):
-            for eye in EYES:
-                write_png(self.path("filled", eye, frame_name(n, "png")), inpainters[eye].fill(n))
+
+        def fill(eye: str, n: int) -> None:
+            write_png(self.path("filled", eye, frame_name(n, "png")), inpainters[eye].fill(n))
+
+        # The eyes are independent of each other: each on its own thread (OpenCV and numpy's array work
+        # releases the GIL), frame by frame, so a cancel between frames leaves no eye behind the other.
+        with ThreadPoolExecutor(len(EYES), thread_name_prefix="stereoforge-inpaint") as pool:
+            for n in self.frames_to_do("inpaint", outputs):
+                for future in [pool.submit(fill, eye, n) for eye in EYES]:
+                    future.result()
 
     def _eye_frame(self, eye: str, n: int) -> EyeFrame | None:
         """Frame ``n`` of ``eye`` for an inpainter, None past either end of the clip."""
