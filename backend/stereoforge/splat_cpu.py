@@ -61,15 +61,7 @@ def splat_rows_kept(color: np.ndarray, depth: np.ndarray, focal_shift: float, sh
     b, h, w = depth.shape
     args = (color, depth, np.float32(focal_shift), np.float32(shift_px), np.float32(min_weight),
             np.float32(1.0 + depth_tolerance), np.float32(coverage_threshold), rgba, eye_depth, dropout)
-    rows = b * h
-    if threads <= 1 or rows < 2:
-        _kernel("rows_kept")(*args, 0, rows)
-        return
-    step = -(-rows // min(rows, threads * _BLOCKS_PER_THREAD))
-    kernel = _kernel("rows_kept")
-    for future in [_pool(threads).submit(kernel, *args, first, min(rows, first + step))
-                   for first in range(0, rows, step)]:
-        future.result()
+    _run(_rows_kept_kernel, args, b * h, threads * _BLOCKS_PER_THREAD, threads)
 
 
 def cpu_threads() -> int:
@@ -96,14 +88,18 @@ def splat_general(color: np.ndarray, depth: np.ndarray, intrinsics: tuple[float,
     args = (color, depth, fx, fy, cx, cy, np.ascontiguousarray(source_to_eye, np.float64), float(shift_px),
             np.float32(min_weight), np.float32(1.0 + depth_tolerance), np.float32(coverage_threshold), rgba,
             eye_depth, dropout)
-    frames = depth.shape[0]
-    kernel = _kernel("general")
-    if threads <= 1 or frames < 2:
-        kernel(*args, 0, frames)
+    _run(_general_kernel, args, depth.shape[0], threads, threads)
+
+
+def _run(kernel, args: tuple, count: int, blocks: int, threads: int) -> None:
+    """``kernel(*args, first, last)`` over items 0 .. ``count`` - 1 (rows or frames): in the calling thread, or
+    cut into at most ``blocks`` nearly equal blocks that a pool of ``threads`` runs."""
+    if threads <= 1 or count < 2:
+        kernel(*args, 0, count)
         return
-    step = -(-frames // min(frames, threads))
-    for future in [_pool(threads).submit(kernel, *args, first, min(frames, first + step))
-                   for first in range(0, frames, step)]:
+    step = -(-count // min(count, blocks))
+    for future in [_pool(threads).submit(kernel, *args, first, min(count, first + step))
+                   for first in range(0, count, step)]:
         future.result()
 
 
@@ -120,12 +116,6 @@ def _pool(threads: int) -> ThreadPoolExecutor:
             _pool_state["key"] = key
             _pool_state["pool"] = ThreadPoolExecutor(threads, thread_name_prefix="stereoforge-splat")
         return _pool_state["pool"]
-
-
-def _kernel(name: str):
-    """A compiled kernel: ``rows_kept`` or ``general`` (numba compiles it, or loads it from its cache, on the
-    first call)."""
-    return {"rows_kept": _rows_kept_kernel, "general": _general_kernel}[name]
 
 
 # numba's options for the kernels: no GIL (threads run them side by side), cached beside this file, no bounds
