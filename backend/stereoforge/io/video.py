@@ -154,12 +154,21 @@ class VideoWriter:
         frame.pts = self.frames_written
         frame.time_base = 1 / self.rate
         for packet in self._stream.encode(frame):
-            self._container.mux(packet)
+            self._mux(packet)
         self.frames_written += 1
 
     def _flush(self) -> None:
         for packet in self._stream.encode():
-            self._container.mux(packet)
+            self._mux(packet)
+
+    def _mux(self, packet) -> None:
+        # libx265 leaves the decode time of a clip's only frame unset (whatever was in memory, far below any
+        # real one), and the mp4 muxer then fails. No encoder here delays a frame by a second: a decode time
+        # that far before the presentation time is that garbage, and the frame is decoded when it is shown.
+        if packet.pts is not None and packet.time_base and (
+                packet.dts is None or packet.dts < packet.pts - 1 / packet.time_base):
+            packet.dts = packet.pts
+        self._container.mux(packet)
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         stack, self._stack = self._stack, None
