@@ -129,6 +129,23 @@ def add_convert_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-parallax", type=_positive, metavar="PCT",
                    help="depth budget: set the interocular so the nearest point's parallax is PCT %% of the "
                         "image width (1-3 is comfortable on a TV)")
+    g.add_argument("--interocular-curve", metavar="KEYS|FILE",
+                   help="an interocular that changes over the shot: keys FRAME:METRES,... (e.g. 1:0.03,8:0.2; shot "
+                        "frames from 1, linear between keys, held outside) or a file of 'FRAME METRES' lines")
+    g.add_argument("--convergence-curve", metavar="KEYS|FILE",
+                   help="a convergence distance that changes over the shot, keyed as --interocular-curve")
+    g.add_argument("--max-parallax-curve", metavar="KEYS|FILE",
+                   help="a depth budget that changes over the shot: keys FRAME:PCT, as --interocular-curve")
+    g = p.add_argument_group("comfort")
+    g.add_argument("--max-far-parallax", type=_positive, metavar="PCT",
+                   help="the farthest point's parallax (behind the screen) may be at most PCT %% of the image "
+                        "width; a rig that gives more is narrowed, with a warning")
+    g.add_argument("--screen-width", type=_positive, metavar="M",
+                   help="width of the screen the shot is for, in metres: far parallax wider than a viewer's eyes "
+                        "(65 mm) there makes the eyes diverge, so the rig is narrowed, with a warning")
+    g.add_argument("--floating-window", action="store_true",
+                   help="black out the left edge of the left eye and the right edge of the right eye where "
+                        "something in front of the screen is cut by the frame (a window violation)")
 
     g = p.add_argument_group("inpainting and output")
     g.add_argument("--inpaint", choices=sorted(INPAINTERS), default=DEFAULT_INPAINTER,
@@ -194,6 +211,9 @@ def _spec_from_args(args: argparse.Namespace, source: str, output: str) -> Conve
         hfov=args.hfov,
         interocular=args.interocular, convergence_distance=args.convergence_distance,
         convergence_mode=args.convergence_mode, pivot=args.pivot, max_parallax=args.max_parallax,
+        interocular_curve=args.interocular_curve, convergence_curve=args.convergence_curve,
+        max_parallax_curve=args.max_parallax_curve, max_far_parallax=args.max_far_parallax,
+        screen_width=args.screen_width, floating_window=args.floating_window,
         inpaint=args.inpaint, layouts=args.layout, frames=args.frames, fps=args.fps, codec=args.codec,
         crf=args.crf, cloud=args.cloud, cloud_stride=args.cloud_stride, device=args.device, batch=args.batch,
         stages=args.stages, depth_model=args.depth_model)

@@ -49,6 +49,9 @@ class DepthStats:
     hi: list[float] = field(default_factory=list)
     metric_min: list[float] = field(default_factory=list)
     metric_max: list[float] = field(default_factory=list)
+    #: Normalised kinds: each frame's smallest and largest raw value (its metric range, once mapped).
+    raw_min: list[float] = field(default_factory=list)
+    raw_max: list[float] = field(default_factory=list)
 
     @property
     def count(self) -> int:
@@ -72,6 +75,8 @@ def observe(stats: DepthStats, raw: np.ndarray, *, label: str, scale: float = 1.
         lo, hi = np.percentile(_sample(good), RELATIVE_PERCENTILES)
         stats.lo.append(float(lo))
         stats.hi.append(float(hi))
+        stats.raw_min.append(float(good.min()))
+        stats.raw_max.append(float(good.max()))
         return
     lo, hi = float(good.min()), float(good.max())
     stats.lo.append(lo)
@@ -134,6 +139,23 @@ class DepthConverter:
             return self.near, self.far
         return min(stats.metric_min) * 1.0, max(stats.metric_max) * 1.0
 
+    def frame_ranges(self, stats: DepthStats) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest and farthest metric depth of each frame: two (frames,) arrays."""
+        if self.kind not in NORMALISED_KINDS:
+            return np.asarray(stats.metric_min, np.float64), np.asarray(stats.metric_max, np.float64)
+        # The mapping is monotonic: the extreme raw values give the extreme depths.
+        ends = [self._normalised(np.asarray(raw, np.float64), np.arange(stats.count))
+                for raw in (stats.raw_min, stats.raw_max)]
+        return np.minimum(*ends), np.maximum(*ends)
+
+    def _normalised(self, d: np.ndarray, frame) -> np.ndarray:
+        """Metric depth of normalised raw values ``d`` (already scaled) of clip frame(s) ``frame``."""
+        lo, hi = self.lo[frame], self.hi[frame]
+        t = np.clip((d - lo) / np.maximum(hi - lo, 1e-12), 0.0, 1.0)
+        if self.kind == "affine":
+            return self.near + t * (self.far - self.near)
+        return 1.0 / (1.0 / self.far + t * (1.0 / self.near - 1.0 / self.far))
+
     def __call__(self, raw: np.ndarray, frame: int) -> np.ndarray:
         """(H, W) raw depth of clip frame ``frame`` -> (H, W) float32 metric depth, NaN where missing."""
         d = raw.astype(np.float32, copy=False) * np.float32(self.scale)
@@ -144,13 +166,7 @@ class DepthConverter:
             with np.errstate(divide="ignore"):
                 z = np.float32(self.focal_px * self.baseline) / d
         else:
-            lo, hi = float(self.lo[frame]), float(self.hi[frame])
-            t = np.clip((d - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
-            if self.kind == "affine":
-                z = (self.near + t * (self.far - self.near)).astype(np.float32)
-            else:
-                inv = 1.0 / self.far + t * (1.0 / self.near - 1.0 / self.far)
-                z = (1.0 / inv).astype(np.float32)
+            z = self._normalised(d, frame).astype(np.float32)
         z[bad] = np.nan
         return z
 

@@ -35,14 +35,16 @@ import torch
 from . import __version__
 from .camera import DEFAULT_LENS_MM, Intrinsics
 from .cloud import cloud_points, frame_clip_path, write_cloud_stage, write_frame_clip
+from .comfort import far_limit_px, window_edges
 from .composite import STEREO_METADATA, compose, stream_names
+from .curve import parse_curve, sample
 from .depth import DepthConverter, DepthStats, observe, sharpen_edges
 from .errors import Cancelled, InputError
 from .inpaint import INPAINTERS, ClipReader, EyeFrame
 from .io.frames import open_depth, open_source
 from .io.images import atomic_path, read_depth_file, read_exr_channels, read_image, to_uint8_srgb, write_exr, write_png
 from .io.video import VideoWriter
-from .rig import StereoRig, eye_views, harmonic_middle, interocular_for_budget, parallax_px
+from .rig import ANIMATED_RIG, StereoRig, eye_views, harmonic_middle, interocular_for_budget, parallax_px
 from .spec import DEFAULT_FPS, DEFAULT_INTEROCULAR, ConvertSpec
 from .splat import EyeImage, splat_eye
 
@@ -80,7 +82,8 @@ class Plan:
     shot_dir: str
     name: str
     intrinsics: Intrinsics
-    rig: StereoRig
+    #: The rig of each shot frame (one entry per frame; all equal unless the rig is animated).
+    rigs: tuple[StereoRig, ...]
     depth_range: tuple[float, float]
     fps: float
     count: int
@@ -90,6 +93,15 @@ class Plan:
     requested: ConvertSpec | None = None
     #: Provenance of the models that made this shot's inputs, by stage, for shot.json.
     models: dict = dataclasses.field(default_factory=dict)
+    #: Nearest and farthest metric depth of each frame.
+    frame_ranges: tuple[np.ndarray, np.ndarray] | None = None
+    #: Frames whose rig the comfort limits narrowed, for shot.json.
+    clamped: list[int] = dataclasses.field(default_factory=list)
+
+    @property
+    def rig(self) -> StereoRig:
+        """The rig of the first frame (the shot's rig, when it does not move)."""
+        return self.rigs[0]
 
     @property
     def source_ext(self) -> str:
@@ -104,11 +116,11 @@ class Plan:
                        self.converter.baseline if s.depth_kind == "disparity" else None]
                       + ([s.depth_model, self.models["depth"].get("request")] if s.depth_model else []),
             "cloud": [s.cloud_stride],
-            "eyes": [self.rig.to_dict()],
+            "eyes": [self.rig.to_dict()] + ([r.to_dict() for r in self.rigs] if len(set(self.rigs)) > 1 else []),
             "inpaint": [s.inpaint] + ([s.inpaint_model, s.inpaint_prompt, s.inpaint_steps, s.inpaint_chunk,
                                        s.inpaint_overlap, s.inpaint_tile, s.inpaint_tile_overlap, s.seed,
                                        s.model_dtype] if s.inpaint_model else []),
-            "composite": [list(s.layouts)],
+            "composite": [list(s.layouts)] + (["floating window"] if s.floating_window else []),
             "encode": [s.codec, s.crf, self.fps],
         }
         prints: dict[str, str] = {}
@@ -196,19 +208,52 @@ def plan(spec: ConvertSpec, progress: Progress | None = None, cancel: Callable[[
     # A measured disparity is reproduced by parallel eyes one baseline apart, the source being the left one.
     mode = spec.convergence_mode or ("PARALLEL" if disparity else "OFFAXIS")
     pivot = spec.pivot or ("LEFT" if disparity else "CENTER")
-    convergence = spec.convergence_distance or harmonic_middle(near, far)
-    if spec.max_parallax is not None:
-        interocular = interocular_for_budget(spec.max_parallax, k.width, k.fx, near,
-                                             None if mode == "PARALLEL" else convergence)
-    elif disparity and spec.interocular is None:
+    if disparity and spec.interocular is None and spec.interocular_curve is None:
         interocular = baseline
-    rig = StereoRig(interocular, convergence, mode, pivot)
+    rigs, clamped = _frame_rigs(spec, source.count, k, (near, far), mode, pivot, interocular,
+                                log or (lambda message: None))
 
     name = os.path.basename(os.path.normpath(os.path.abspath(spec.output_dir))) or "shot"
     info = {"kind": source.kind, "width": source.width, "height": source.height, "fps": source.fps,
             "first_frame": source.first_index + 1, "is_float": source.is_float}
-    return Plan(spec, os.path.abspath(spec.output_dir), name, k, rig, (near, far), fps, source.count, info,
-                converter, requested=requested if requested is not spec else None, models=models)
+    return Plan(spec, os.path.abspath(spec.output_dir), name, k, rigs, (near, far), fps, source.count, info,
+                converter, requested=requested if requested is not spec else None, models=models,
+                frame_ranges=converter.frame_ranges(stats), clamped=clamped)
+
+
+def _frame_rigs(spec: ConvertSpec, count: int, k: Intrinsics, depth_range: tuple[float, float], mode: str,
+                pivot: str, interocular: float, log) -> tuple[tuple[StereoRig, ...], list[int]]:
+    """The rig of every frame: the interocular from --interocular, a depth budget or their curves, the
+    convergence from --convergence-distance, its curve or the clip's depth range; then narrowed where the
+    farthest point breaks a comfort limit (:func:`comfort.far_limit_px`). Returns the rigs and the narrowed
+    frames (1-based)."""
+    near, far = depth_range
+    per_frame = lambda text, option: sample(parse_curve(text, option), count)
+    convergence = (per_frame(spec.convergence_curve, "--convergence-curve") if spec.convergence_curve else
+                   np.full(count, spec.convergence_distance or harmonic_middle(near, far)))
+    budget = (per_frame(spec.max_parallax_curve, "--max-parallax-curve") if spec.max_parallax_curve else
+              None if spec.max_parallax is None else np.full(count, spec.max_parallax))
+    if budget is not None:
+        interoculars = [interocular_for_budget(float(b), k.width, k.fx, near, None if mode == "PARALLEL" else float(c))
+                        for b, c in zip(budget, convergence, strict=True)]
+    elif spec.interocular_curve:
+        interoculars = per_frame(spec.interocular_curve, "--interocular-curve")
+    else:
+        interoculars = np.full(count, interocular)
+    rigs = [StereoRig(float(b), float(c), mode, pivot) for b, c in zip(interoculars, convergence, strict=True)]
+    limit = far_limit_px(k.width, spec.max_far_parallax, spec.screen_width)
+    clamped, worst = [], 0.0
+    for n, rig in enumerate(rigs):
+        behind = float(parallax_px(rig, k.fx, far))
+        if limit is not None and behind > limit:
+            rigs[n] = dataclasses.replace(rig, interocular_distance=rig.interocular_distance * limit / behind)
+            clamped.append(n + 1)
+            worst = max(worst, behind)
+    if clamped:
+        log(f"warning: the farthest point ({far:.2f} m) would be up to {100 * worst / k.width:.2f} % of the width "
+            f"behind the screen, past the far limit of {100 * limit / k.width:.2f} %: the interocular is "
+            f"narrowed on {len(clamped)} of {count} frames (change --max-far-parallax, --screen-width or the rig)")
+    return tuple(rigs), clamped
 
 
 class _Job:
@@ -311,11 +356,12 @@ class _Job:
         # when it differs), so it never goes stale when only those change.
         write_cloud_stage(self.dir, self.plan.count, self.plan.fps, k,
                           custom={"rig": self.plan.rig.to_dict(), "focal_px": k.fx, "width": k.width,
-                                  "height": k.height})
+                                  "height": k.height, **_rig_frames(self.plan)})
 
     def eyes(self) -> None:
-        k, batch = self.plan.intrinsics, self.plan.spec.batch
-        views = eye_views(self.plan.rig, k.fx)
+        """Both eyes of each frame, splatted a batch at a time; a batch holds frames of one rig (an animated
+        rig splats frame by frame)."""
+        k, batch, rigs = self.plan.intrinsics, self.plan.spec.batch, self.plan.rigs
         for eye in EYES:
             os.makedirs(self.path("eyes", eye), exist_ok=True)
             os.makedirs(self.path("masks", eye), exist_ok=True)
@@ -323,12 +369,15 @@ class _Job:
                              for kind, ext in (("eyes", "exr"), ("masks", "png"))]
         pending: list[int] = []
         for n in self.frames_to_do("eyes", outputs):
+            if pending and rigs[n - 1] != rigs[pending[0] - 1]:
+                self._render_eyes(pending, k, eye_views(rigs[pending[0] - 1], k.fx))
+                pending = []
             pending.append(n)
             if len(pending) == batch:
-                self._render_eyes(pending, k, views)
+                self._render_eyes(pending, k, eye_views(rigs[n - 1], k.fx))
                 pending = []
         if pending:
-            self._render_eyes(pending, k, views)
+            self._render_eyes(pending, k, eye_views(rigs[pending[0] - 1], k.fx))
         self._eye_images.clear()
 
     def _render_eyes(self, numbers: list[int], k: Intrinsics, views) -> None:
@@ -397,6 +446,11 @@ class _Job:
         outputs = lambda n: [self.composite_frame(stream, n) for stream in streams]
         for n in self.frames_to_do("composite", outputs):
             left, right = (read_image(self.path("filled", eye, frame_name(n, "png"))) for eye in EYES)
+            if self.plan.spec.floating_window:
+                depth = read_depth_file(self.path("depth", frame_name(n, "exr")))
+                on_left, on_right = window_edges(depth, self.plan.rigs[n - 1], self.plan.intrinsics.fx)
+                left[:, :on_left] = 0
+                right[:, right.shape[1] - on_right:] = 0
             for layout in self.plan.spec.layouts:
                 for stream, frame in compose(left, right, layout).items():
                     write_png(self.composite_frame(stream, n), frame)
@@ -540,9 +594,9 @@ def _prepare_shot(plan: Plan, stages: tuple[str, ...], log) -> None:
         "camera": {"width": k.width, "height": k.height, "focal_px": k.fx, "cx": k.cx, "cy": k.cy,
                    "hfov_deg": k.hfov_deg, "lens_mm": k.lens_mm, "sensor_width_mm": 36.0},
         "rig": plan.rig.to_dict(),
+        **_rig_frames(plan),
         "depth_range_m": list(plan.depth_range),
-        "parallax_px": {
-            "near": _parallax(plan, plan.depth_range[0]), "far": _parallax(plan, plan.depth_range[1])},
+        **_parallax_report(plan),
         "stages": {**previous, **{stage: prints[stage] for stage in stages}},
         "versions": _versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -558,8 +612,25 @@ def _prepare_shot(plan: Plan, stages: tuple[str, ...], log) -> None:
         json.dump(meta, f, indent=2, default=str)
 
 
-def _parallax(plan: Plan, depth: float) -> float:
-    return float(parallax_px(plan.rig, plan.intrinsics.fx, depth))
+def _rig_frames(plan: Plan) -> dict:
+    """shot.json's ``rig_frames``: each animated rig value, one per frame (Blender keys its camera with them)."""
+    return {"rig_frames": {name: [getattr(rig, name) for rig in plan.rigs] for name in ANIMATED_RIG}}
+
+
+def _parallax_report(plan: Plan) -> dict:
+    """The shot's parallax: over the clip (``parallax_px``: its nearest and farthest points through each
+    frame's rig, the extremes), and frame by frame (``parallax_frames``: each frame's own nearest and farthest
+    point, in pixels and in % of the width), with the frames the comfort limits narrowed."""
+    fx, width = plan.intrinsics.fx, plan.intrinsics.width
+    near_m, far_m = plan.frame_ranges
+    near = [float(parallax_px(rig, fx, z)) for rig, z in zip(plan.rigs, near_m, strict=True)]
+    far = [float(parallax_px(rig, fx, z)) for rig, z in zip(plan.rigs, far_m, strict=True)]
+    clip = [[float(parallax_px(rig, fx, z)) for rig in plan.rigs] for z in plan.depth_range]
+    pct = lambda values: [round(100.0 * v / width, 4) for v in values]
+    return {"parallax_px": {"near": min(clip[0]), "far": max(clip[1])},
+            "parallax_frames": {"near_px": near, "far_px": far, "near_pct": pct(near), "far_pct": pct(far)},
+            "comfort": {"max_parallax_pct": plan.spec.max_parallax, "max_far_parallax_pct": plan.spec.max_far_parallax,
+                        "screen_width_m": plan.spec.screen_width, "narrowed_frames": plan.clamped}}
 
 
 def convert(spec: ConvertSpec, progress: Progress | None = None, cancel: Callable[[], bool] | None = None,

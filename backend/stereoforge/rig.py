@@ -29,6 +29,8 @@ from .errors import InputError
 CONVERGENCE_MODES = ("OFFAXIS", "PARALLEL", "TOE")
 PIVOTS = ("LEFT", "CENTER", "RIGHT")
 EYES = ("left", "right")
+#: The rig values that may change from frame to frame (an animated rig); mode and pivot hold for a shot.
+ANIMATED_RIG = ("interocular_distance", "convergence_distance")
 
 
 @dataclass(frozen=True)

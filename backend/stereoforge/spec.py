@@ -9,12 +9,15 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 from .composite import LAYOUTS
+from .curve import parse_curve
 from .depth import DEPTH_KINDS, EDGE_RADIUS
 from .errors import InputError
 from .inpaint import DEFAULT_INPAINTER, INPAINTERS
 from .rig import CONVERGENCE_MODES, PIVOTS
 
 CODECS = ("h264", "h265")
+#: Options that take a curve over the shot's frames (stereoforge.curve).
+CURVES = ("interocular_curve", "convergence_curve", "max_parallax_curve")
 DEFAULT_INTEROCULAR = 0.065
 DEFAULT_FPS = 24.0
 
@@ -40,6 +43,13 @@ class ConvertSpec:
     convergence_mode: str | None = None
     pivot: str | None = None
     max_parallax: float | None = None
+    # A rig that moves and comfort limits (see stereoforge.curve for the curves' form).
+    interocular_curve: str | None = None
+    convergence_curve: str | None = None
+    max_parallax_curve: str | None = None
+    max_far_parallax: float | None = None
+    screen_width: float | None = None
+    floating_window: bool = False
     inpaint: str = DEFAULT_INPAINTER
     layouts: tuple[str, ...] = ("sbs",)
     frames: tuple[int | None, int | None] | None = None
@@ -79,14 +89,13 @@ class ConvertSpec:
         if self.depth_kind not in DEPTH_KINDS:
             raise InputError(f"--depth-kind {self.depth_kind!r} is not one of {', '.join(DEPTH_KINDS)}")
         for name in ("focal_px", "hfov", "interocular", "convergence_distance", "baseline", "fps",
-                     "max_parallax"):
+                     "max_parallax", "max_far_parallax", "screen_width"):
             value = getattr(self, name)
             if value is not None and (not math.isfinite(value) or value <= 0):
                 raise InputError(f"--{name.replace('_', '-')} {value} is not valid; it must be a positive number")
         if self.focal_px is not None and self.hfov is not None:
             raise InputError("give either --focal-px or --hfov, not both")
-        if self.max_parallax is not None and self.interocular is not None:
-            raise InputError("give either --max-parallax (which sets the interocular) or --interocular, not both")
+        self._check_curves()
         if self.convergence_mode is not None and self.convergence_mode not in CONVERGENCE_MODES:
             raise InputError(f"--convergence-mode {self.convergence_mode!r} is not one of "
                              f"{', '.join(CONVERGENCE_MODES)}")
@@ -124,6 +133,19 @@ class ConvertSpec:
                     first is not None and last is not None and last < first):
                 raise InputError(f"--frames {first or ''}:{last or ''} is not valid; frames are numbered from 1, "
                                  "A:B takes frames A to B inclusive")
+
+    def _check_curves(self) -> None:
+        """The interocular comes from one of four options; the convergence from one of two."""
+        given = [name for name in ("interocular", "interocular_curve", "max_parallax", "max_parallax_curve")
+                 if getattr(self, name) is not None]
+        if len(given) > 1:
+            flags = " and ".join(f"--{name.replace('_', '-')}" for name in given)
+            raise InputError(f"{flags} each set the interocular; give one of them")
+        if self.convergence_distance is not None and self.convergence_curve is not None:
+            raise InputError("give either --convergence-distance or --convergence-curve, not both")
+        for name in CURVES:
+            if getattr(self, name) is not None:
+                parse_curve(getattr(self, name), f"--{name.replace('_', '-')}")
 
     def _check_models(self) -> None:
         from .models.loading import DTYPES, OFFLOAD_MODES
