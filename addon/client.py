@@ -91,6 +91,10 @@ def spec_to_cli(spec: dict) -> list[str]:
             if not value:
                 args.append("--no-cloud")
             continue
+        elif isinstance(value, bool):  # a switch (--floating-window): there when on
+            if value:
+                args.append(flag)
+            continue
         args += [flag, str(value)]
     return args + ["--progress", "json"]
 

@@ -12,6 +12,7 @@ Every input is checked by :func:`check_inputs` before a job touches the scene or
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 
@@ -52,9 +53,12 @@ def check_inputs(context, stages: tuple[str, ...]) -> tuple[str, str, object]:
     s = context.scene.stereoforge
     if not s.output_dir.strip():
         raise StepError("no Output Folder: set where the shot goes (Output > Output Folder)")
+    _check_relative_paths(s)
     shot_dir = abspath(s.output_dir)
     if os.path.exists(shot_dir) and not os.path.isdir(shot_dir):
         raise StepError(f"the Output Folder '{shot_dir}' is a file; give a folder")
+    _check_writable(shot_dir)
+    _check_frame_range(context.scene, s)
     source = depth = ""
     if "load" in stages:
         source, depth = _check_source(context, s, shot_dir)
@@ -82,6 +86,54 @@ def check_inputs(context, stages: tuple[str, ...]) -> tuple[str, str, object]:
     if "import_clouds" in stages and "load" not in stages and not os.path.exists(shotlib.cloud_path(shot_dir)):
         raise StepError(f"'{shotlib.cloud_path(shot_dir)}' does not exist; run 'Load' first")
     return source, depth, backend
+
+
+def _check_relative_paths(s) -> None:
+    """``//`` means "beside the .blend file": an unsaved file has no such place."""
+    if bpy.data.filepath:
+        return
+    for name, label in (("output_dir", "Output Folder"), ("source_path", "Source Path"),
+                        ("depth_path", "Depth Path")):
+        value = getattr(s, name).strip()
+        if value.startswith("//"):
+            raise StepError(f"the {label} '{value}' is relative to the .blend file, which is not saved yet; save "
+                            "the file first or give an absolute path")
+
+
+def _check_writable(shot_dir: str) -> None:
+    """The shot folder (and the Scene source's render beside it) can be made: tried in the nearest folder
+    that exists, with a probe that is removed at once (permissions alone do not tell, e.g. for root)."""
+    place = shot_dir
+    while not os.path.exists(place):
+        place = os.path.dirname(place)
+    if not os.path.isdir(place):
+        raise StepError(f"the Output Folder '{shot_dir}' cannot be made: '{place}' is a file; give a folder "
+                        "path")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".stereoforge-probe-", dir=place))
+    except OSError as exc:
+        raise StepError(f"the Output Folder '{shot_dir}' cannot be written ({exc.strerror} in '{place}'); "
+                        "give a folder you can write to") from None
+
+
+def _check_frame_range(scene, s) -> None:
+    last = s.frame_last or None
+    if last is not None and last < s.frame_first:
+        raise StepError(f"the frame range {s.frame_first}-{last} is empty; set Last Frame to {s.frame_first} or "
+                        "more (0: to the end)")
+    if s.source == "SCENE":
+        frames = scene_frames(scene, s)
+        if not frames or frames[-1] > scene.frame_end:
+            raise StepError(f"the frame range {s.frame_first}-{last or 'end'} does not fit the scene's frames "
+                            f"{scene.frame_start}-{scene.frame_end} (counted from 1 at its start); set First "
+                            "and Last Frame inside it")
+
+
+def scene_frames(scene, s) -> list[int]:
+    """The scene frames the Scene source renders: the panel's range counted from the scene's start as 1."""
+    first = scene.frame_start + s.frame_first - 1
+    last = scene.frame_end if not s.frame_last else scene.frame_start + s.frame_last - 1
+    return list(range(first, last + 1))
 
 
 def _check_source(context, s, shot_dir: str) -> tuple[str, str]:
@@ -138,6 +190,8 @@ class Job:
         self.focal_px: float | None = None
         if self.settings.source == "SCENE" and "load" not in self.stages:
             self.focal_px = shotlib.read_shot(self.shot_dir).get("spec", {}).get("focal_px")
+        #: ``(report kind, line)`` the job has to say besides "done" (the Scene source's engine).
+        self.notes: list[tuple[str, str]] = []
         self.cancelled = False
         self.child: client.ConvertJob | None = None
         self.result: dict = {}
@@ -209,7 +263,8 @@ class Job:
     # -- talking to the backend -----------------------------------------------------------------------------
 
     def _spec(self, stages: list[str]) -> dict:
-        spec = self.settings.convert_spec(self.source, self.depth, focal_px=self.focal_px)
+        spec = self.settings.convert_spec(self.source, self.depth, focal_px=self.focal_px,
+                                          first_frame=self._first_frame())
         return {**spec, "stages": stages}
 
     def _backend(self, stages: list[str]) -> Iterator[str | None]:
@@ -225,36 +280,39 @@ class Job:
             yield WAIT
         self.result = self.child.result
         self.child = None
+        self.state.parallax = shotlib.parallax_summary(self._meta())
 
     # -- the stages -----------------------------------------------------------------------------------------
 
     def _load(self):
         if self.settings.source == "SCENE":
-            camera = self._source_camera()
             yield from self._render_scene_source()
         yield from self._backend(["ingest", "cloud"])
-        if self.settings.source == "SCENE" and self.settings.source_camera is None:
-            self.settings.source_camera = camera  # the stereo camera becomes the scene camera next
+
+    def _first_frame(self) -> int:
+        """The scene frame that shows shot frame 1: the scene's first frame (for the Scene source, the first
+        frame it rendered)."""
+        if self.settings.source == "SCENE":
+            return scene_frames(self.scene, self.settings)[0]
+        return self.scene.frame_start
 
     def _import_clouds(self):
         self._check_cancel()
         meta = self._meta()
-        first_frame, camera_world = 1, None
+        camera_world = None
         if self.settings.source == "SCENE":
-            camera = self._source_camera()
-            first_frame = self.scene.frame_start
-            camera_world = _camera_path(self.scene, camera)
+            frames = scene_frames(self.scene, self.settings)
+            camera_world = _camera_path(self.scene, self._source_camera(), frames)
         try:
-            sflscene.import_clouds(bpy.context, self.shot_dir, meta, first_frame, camera_world)
+            sflscene.import_clouds(bpy.context, self.shot_dir, meta, self._first_frame(), camera_world)
         except sflscene.SceneError as exc:
             raise StepError(str(exc)) from None
         yield
 
     def _setup_camera(self):
         self._check_cancel()
-        meta = self._meta()
-        objects = self._objects()
-        sflscene.setup_camera(self.scene, objects["camera"], meta)
+        meta, objects = self._meta(), self._objects()
+        sflscene.setup_camera(objects["camera"], meta, _shot_first_frame(objects))
         yield
 
     def _render_eyes(self):
@@ -263,27 +321,20 @@ class Job:
                 shotlib.clear_eyes(self.shot_dir)
             yield from self._backend(["eyes"])
             return
-        meta = self._meta()
-        objects = self._objects()
+        meta, objects = self._meta(), self._objects()
+        first = _shot_first_frame(objects)
         camera = objects["camera"]
-        if self.scene.camera != camera or not self.scene.render.use_multiview:
-            raise StepError(f"the stereo camera '{camera.name}' is not the scene's multiview camera; run 'Set Up "
-                            "Stereo Camera' first")
+        sflscene.setup_camera(camera, meta, first)
+        samples = self.settings.samples
+        shotlib.prepare_blender_eyes(self.shot_dir, shotlib.eyes_record(meta, _render_record(samples, camera)))
+        count = int(meta["frames"])
+        frames = shotlib.missing_frames(self.shot_dir, count)
         coll = sflscene.shot_collection(self.scene, self.shot_dir)
-        layer = sflscene.setup_eye_render(self.scene, coll, self.settings.samples)
-        shotlib.prepare_blender_eyes(self.shot_dir, shotlib.eyes_record(meta, _render_record(self.scene, camera)))
-        first = int(objects["cloud"].get(sflscene.FIRST_FRAME_PROP, 1))
-        frames = shotlib.missing_frames(self.shot_dir, int(meta["frames"]))
-        done = int(meta["frames"]) - len(frames)
-        frame_before = self.scene.frame_current
-        try:
-            with render.eye_output(self.scene, layer):
-                yield from self._render_frames(
-                    "render eyes", frames, done, int(meta["frames"]),
-                    begin=lambda n: render.begin_eye_frame(self.scene, self.shot_dir, n, first),
-                    finish=lambda n: render.finish_eye_frame(self.shot_dir, n))
-        finally:
-            self.scene.frame_set(frame_before)
+        with sflscene.eye_scene(self.scene, coll, camera, meta, first, samples) as eyes:
+            yield from self._render_frames(
+                "render eyes", frames, count - len(frames), count,
+                begin=lambda n: render.begin_eye_frame(eyes, self.shot_dir, n, first),
+                finish=lambda n: render.finish_eye_frame(self.shot_dir, n))
 
     def _inpaint(self):
         yield from self._backend(["inpaint"])
@@ -299,14 +350,18 @@ class Job:
         for n in frames:
             self._check_cancel()
             kwargs = begin(n)
-            if self.interactive:
-                started = bpy.ops.render.render("INVOKE_DEFAULT", **kwargs)
-                if not {"RUNNING_MODAL", "FINISHED"} & started:
-                    raise StepError("Blender could not start the render (is another render running?)")
-                while bpy.app.is_job_running("RENDER"):
-                    yield WAIT
-            else:
-                bpy.ops.render.render(**kwargs)
+            scene = bpy.data.scenes[kwargs["scene"]]
+            # Rendered as the context's scene: rendering another scene by name streams the point cache at the
+            # context scene's frame, not at the rendered scene's (found in Blender 4.5).
+            with bpy.context.temp_override(scene=scene, view_layer=scene.view_layers[0]):
+                if self.interactive:
+                    started = bpy.ops.render.render("INVOKE_DEFAULT", **kwargs)
+                    if not {"RUNNING_MODAL", "FINISHED"} & started:
+                        raise StepError("Blender could not start the render (is another render running?)")
+                else:
+                    bpy.ops.render.render(**kwargs)
+            while self.interactive and bpy.app.is_job_running("RENDER"):
+                yield WAIT
             if not finish(n):
                 if self.interactive or self.cancelled:
                     self.cancel()
@@ -331,9 +386,13 @@ class Job:
         _clear_ingest(self.shot_dir)
         self.focal_px = render.scene_focal_px(scene, camera)
         shots = {c for c in scene.collection.children_recursive if c.get(sflscene.SHOT_PROP)}
-        copy = render.make_source_scene(scene, camera, shots)
+        engine, samples = self.settings.source_engine, self.settings.source_samples
+        note = render.source_engine_note(engine, samples, sflscene.has_gpu())
+        if note:
+            self.notes.append(note)
+        copy = render.make_source_scene(scene, camera, shots, engine, samples)
         try:
-            frames = list(range(scene.frame_start, scene.frame_end + 1))
+            frames = scene_frames(scene, self.settings)
             yield from self._render_frames(
                 "render scene", frames, 0, len(frames),
                 begin=lambda f: render.begin_scene_frame(copy, color_dir, depth_dir, f),
@@ -366,24 +425,28 @@ class Job:
         return camera
 
 
-def _camera_path(scene, camera) -> Callable[[int], object]:
-    """``frame -> world matrix`` of ``camera``, sampled now (frame_set evaluates its animation)."""
-    current = scene.frame_current
+def _camera_path(scene, camera, frames: list[int]) -> Callable[[int], object]:
+    """``frame -> world matrix`` of ``camera`` at each of ``frames``, sampled now (frame_set evaluates its
+    animation; the scene's current frame comes back afterwards)."""
+    current, subframe = scene.frame_current, scene.frame_subframe
     matrices = {}
-    for frame in range(scene.frame_start, scene.frame_end + 1):
-        scene.frame_set(frame)
-        matrices[frame] = camera.matrix_world.copy()
-    scene.frame_set(current)
+    try:
+        for frame in frames:
+            scene.frame_set(frame)
+            matrices[frame] = camera.matrix_world.copy()
+    finally:
+        scene.frame_set(current, subframe=subframe)
     return matrices.__getitem__
 
 
-def _render_record(scene, camera) -> dict:
+def _shot_first_frame(objects: dict) -> int:
+    return int(objects["cloud"].get(sflscene.FIRST_FRAME_PROP, 1))
+
+
+def _render_record(samples: int, camera) -> dict:
     data, stereo = camera.data, camera.data.stereo
-    return {"samples": scene.cycles.samples, "filter_width": scene.cycles.filter_width,
-            "lens": round(data.lens, 6), "sensor_width": round(data.sensor_width, 6),
-            "resolution": [scene.render.resolution_x, scene.render.resolution_y],
-            "stereo": [round(stereo.interocular_distance, 9), round(stereo.convergence_distance, 9),
-                       stereo.convergence_mode, stereo.pivot]}
+    return {"samples": samples, "filter_width": 1.0, "lens": round(data.lens, 6),
+            "sensor_width": round(data.sensor_width, 6), "stereo": [stereo.convergence_mode, stereo.pivot]}
 
 
 def _clear_ingest(shot_dir: str) -> None:

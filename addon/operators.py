@@ -54,6 +54,8 @@ class _JobOperator:
         global _active
         _active = None
         state = context.window_manager.stereoforge_job
+        for kind, note in job.notes:
+            self.report({kind}, f"StereoForge: {note}")
         if exc is not None:
             kind, message = _errors(exc)
             state.message = message
@@ -62,7 +64,8 @@ class _JobOperator:
         videos = job.result.get("videos") or []
         if videos:
             state.video = videos[0]
-        state.message = f"{self.bl_label}: done" + (f"; video: {videos[0]}" if videos else "")
+        state.message = "; ".join([f"{self.bl_label}: done"] + [note for _, note in job.notes] +
+                                  ([f"video: {videos[0]}"] if videos else []))
         self.report({"INFO"}, f"StereoForge: {state.message}")
         return {"FINISHED"}
 

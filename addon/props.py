@@ -22,6 +22,7 @@ DEPTH_KINDS = [
     ("METRIC", "Metric", "Metres along the camera axis (planar depth, as Cycles' Z pass)"),
     ("RELATIVE", "Relative", "Affine-invariant inverse depth (as Depth Anything outputs), mapped to Near..Far"),
     ("DISPARITY", "Disparity", "Pixels between a stereo pair, with the Baseline"),
+    ("AFFINE", "Affine", "Affine-invariant depth, bigger = farther (as Marigold outputs), mapped to Near..Far"),
 ]
 CONVERGENCE_MODES = [
     ("OFFAXIS", "Off-Axis", "Parallel eyes with shifted image windows: the convergence plane has zero parallax"),
@@ -57,6 +58,17 @@ DEVICES = [("AUTO", "Auto", "CUDA when the backend sees a GPU, else CPU"), ("CPU
 #: The lens the backend assumes when none is given: 35 mm on a 36 mm-wide sensor.
 SENSOR_WIDTH_MM = 36.0
 
+# -- shot settings of a stereographer (issue 12): engine, frame range, comfort, device per shot
+SOURCE_ENGINES = [
+    ("CYCLES", "Cycles", "Cycles at Source Samples: quick on a CPU, and its Z pass is exact"),
+    ("EEVEE", "EEVEE", "EEVEE: fast with a GPU, very slow without one (software OpenGL)"),
+    ("SCENE", "Scene's Engine", "Whatever the scene renders with, at its own settings"),
+]
+SHOT_DEVICES = [("PREFS", "Preferences", "The device set in the add-on's preferences")] + DEVICES
+#: Panel properties that may be keyframed: each becomes a per-frame curve for the backend.
+ANIMATABLE = {"interocular": "interocular_curve", "convergence_distance": "convergence_curve",
+              "max_parallax": "max_parallax_curve"}
+
 
 class StereoForgeSettings(bpy.types.PropertyGroup):
     # -- source
@@ -71,8 +83,9 @@ class StereoForgeSettings(bpy.types.PropertyGroup):
                                                "set on the first run, since the stereo camera then becomes "
                                                "the scene camera)")
     lens: FloatProperty(name="Source Lens", default=35.0, min=1.0, max=5000.0, unit="CAMERA",
-                        description="Focal length of the source camera on a 36 mm-wide sensor (35 mm: about "
-                                    "54 degrees horizontally); the Scene source uses the scene camera's")
+                        description="Focal length of the source camera on a sensor Sensor Width wide (35 mm on "
+                                    "36 mm: about 54 degrees horizontally); the Scene source uses the scene "
+                                    "camera's")
     # -- depth
     depth_model: StringProperty(name="Depth Model",
                                 description="Depth model (Hugging Face id or folder) for sources without depth "
@@ -122,16 +135,54 @@ class StereoForgeSettings(bpy.types.PropertyGroup):
     output_dir: StringProperty(name="Output Folder", subtype="DIR_PATH",
                                description="The shot folder: source, depth, point clouds, eyes, masks, filled "
                                            "eyes and the stereo videos go there")
+    # -- shot settings of a stereographer (issue 12)
+    frame_first: IntProperty(name="First Frame", default=1, min=1,
+                             description="First frame of the source to convert, counted from 1 (the Scene "
+                                         "source: from the scene's start frame)")
+    frame_last: IntProperty(name="Last Frame", default=0, min=0,
+                            description="Last frame of the source to convert, inclusive (0: to the end)")
+    source_engine: EnumProperty(name="Source Engine", items=SOURCE_ENGINES, default="CYCLES",
+                                description="Scene source: the engine that renders the centre view and its Z "
+                                            "pass (the scene's own engine setting is not changed)")
+    source_samples: IntProperty(name="Source Samples", default=16, min=1, max=4096,
+                                description="Scene source with Cycles: samples per pixel of the centre view")
+    depth_smoothing: FloatProperty(name="Depth Smoothing", default=1.0, min=0.0, max=60.0, unit="TIME_ABSOLUTE",
+                                   description="Relative and affine depth: seconds over which the depth "
+                                               "normalisation may change (0: each frame on its own, flickers)")
+    depth_edge_radius: IntProperty(name="Depth Edge Radius", default=4, min=0, max=64, subtype="PIXEL",
+                                   description="Soft depth edges up to this many pixels wide are made sharp, so "
+                                               "no stray points smear into the holes (0: a renderer's exact "
+                                               "depth)")
+    lens_from_camera: BoolProperty(name="Lens from Scene Camera", default=False,
+                                   description="Image and Video sources: take the focal length and sensor width "
+                                               "of the scene camera instead of Source Lens and Sensor Width")
+    sensor_width: FloatProperty(name="Sensor Width", default=SENSOR_WIDTH_MM, min=1.0, max=200.0,
+                                unit="CAMERA", description="Width of the source camera's sensor in mm "
+                                                           "(36: full frame; Super 35 is about 24.9)")
+    device: EnumProperty(name="Device", items=SHOT_DEVICES, default="PREFS",
+                         description="Where the backend computes this shot (torch device)")
+    max_far_parallax: FloatProperty(name="Far Parallax Limit", default=0.0, min=0.0, max=20.0,
+                                    subtype="PERCENTAGE",
+                                    description="Largest parallax behind the screen (the farthest point) in % of "
+                                                "the width; a larger one is clamped with a warning (0: off)")
+    screen_width: FloatProperty(name="Screen Width", default=0.0, min=0.0, unit="LENGTH",
+                                description="Width of the screen the shot is made for; far parallax wider "
+                                            "than the viewer's eyes (65 mm) there would make the eyes diverge, "
+                                            "so it is clamped with a warning (0: not checked)")
+    floating_window: BoolProperty(name="Floating Window", default=False,
+                                  description="Black out the frame sides where something in front of the "
+                                              "screen is cut by the frame edge (a window violation)")
 
-    def convert_spec(self, source: str, depth: str, focal_px: float | None = None) -> dict:
+    def convert_spec(self, source: str, depth: str, focal_px: float | None = None, first_frame: int = 1) -> dict:
         """The backend's convert spec (``ConvertSpec`` field names) for these settings.
 
-        ``focal_px`` overrides the lens (the Scene source knows its camera exactly).
+        ``focal_px`` overrides the lens (the Scene source knows its camera exactly). ``first_frame`` is the
+        scene frame that shows shot frame 1: keyframed rig settings are sampled from there on.
         """
         budget = self.max_parallax > 0
         scene_source = self.source == "SCENE"
         f = _decimal
-        return {
+        spec = {
             "source": source,
             "output_dir": abspath(self.output_dir),
             "depth": depth,
@@ -141,7 +192,7 @@ class StereoForgeSettings(bpy.types.PropertyGroup):
             "far": f(self.far),
             "baseline": f(self.baseline) or None,
             "focal_px": focal_px,
-            "hfov": None if focal_px else math.degrees(2 * math.atan(SENSOR_WIDTH_MM / 2 / self.lens)),
+            "hfov": None if focal_px else self._hfov(),
             "interocular": None if budget else f(self.interocular),
             "convergence_distance": f(self.convergence_distance) or None,
             "convergence_mode": self.convergence_mode,
@@ -155,6 +206,39 @@ class StereoForgeSettings(bpy.types.PropertyGroup):
             # Blender draws every point as a sphere, so it needs them all (stride 1) at full resolution.
             "cloud_stride": 1 if self.eye_renderer == "BLENDER" else None,
         }
+        spec.update(self._shot_spec(scene_source, first_frame))
+        return spec
+
+    def _shot_spec(self, scene_source: bool, first_frame: int) -> dict:
+        """The spec fields of the stereographer's settings (issue 12's block)."""
+        f = _decimal
+        spec = {
+            "depth_smoothing": f(self.depth_smoothing),
+            "depth_edge_radius": 0 if scene_source else self.depth_edge_radius,
+            "frames": None if scene_source or (self.frame_first, self.frame_last) == (1, 0) else
+            (self.frame_first, self.frame_last or None),
+            "max_far_parallax": f(self.max_far_parallax) or None,
+            "screen_width": f(self.screen_width) or None,
+            "floating_window": self.floating_window or None,
+        }
+        if self.device != "PREFS":
+            spec["device"] = self.device.lower()
+        for name, field in ANIMATABLE.items():
+            curve = _keyframed(self.id_data, name, first_frame)
+            if curve is not None:  # the panel property and its spec field share a name
+                spec[field], spec[name] = curve, None
+        if spec.get("max_parallax_curve"):
+            spec["interocular"] = None
+        return spec
+
+    def _hfov(self) -> float:
+        """Horizontal field of view of the source: Source Lens on Sensor Width, or the scene camera's."""
+        camera = self.id_data.camera
+        if self.lens_from_camera and camera is not None and camera.type == "CAMERA":
+            lens, sensor = camera.data.lens, camera.data.sensor_width
+        else:
+            lens, sensor = self.lens, self.sensor_width
+        return math.degrees(2 * math.atan(sensor / 2 / lens))
 
 
 class StereoForgeJobState(bpy.types.PropertyGroup):
@@ -171,10 +255,27 @@ class StereoForgeJobState(bpy.types.PropertyGroup):
     message: StringProperty(name="Message")
     shot_dir: StringProperty(name="Shot Folder", subtype="DIR_PATH")
     video: StringProperty(name="Video", subtype="FILE_PATH")
+    # -- issue 12: the shot's parallax range (shot.json), as the Stereo Rig panel shows it
+    parallax: StringProperty(name="Parallax", description="The shot's parallax range in % of the image width: "
+                                                          "nearest point (negative: in front of the screen) and "
+                                                          "farthest, over all frames")
 
     @property
     def factor(self) -> float:
         return self.done / self.total if self.total else 0.0
+
+
+def _keyframed(scene, name: str, first_frame: int) -> str | None:
+    """``scene.stereoforge.<name>`` keyframed: its value at every shot frame up to its last key, as the
+    backend's inline curve ``"1:V1,2:V2,..."`` (shot frame n is scene frame ``first_frame + n - 1``; after the
+    last key the value holds, as Blender's curve does). None when it is not animated."""
+    anim = scene.animation_data
+    fcurve = anim.action.fcurves.find(f"stereoforge.{name}") if anim and anim.action else None
+    if fcurve is None or not fcurve.keyframe_points:
+        return None
+    last = max(key.co.x for key in fcurve.keyframe_points)
+    count = max(1, math.ceil(last) - first_frame + 1)
+    return ",".join(f"{n}:{_decimal(fcurve.evaluate(first_frame + n - 1))}" for n in range(1, count + 1))
 
 
 def _decimal(value: float) -> float:

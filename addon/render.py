@@ -9,8 +9,8 @@ Found in Blender 4.5 headless (bpy from PyPI):
 
 * A multiview render with ``write_still`` and ``image_settings.views_format = 'INDIVIDUAL'`` writes one file per
   view, the view's ``file_suffix`` (``_L``/``_R``) inserted before the extension: ``<filepath>_L.exr``.
-* ``render(layer=...)`` still renders every view layer whose ``use`` is on, and the multilayer EXR then holds
-  them all: the eye render turns ``use`` off on the other layers for the duration of the render.
+* The eyes render in a scene of StereoForge's own (``scene.eye_scene``) that holds only the shot's collection,
+  rendered by name (``render(scene=...)``); the artist's scene and its settings are not touched.
 * The multilayer EXR names its channels ``<view layer>.Combined.R/G/B/A`` and ``<view layer>.Depth.Z``, which is
   what the backend reads; pixels that no ray hit get Z = 1e10.
 * A compositor File Output node names its file after frame 1 when another scene than the context's renders,
@@ -19,7 +19,6 @@ Found in Blender 4.5 headless (bpy from PyPI):
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
 
@@ -27,50 +26,22 @@ import bpy
 
 from . import shot as shotlib
 
+#: EEVEE's engine name in Blender 4.2 to 4.5.
+EEVEE = "BLENDER_EEVEE_NEXT"
 #: Cycles writes this depth where a ray hits nothing; the Scene source turns it into 0, "no point".
 NO_HIT_DEPTH = 1e9
-
-
-@contextlib.contextmanager
-def eye_output(scene, layer):
-    """Output settings for the eye renders (multilayer half-float EXR, RGBA + Z, one file per eye) and only
-    ``layer`` in use; the scene's own settings come back afterwards."""
-    im = scene.render.image_settings
-    saved = {name: getattr(im, name) for name in
-             ("file_format", "color_mode", "color_depth", "exr_codec", "views_format")}
-    saved_render = {"filepath": scene.render.filepath, "use_file_extension": scene.render.use_file_extension,
-                    "use_compositing": scene.render.use_compositing, "use_sequencer": scene.render.use_sequencer}
-    uses = {vl.name: vl.use for vl in scene.view_layers}
-    try:
-        im.file_format = "OPEN_EXR_MULTILAYER"
-        im.color_mode = "RGBA"
-        im.color_depth = "16"
-        im.exr_codec = "ZIP"
-        im.views_format = "INDIVIDUAL"
-        scene.render.use_file_extension = True
-        scene.render.use_compositing = False
-        scene.render.use_sequencer = False
-        for vl in scene.view_layers:
-            vl.use = vl == layer
-        yield
-    finally:
-        for name, value in saved.items():
-            setattr(im, name, value)
-        for name, value in saved_render.items():
-            setattr(scene.render, name, value)
-        for vl in scene.view_layers:
-            vl.use = uses.get(vl.name, vl.use)
 
 
 def _scratch(shot_dir: str, n: int) -> str:
     return os.path.join(shot_dir, "eyes", f".render_{n:06d}")
 
 
-def begin_eye_frame(scene, shot_dir: str, n: int, first_frame: int) -> dict:
-    """Put the scene on shot frame ``n``; returns the keyword arguments of ``bpy.ops.render.render``."""
-    scene.frame_set(first_frame + n - 1)
-    scene.render.filepath = _scratch(shot_dir, n)
-    return {"write_still": True}
+def begin_eye_frame(eyes, shot_dir: str, n: int, first_frame: int) -> dict:
+    """Put the eye scene (:func:`scene.eye_scene`) on shot frame ``n``; returns the keyword arguments of
+    ``bpy.ops.render.render``."""
+    eyes.frame_set(first_frame + n - 1)
+    eyes.render.filepath = _scratch(shot_dir, n)
+    return {"write_still": True, "scene": eyes.name}
 
 
 def finish_eye_frame(shot_dir: str, n: int) -> bool:
@@ -97,12 +68,38 @@ def scene_source_dirs(output_dir: str) -> tuple[str, str]:
     return os.path.join(base, "color"), os.path.join(base, "depth")
 
 
-def make_source_scene(scene, camera, exclude_collections) -> bpy.types.Scene:
+#: ``scene.stereoforge.source_engine``: how the Scene source renders its centre view and Z pass.
+ENGINE_CYCLES, ENGINE_EEVEE, ENGINE_SCENE = "CYCLES", "EEVEE", "SCENE"
+
+
+def source_engine_note(engine: str, samples: int, has_gpu: bool) -> tuple[str, str] | None:
+    """What the Scene source says about the engine it renders with, as ``(report kind, line)``: a warning for
+    EEVEE on a machine without a GPU."""
+    if engine == ENGINE_CYCLES:
+        return "INFO", (f"Scene source: rendering with Cycles at {samples} samples (Source Engine: EEVEE or the "
+                        "scene's own engine instead)")
+    if engine == ENGINE_EEVEE and not has_gpu:
+        return "WARNING", ("Scene source: EEVEE on a machine with no GPU renders in software, minutes per frame; "
+                           "Cycles at low samples is much faster")
+    return None
+
+
+def make_source_scene(scene, camera, exclude_collections, engine: str, samples: int) -> bpy.types.Scene:
     """A throw-away copy of ``scene`` (sharing its objects) that renders ``camera`` mono, with a compositor
-    that writes the Z pass as depth in metres (0 where nothing was hit). The artist's scene is not touched."""
+    that writes the Z pass as depth in metres (0 where nothing was hit). The artist's scene is not touched.
+
+    ``engine`` is one of ``ENGINE_*``: Cycles at ``samples`` (the default: fast on a CPU, and its Z pass is
+    what the pipeline was checked with), EEVEE, or whatever the scene renders with.
+    """
     copy = scene.copy()
     copy.name = f"{scene.name} (StereoForge source)"
     copy.camera = camera
+    if engine == ENGINE_CYCLES:
+        copy.render.engine = "CYCLES"
+        copy.cycles.samples = samples
+        copy.cycles.use_adaptive_sampling = False
+    elif engine == ENGINE_EEVEE:
+        copy.render.engine = EEVEE
     r = copy.render
     r.use_multiview = False
     r.use_compositing = True

@@ -9,11 +9,14 @@ source camera (at the origin, looking along +Y). The stereo camera is that camer
 settings from the shot's rig, so the clouds sit where the source camera saw them.
 
 Everything imported goes into one collection per shot, tagged with the shot folder, so re-importing replaces
-it and the eye render can leave the rest of the scene out (its own view layer).
+it. That collection is all a run adds to the artist's scene: the eyes render in a scene of StereoForge's own
+(:func:`eye_scene`) that holds only the shot's collection and is removed afterwards, so the artist's frame
+range, camera, colour management, engine, film and view layers stay as they were.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import bpy
@@ -65,6 +68,10 @@ def remove_shot(scene, shot_dir: str) -> None:
         doomed.add(obj)
         if obj.data is not None and obj.data.users == 1:
             doomed.add(obj.data)
+        for owner in (obj, obj.data):  # the keys that follow a camera path or an animated rig
+            action = owner.animation_data.action if owner is not None and owner.animation_data else None
+            if action is not None and action.users == 1:
+                doomed.add(action)
         for mod in obj.modifiers:
             if mod.type == "MESH_SEQUENCE_CACHE" and mod.cache_file and mod.cache_file.users == 1:
                 doomed.add(mod.cache_file)
@@ -98,8 +105,11 @@ def points_material():
 def import_clouds(context, shot_dir: str, meta: dict, first_frame: int = 1, camera_world=None) -> dict:
     """Import the shot's ``cloud.usdc`` into ``context.scene`` as one collection; returns its objects.
 
+    Nothing else of the scene changes: its frame range, frame rate, selection and active object stay. If
+    anything goes wrong part way, what was imported is removed again.
+
     Args:
-        first_frame: the scene frame that shows shot frame 1 (the Scene source keeps its own frame range).
+        first_frame: the scene frame that shows shot frame 1.
         camera_world: for the Scene source, a function ``frame -> 4x4 matrix``: the source camera's world
             matrix at that scene frame; the shot is keyed to follow it, so the clouds land on the scene.
     """
@@ -112,25 +122,42 @@ def import_clouds(context, shot_dir: str, meta: dict, first_frame: int = 1, came
     coll = bpy.data.collections.new(f"StereoForge {name}")
     coll[SHOT_PROP] = shot_dir
     scene.collection.children.link(coll)
-    previous_active = view_layer.active_layer_collection
-    view_layer.active_layer_collection = _layer_collection(view_layer.layer_collection, coll)
-    frame_range = (scene.frame_start, scene.frame_end)
-    before = set(bpy.data.objects)
     try:
-        result = bpy.ops.wm.usd_import(filepath=path, import_materials=False, import_lights=False,
-                                       create_world_material=False, set_frame_range=False,
-                                       relative_path=False)
+        with _selection_kept(view_layer):
+            objects = _import_usd(view_layer, coll, path)
+        _finish_import(objects, name, shot_dir, meta, first_frame, camera_world)
+    except BaseException:
+        remove_shot(scene, shot_dir)
+        raise
+    return objects
+
+
+@contextlib.contextmanager
+def _selection_kept(view_layer):
+    """The USD importer selects what it made and makes it active: the artist's selection comes back."""
+    active, selected = view_layer.objects.active, [o for o in view_layer.objects if o.select_get()]
+    previous_collection = view_layer.active_layer_collection
+    try:
+        yield
     finally:
-        view_layer.active_layer_collection = previous_active
-    new = [obj for obj in bpy.data.objects if obj not in before]
-    by_type = {obj.type: obj for obj in new}
+        view_layer.active_layer_collection = previous_collection
+        for obj in view_layer.objects:
+            obj.select_set(obj in selected)
+        view_layer.objects.active = active
+
+
+def _import_usd(view_layer, coll, path: str) -> dict:
+    view_layer.active_layer_collection = _layer_collection(view_layer.layer_collection, coll)
+    result = bpy.ops.wm.usd_import(filepath=path, import_materials=False, import_lights=False,
+                                   create_world_material=False, set_frame_range=False, relative_path=False)
+    by_type = {obj.type: obj for obj in coll.all_objects}
     if "FINISHED" not in result or not {"EMPTY", "POINTCLOUD", "CAMERA"} <= set(by_type):
-        for obj in new:
-            bpy.data.objects.remove(obj)
-        bpy.data.collections.remove(coll)
         raise SceneError(f"Blender's USD import of '{path}' did not give a point cloud and a camera "
-                         f"(got {', '.join(sorted(o.type for o in new)) or 'nothing'}); run the Load stage again")
-    objects = {"root": by_type["EMPTY"], "cloud": by_type["POINTCLOUD"], "camera": by_type["CAMERA"]}
+                         f"(got {', '.join(sorted(by_type)) or 'nothing'}); run the Load stage again")
+    return {"root": by_type["EMPTY"], "cloud": by_type["POINTCLOUD"], "camera": by_type["CAMERA"]}
+
+
+def _finish_import(objects: dict, name: str, shot_dir: str, meta: dict, first_frame: int, camera_world) -> None:
     for kind, label in (("root", ""), ("cloud", " cloud"), ("camera", " stereo camera")):
         objects[kind].name = f"{name}{label}"
         objects[kind][SHOT_PROP] = shot_dir
@@ -138,23 +165,18 @@ def import_clouds(context, shot_dir: str, meta: dict, first_frame: int = 1, came
     cloud.data.materials.clear()
     cloud.data.materials.append(points_material())
     cloud[FIRST_FRAME_PROP] = first_frame
-    cache = next(m for m in cloud.modifiers if m.type == "MESH_SEQUENCE_CACHE").cache_file
-    cache.frame_offset = first_frame - 1  # the cache reads time code (scene frame - offset): shot frame n
-
-    count = int(meta["frames"])
-    if camera_world is None:
-        scene.frame_start, scene.frame_end = first_frame, first_frame + count - 1
-        _set_fps(scene, float(meta.get("fps") or 24.0))
-    else:
-        scene.frame_start, scene.frame_end = frame_range
+    # A one-frame shot's points are not time-sampled: the importer makes no cache to stream them.
+    for mod in cloud.modifiers:
+        if mod.type == "MESH_SEQUENCE_CACHE":
+            mod.cache_file.frame_offset = first_frame - 1  # reads time code (scene frame - offset): shot frame n
+    if camera_world is not None:
         root = objects["root"]
-        for n in range(count):
+        for n in range(int(meta["frames"])):
             frame = first_frame + n
             # The imported camera sits at identity under the root: the root *is* the source camera.
             root.matrix_world = camera_world(frame)
             root.keyframe_insert("location", frame=frame)
             root.keyframe_insert("rotation_euler", frame=frame)
-    return objects
 
 
 def _layer_collection(layer_collection, collection):
@@ -177,10 +199,11 @@ def _set_fps(scene, fps: float) -> None:
         scene.render.fps, scene.render.fps_base = int(ntsc), ntsc / fps
 
 
-def setup_camera(scene, camera_obj, meta: dict) -> None:
-    """Make ``camera_obj`` the shot's stereo camera: the source intrinsics and Blender's stereo settings from
-    the rig the backend resolved (``shot.json``), multiview STEREO_3D, the source resolution at 100 %."""
-    cam, rig, data = meta["camera"], meta["rig"], camera_obj.data
+def setup_camera(camera_obj, meta: dict, first_frame: int) -> None:
+    """Make ``camera_obj`` (the shot's own camera) the shot's stereo camera: the source intrinsics and Blender's
+    stereo settings from the rig the backend resolved (``shot.json``), keyed frame by frame when the rig
+    moves (shot frame n at scene frame ``first_frame + n - 1``). Only the camera changes, not the scene."""
+    cam, data = meta["camera"], camera_obj.data
     near, far = (meta.get("depth_range_m") or [0.1, 1000.0])[:2]
     data.type = "PERSP"
     data.sensor_fit = "HORIZONTAL"
@@ -191,39 +214,78 @@ def setup_camera(scene, camera_obj, meta: dict) -> None:
     data.clip_end = max(1000.0, float(far) * 2.0)
     data.dof.use_dof = False
     stereo = data.stereo
-    stereo.interocular_distance = float(rig["interocular_distance"])
-    stereo.convergence_distance = float(rig["convergence_distance"])
+    rig = meta["rig"]
     stereo.convergence_mode = rig["convergence_mode"]
     stereo.pivot = rig["pivot"]
-    scene.camera = camera_obj
-    r = scene.render
+    if data.animation_data is not None:
+        data.animation_data_clear()
+    per_frame = shotlib.rig_frames(meta)
+    for name in shotlib.ANIMATED_RIG:
+        values = per_frame[name]
+        setattr(stereo, name, float(values[0]))
+        if len(set(values)) > 1:
+            for n, value in enumerate(values):
+                setattr(stereo, name, float(value))
+                data.keyframe_insert(f"stereo.{name}", frame=first_frame + n)
+    if data.animation_data is not None and data.animation_data.action is not None:
+        for fcurve in data.animation_data.action.fcurves:  # the backend's values at every frame, as they are
+            for key in fcurve.keyframe_points:
+                key.interpolation = "LINEAR"
+
+
+@contextlib.contextmanager
+def eye_scene(scene, collection, camera_obj, meta: dict, first_frame: int, samples: int):
+    """A scene of StereoForge's own that renders the shot's collection through its stereo camera; removed
+    afterwards, so the artist's scene and its settings are never touched.
+
+    Cycles renders emission-only points with no bounces and no denoising; a 1-pixel box filter gives each
+    pixel the area its points cover, as the backend's splatter does. Transparent film: alpha = coverage. The
+    points carry their final colour, so the view transform is Standard. Output: multilayer half-float EXR
+    (RGBA + Z), one file per eye.
+    """
+    name = os.path.basename(meta.get("spec", {}).get("output_dir", "").rstrip(os.sep)) or "shot"
+    eyes = bpy.data.scenes.new(f"StereoForge eyes {name}")
+    try:
+        eyes.collection.children.link(collection)
+        eyes.camera = camera_obj
+        eyes.frame_start, eyes.frame_end = first_frame, first_frame + int(meta["frames"]) - 1
+        _set_fps(eyes, float(meta.get("fps") or 24.0))
+        eyes.view_layers[0].name = EYES_VIEW_LAYER
+        layer = eyes.view_layers[0]
+        layer.use_pass_z = layer.use_pass_combined = True
+        _stereo_output(eyes, meta["camera"])
+        _cycles_for_points(eyes, samples)
+        yield eyes
+    finally:
+        bpy.data.scenes.remove(eyes)
+
+
+def _stereo_output(eyes, cam: dict) -> None:
+    r = eyes.render
     r.resolution_x, r.resolution_y, r.resolution_percentage = int(cam["width"]), int(cam["height"]), 100
     r.pixel_aspect_x = r.pixel_aspect_y = 1.0
     r.use_multiview = True
     r.views_format = "STEREO_3D"
     r.views["left"].use = r.views["right"].use = True
     r.views["left"].file_suffix, r.views["right"].file_suffix = "_L", "_R"
-    # The points carry their final colour: show it as it is.
-    scene.display_settings.display_device = "sRGB"
-    scene.view_settings.view_transform = "Standard"
-    scene.view_settings.look = "None"
-    scene.view_settings.exposure = 0.0
-    scene.view_settings.gamma = 1.0
+    r.use_file_extension = True
+    r.use_compositing = r.use_sequencer = False
+    im = r.image_settings
+    im.file_format, im.color_mode, im.color_depth, im.exr_codec = "OPEN_EXR_MULTILAYER", "RGBA", "16", "ZIP"
+    im.views_format = "INDIVIDUAL"
+    eyes.display_settings.display_device = "sRGB"
+    view = eyes.view_settings
+    view.view_transform, view.look, view.exposure, view.gamma = "Standard", "None", 0.0, 1.0
 
 
-def setup_eye_render(scene, collection, samples: int):
-    """Cycles settings for the eyes and a view layer that renders only the shot's collection.
-
-    Emission-only points need no bounces and no denoising; a 1-pixel box filter gives each pixel the area
-    its points cover, as the backend's splatter does. Transparent film: alpha = coverage.
-    """
-    r = scene.render
+def _cycles_for_points(eyes, samples: int) -> None:
+    r = eyes.render
     r.engine = "CYCLES"
     r.film_transparent = True
     r.use_motion_blur = False
     r.use_border = False
-    c = scene.cycles
-    c.device = "GPU" if _has_gpu() else "CPU"
+    c = eyes.cycles
+    c.device = "GPU" if has_gpu() else "CPU"
     c.samples = samples
     c.use_adaptive_sampling = False
     c.use_denoising = False
@@ -232,15 +294,9 @@ def setup_eye_render(scene, collection, samples: int):
     c.max_bounces = 0
     c.transparent_max_bounces = 8
     c.use_animated_seed = False
-    layer = scene.view_layers.get(EYES_VIEW_LAYER) or scene.view_layers.new(EYES_VIEW_LAYER)
-    layer.use_pass_z = True
-    layer.use_pass_combined = True
-    for child in layer.layer_collection.children:
-        child.exclude = child.collection != collection
-    return layer
 
 
-def _has_gpu() -> bool:
+def has_gpu() -> bool:
     """True when the user has set up a GPU for Cycles in the preferences."""
     addon = bpy.context.preferences.addons.get("cycles")
     try:

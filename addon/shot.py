@@ -16,6 +16,8 @@ import shutil
 EYES = ("left", "right")
 #: Written beside the eyes Blender rendered: the settings they were made with.
 BLENDER_EYES_RECORD = "blender.json"
+#: The rig values that may change from frame to frame (``shot.json``'s ``rig_frames``: one value per frame).
+ANIMATED_RIG = ("interocular_distance", "convergence_distance")
 #: What the backend makes from the eyes: stale as soon as the eyes change.
 DOWNSTREAM_OF_EYES = ("masks", "filled", os.path.join("out", "frames"), os.path.join("out", "video"))
 
@@ -42,6 +44,22 @@ def read_shot(shot_dir: str) -> dict:
     return meta
 
 
+def rig_frames(meta: dict) -> dict[str, list[float]]:
+    """The rig's animated values, one per shot frame (a shot from before per-frame rigs: the one rig)."""
+    per_frame = meta.get("rig_frames") or {}
+    count = int(meta["frames"])
+    return {name: list(per_frame.get(name) or [meta["rig"][name]] * count) for name in ANIMATED_RIG}
+
+
+def parallax_summary(meta: dict) -> str:
+    """The shot's parallax range over its frames, in % of the width, for the panel ("" when not recorded)."""
+    per_frame = meta.get("parallax_frames") or {}
+    near, far = per_frame.get("near_pct"), per_frame.get("far_pct")
+    if not near or not far:
+        return ""
+    return f"Parallax {min(near):+.2f} % to {max(far):+.2f} % of the width"
+
+
 def cloud_path(shot_dir: str) -> str:
     return os.path.join(shot_dir, "cloud.usdc")
 
@@ -55,7 +73,7 @@ def eyes_record(meta: dict, render: dict) -> dict:
     the rig and the render settings."""
     stages = meta.get("stages", {})
     return {"ingest": stages.get("ingest"), "cloud": stages.get("cloud"), "camera": meta["camera"],
-            "rig": meta["rig"], "render": render}
+            "rig": meta["rig"], "rig_frames": rig_frames(meta), "render": render}
 
 
 def prepare_blender_eyes(shot_dir: str, record: dict) -> bool:

@@ -56,7 +56,7 @@ class STEREOFORGE_PT_source(_Panel, bpy.types.Panel):
             layout.prop(s, "source_camera")
         else:
             layout.prop(s, "source_path")
-            layout.prop(s, "lens")
+        _draw_source_settings(layout, s)
         layout.operator("stereoforge.load", icon="IMPORT")
 
 
@@ -81,6 +81,7 @@ class STEREOFORGE_PT_depth(_Panel, bpy.types.Panel):
         elif s.depth_kind == "DISPARITY":
             layout.prop(s, "baseline")
         layout.prop(s, "depth_scale")
+        _draw_depth_settings(layout, s)
 
 
 class STEREOFORGE_PT_rig(_Panel, bpy.types.Panel):
@@ -100,6 +101,7 @@ class STEREOFORGE_PT_rig(_Panel, bpy.types.Panel):
         row = layout.row()
         row.active = s.convergence_mode != "PARALLEL"
         row.prop(s, "convergence_distance")
+        _draw_comfort(layout, s, context.window_manager.stereoforge_job)
         layout.prop(s, "eye_renderer")
         if s.eye_renderer == "BLENDER":
             layout.prop(s, "samples")
@@ -133,7 +135,41 @@ class STEREOFORGE_PT_output(_Panel, bpy.types.Panel):
         layout.prop(s, "codec")
         layout.prop(s, "crf")
         layout.prop(s, "fps")
+        layout.prop(s, "device")
         layout.operator("stereoforge.composite", icon="NODE_COMPOSITING")
+
+
+# -- a stereographer's settings (issue 12) --------------------------------------------------------------------
+
+def _draw_source_settings(layout, s) -> None:
+    col = layout.column(align=True)
+    col.prop(s, "frame_first")
+    col.prop(s, "frame_last")
+    if s.source == "SCENE":
+        layout.prop(s, "source_engine")
+        if s.source_engine == "CYCLES":
+            layout.prop(s, "source_samples")
+    elif s.source != "PROMPT":
+        layout.prop(s, "lens_from_camera")
+        col = layout.column(align=True)
+        col.active = not s.lens_from_camera
+        col.prop(s, "lens")
+        col.prop(s, "sensor_width")
+
+
+def _draw_depth_settings(layout, s) -> None:
+    if s.depth_kind in ("RELATIVE", "AFFINE"):
+        layout.prop(s, "depth_smoothing")
+    layout.prop(s, "depth_edge_radius")
+
+
+def _draw_comfort(layout, s, state) -> None:
+    """The far side of the depth budget, the floating window, and the last shot's parallax range."""
+    layout.prop(s, "max_far_parallax")
+    layout.prop(s, "screen_width")
+    layout.prop(s, "floating_window")
+    if state.parallax:
+        layout.label(text=state.parallax, icon="INFO")
 
 
 def draw_status(self, context) -> None:

@@ -87,14 +87,18 @@ def shot_state(shot_dir: str) -> dict:
     """The imported shot as the test checks it: objects, modifier, camera, multiview, points per frame."""
     scene = bpy.context.scene
     cloud = [o for o in scene.objects if o.type == "POINTCLOUD" and o.get("stereoforge_shot") == shot_dir]
-    cam = scene.camera
-    out = {"clouds": [o.name for o in cloud], "camera": cam.name if cam else None}
+    cam = next((o for o in scene.objects if o.type == "CAMERA" and o.get("stereoforge_shot") == shot_dir), None)
+    out = {"clouds": [o.name for o in cloud], "camera": cam.name if cam else None,
+           "scene_camera": scene.camera.name if scene.camera else None}
     if cloud:
         obj = cloud[0]
         out["modifiers"] = [m.type for m in obj.modifiers]
         out["material"] = obj.data.materials[0].name if obj.data.materials else None
         counts, colours = [], []
-        for frame in range(scene.frame_start, scene.frame_end + 1):
+        with open(os.path.join(shot_dir, "shot.json")) as f:
+            count = json.load(f)["frames"]
+        first = obj["stereoforge_first_frame"]
+        for frame in range(first, first + count):
             scene.frame_set(frame)
             evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
             counts.append(len(evaluated.data.points))
@@ -288,6 +292,7 @@ def scene_source(zip_path: str, args: dict) -> dict:
     out["world_y"] = ys
     out["source_camera"] = scene.stereoforge.source_camera.name if scene.stereoforge.source_camera else None
     out["scenes"] = [s.name for s in bpy.data.scenes]
+    out["scene_camera"] = scene.camera.name if scene.camera else None
     return out
 
 
@@ -330,10 +335,10 @@ SCENARIOS = {"lifecycle": lifecycle, "headless": headless, "ticks": ticks, "bad_
              "scene_source": scene_source}
 
 
-def main() -> None:
+def main(scenarios: dict = SCENARIOS) -> None:
     scenario, zip_path = sys.argv[1], sys.argv[2]
     args = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
-    result = SCENARIOS[scenario](zip_path, args)
+    result = scenarios[scenario](zip_path, args)
     sys.stdout.flush()
     print("RESULT: " + json.dumps(result, default=str), flush=True)
 

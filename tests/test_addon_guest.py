@@ -1,0 +1,177 @@
+"""The add-on as a guest in an artist's scene, inside real Blender (``bpy`` 4.5, headless, Cycles on the CPU).
+
+A scene set up away from Blender's defaults (frame range 3-40, 25 fps, a 30 mm camera, Filmic with a look,
+exposure and gamma, the Workbench or EEVEE engine, opaque film, two view layers of which one renders, 128x96 at
+75 %, a JPEG output path, a selection) goes through Runs of every source, a cancelled Run, a failing backend and
+the checks before work; each must leave every one of those settings as it was (``tests/blender/guest_session.py``).
+Then the animated rig: a keyframed interocular is followed frame by frame, by the splatter and by Blender's
+stereo camera alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from test_addon import _depth_edges, _mae_psnr, addon_zip, blender, make_clip  # noqa: F401 (a fixture)
+
+from stereoforge.pipeline import convert, read_eye
+from stereoforge.spec import ConvertSpec
+
+SESSION = Path(__file__).resolve().parent / "blender" / "guest_session.py"
+VIDEO = {"source": "VIDEO", "depth_kind": "METRIC", "samples": 4}
+
+
+@pytest.fixture(scope="module")
+def runs(addon_zip, tmp_path_factory) -> tuple[dict, Path]:
+    work = tmp_path_factory.mktemp("guest")
+    plate, depth = make_clip(work / "clip")
+    one = work / "one"
+    (one / "plate").mkdir(parents=True)
+    (one / "plate" / "frame_001.png").write_bytes((plate / "frame_001.png").read_bytes())
+    np.save(one / "depth.npy", np.load(depth)[:1])
+    np.save(work / "still.npy", np.load(depth)[0])
+    np.save(work / "bad.npy", np.ones((3, 10, 10), np.float32))
+    (work / "a file").write_text("in the way")
+    video = {**VIDEO, "source_path": str(plate), "depth_path": str(depth)}
+    shot = lambda name: {"output_dir": str(work / name)}
+    plan = {
+        "video": {"settings": {**video, **shot("video")}},
+        "image": {"settings": {**VIDEO, "source": "IMAGE", "source_path": str(plate / "frame_002.png"),
+                               "depth_path": str(work / "still.npy"), **shot("image")}},
+        "one_frame_folder": {"settings": {**video, "source_path": str(one / "plate"),
+                                          "depth_path": str(one / "depth.npy"), **shot("one_shot")}},
+        "scene": {"engine": "BLENDER_EEVEE_NEXT",
+                  "settings": {"source": "SCENE", "samples": 4, "source_samples": 4, "frame_first": 2,
+                               "frame_last": 3, **shot("scene")}},
+        "prompt": {"settings": {"source": "PROMPT", "prompt": "a red fox in the snow", **shot("prompt")}},
+        "cancelled": {"cancel": True, "settings": {**video, "frame_first": 1, "frame_last": 0, **shot("cancelled")}},
+        "backend_fails": {"settings": {**video, "depth_path": str(work / "bad.npy"), **shot("fails")}},
+        "relative_in_unsaved_file": {"settings": {**video, "output_dir": "//stereo_rel"}},
+        "unwritable_output": {"settings": {**video, "output_dir": str(work / "a file" / "shot")}},
+        "range_outside_video": {"settings": {**video, "frame_first": 3, "frame_last": 9, **shot("range")}},
+        "range_outside_scene": {"settings": {"source": "SCENE", "frame_first": 1, "frame_last": 60,
+                                             **shot("scene_range")}},
+    }
+    found = blender("untouched", addon_zip, {"runs": plan}, work / "user", session=SESSION)
+    return {**found["runs"], "_drawn": found["drawn"]}, work
+
+
+def test_the_panel_shows_a_stereographers_settings(runs):
+    drawn = set(runs[0]["_drawn"])
+    assert {"frame_first", "frame_last", "depth_smoothing", "depth_edge_radius", "lens_from_camera", "sensor_width",
+            "device", "source_engine", "source_samples", "max_far_parallax", "screen_width",
+            "floating_window"} <= drawn, drawn
+
+
+def test_the_artists_settings_are_unchanged_after_every_run(runs):
+    found = {name: run for name, run in runs[0].items() if not name.startswith("_")}
+    before = found["video"]["before"]
+    assert before["frames"] == [3, 40, 7, 25, 1.0] and before["camera"] == "Camera"
+    assert before["colour"] == ["sRGB", "Filmic", "High Contrast", 0.5, 1.2]
+    assert before["engine"] == "BLENDER_WORKBENCH" and before["film_transparent"] is False
+    assert before["view_layers"] == [["Beauty", True], ["Background", False]]
+    assert before["resolution"] == [128, 96, 75, False] and before["selected"] == ["Artist Camera"]
+    for name, run in found.items():
+        assert run["changed"] == [], (name, run["changed"], run["message"])
+        assert run["after"]["scenes"] == ["Scene"], name  # no render scene left behind
+    assert found["scene"]["before"]["engine"] == "BLENDER_EEVEE_NEXT"
+
+
+def test_every_source_runs_and_adds_only_its_shot(runs):
+    found, work = runs
+    for name, folder, frames in (("video", "video", 3), ("image", "image", 1), ("one_frame_folder", "one_shot", 1),
+                                 ("scene", "scene", 2)):
+        run = found[name]
+        assert run["outcome"] == ["FINISHED"], (name, run["message"])
+        assert sorted(os.listdir(work / folder / "eyes" / "left")) == [f"{n:06d}.exr" for n in range(1, frames + 1)]
+        assert f"StereoForge {folder}" in run["shots"], (name, run["shots"])
+        assert sorted(run["shots"][f"StereoForge {folder}"]) == sorted(
+            [folder, f"{folder} cloud", f"{folder} stereo camera"])
+        assert "Parallax" in run["parallax"]
+    assert (work / "scene.scene" / "depth" / "000004.exr").exists()  # scene frames 4-5: frames 2-3 of 3-40
+    assert sorted(os.listdir(work / "scene.scene" / "depth")) == ["000004.exr", "000005.exr"]
+    assert "Cycles at 4 samples" in found["scene"]["message"]  # the Scene source says how it renders
+
+
+def test_a_failed_run_leaves_no_half_imported_shot(runs):
+    found, work = runs
+    cancelled = found["cancelled"]
+    assert cancelled["outcome"] == ["CANCELLED"] and "cancelled" in cancelled["message"]
+    assert len(os.listdir(work / "cancelled" / "eyes" / "left")) == 1  # the finished frame stays, for a resume
+    fails = found["backend_fails"]
+    assert fails["outcome"] == ["ERROR"] and "10" in fails["message"]
+    assert "StereoForge fails" not in fails["shots"]
+
+
+def test_checks_before_work_refuse_in_one_line_and_touch_nothing(runs):
+    found, work = runs
+    expected = {"relative_in_unsaved_file": "not saved", "unwritable_output": "cannot be made",
+                "range_outside_video": "does not fit", "range_outside_scene": "does not fit"}
+    for name, words in expected.items():
+        run = found[name]
+        assert run["outcome"] == ["ERROR"], (name, run)
+        message = run["message"]
+        assert words in message.lower() and "Traceback" not in message and len(message.splitlines()) == 1, message
+        assert run["shots"] == found["backend_fails"]["shots"]
+    assert not (work / "range").exists() and not (work / "scene_range").exists()
+
+
+# -- the animated rig ---------------------------------------------------------------------------------------
+
+FRAMES = 8
+
+
+@pytest.fixture(scope="module")
+def animated(addon_zip, tmp_path_factory) -> tuple[dict, Path]:
+    work = tmp_path_factory.mktemp("animated")
+    plate, depth = make_clip(work / "clip", frames=FRAMES)
+    settings = {**VIDEO, "source_path": str(plate), "depth_path": str(depth), "output_dir": str(work / "shot"),
+                "samples": 16, "convergence_distance": 3.0}
+    # Scene frames 3 and 10: shot frames 1 and 8 (the artist's scene starts at 3).
+    found = blender("animated_rig", addon_zip, {"settings": settings, "keys": [[3, 0.03], [10, 0.2]]},
+                    work / "user", session=SESSION)
+    return found, work / "shot"
+
+
+def test_a_keyframed_interocular_is_followed_frame_by_frame(animated):
+    found, shot = animated
+    assert found["outcome"] == ["FINISHED"], found["message"]
+    meta = json.loads((shot / "shot.json").read_text())
+    per_frame = meta["rig_frames"]["interocular_distance"]
+    assert per_frame[0] == pytest.approx(0.03, abs=1e-6) and per_frame[-1] == pytest.approx(0.2, abs=1e-6)
+    assert per_frame == pytest.approx(found["curve"], abs=1e-6)  # Blender's own curve, frame by frame
+    assert found["camera"] == pytest.approx(per_frame, abs=1e-6)  # the stereo camera is keyed the same
+    assert found["scenes"] == ["Scene"]
+
+
+def test_blender_and_the_splatter_follow_the_same_animated_rig(animated, tmp_path):
+    """Blender's eyes (its stereo camera keyed frame by frame) and the splatter's (the backend's rig per frame)
+    agree on every frame; against a splatter held at the first frame's rig, the last frames disagree."""
+    _, shot = animated
+    spec = json.loads((shot / "shot.json").read_text())["spec"]
+    spec.update(output_dir=str(tmp_path / "splat"), stages=None, device="cpu", inpaint="none")
+    convert(ConvertSpec.from_dict(spec))
+    still = dict(spec, output_dir=str(tmp_path / "still"), interocular_curve=None, interocular=0.03)
+    convert(ConvertSpec.from_dict(still))
+    scores = []
+    for n in range(1, FRAMES + 1):
+        b_rgb, b_alpha, b_depth = read_eye(str(shot / "eyes" / "right" / f"{n:06d}.exr"))
+        row = []
+        for other in ("splat", "still"):
+            s_rgb, s_alpha, s_depth = read_eye(str(tmp_path / other / "eyes" / "right" / f"{n:06d}.exr"))
+            both = (b_alpha > 0.99) & (s_alpha > 0.99)
+            edges = (b_alpha < 0.5) | (s_alpha < 0.5) | _depth_edges(b_depth) | _depth_edges(s_depth)
+            interior = both & ~(cv2.dilate(edges.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0)
+            row.append(_mae_psnr(b_rgb - s_rgb, interior)[1])
+        scores.append(row)
+    print("\nframe  PSNR dB: splatter with the rig per frame / held at frame 1")
+    for n, (animated_psnr, still_psnr) in enumerate(scores, 1):
+        print(f"{n:5d}  {animated_psnr:6.2f} / {still_psnr:6.2f}")
+    assert all(a > 30.0 for a, _ in scores), scores
+    assert scores[-1][0] > scores[-1][1] + 6, scores
