@@ -514,6 +514,17 @@ def _probe_stereo_views(scene) -> dict:
             for view, v in found.items()}
 
 
+def _animate_interocular(camera, start: float, end: float, frames: int) -> None:
+    """Key the stereo camera's interocular from ``start`` at frame 1 to ``end`` at frame ``frames``, linearly."""
+    stereo = camera.data.stereo
+    for frame, value in ((1, start), (frames, end)):
+        stereo.interocular_distance = value
+        camera.data.keyframe_insert("stereo.interocular_distance", frame=frame)
+    for fcurve in camera.data.animation_data.action.fcurves:
+        for key in fcurve.keyframe_points:
+            key.interpolation = "LINEAR"
+
+
 def _check_eyes(views: dict, interocular: float, pivot: str) -> None:
     """Assert that Blender's eyes sit where the rig vocabulary says (left really is left)."""
     expected = {"CENTER": (-interocular / 2, interocular / 2), "LEFT": (0.0, interocular),
@@ -601,7 +612,7 @@ def render_truth(out_dir: str, scene: str = "demo", width: int = 480, height: in
                  samples: int = 16, interocular: float = 0.065, convergence_distance: float = 4.0,
                  convergence_mode: str = "OFFAXIS", pivot: str = "CENTER", eyes: bool = True,
                  lens_mm: float = 35.0, sensor_width_mm: float = 36.0, fps: int = 24, seed: int = 0,
-                 quiet: bool = True) -> dict:
+                 quiet: bool = True, interocular_end: float | None = None) -> dict:
     """Render a procedural scene's ground truth into ``out_dir`` (see the module docstring for the layout).
 
     This resets Blender's state (factory settings, empty scene) first. Run it in its own process when the
@@ -623,13 +634,17 @@ def render_truth(out_dir: str, scene: str = "demo", width: int = 480, height: in
         fps: frames per second; also sets the time step of the scene's motion.
         seed: Cycles' sampling seed (the same for every frame).
         quiet: hide Blender's render log lines.
+        interocular_end: an animated rig: the stereo camera's interocular is keyed from ``interocular`` at
+            frame 1 to this at the last frame, linearly (None: the rig holds still).
 
     Returns:
         The contents of truth.json: scene, width, height, frames, fps, focal_px, hfov_deg, cx, cy, lens_mm,
         sensor_width_mm, interocular, convergence_distance, convergence_mode, pivot, samples, seed,
         blender_version, near and far (min/max of the finite depth over the clip), and with eyes, views
-        (Blender's eye offsets along camera +X in metres and their lens shifts in pixels). Also, not in the
-        file: seconds_per_frame ({'center': s, 'eyes': s}, mean wall time of one frame's render and save).
+        (Blender's eye offsets along camera +X in metres and their lens shifts in pixels), and
+        interocular_frames (the interocular at each frame, as Blender's camera had it; checked against where
+        Blender put the eyes at each frame when the rig is animated). Also, not in the file:
+        seconds_per_frame ({'center': s, 'eyes': s}, mean wall time of one frame's render and save).
     """
     if scene not in _BUILDERS:
         raise ValueError(f"unknown scene {scene!r}; choose one of {', '.join(SCENES)}")
@@ -639,6 +654,8 @@ def render_truth(out_dir: str, scene: str = "demo", width: int = 480, height: in
         raise ValueError(f"unknown pivot {pivot!r}; choose one of {PIVOTS}")
     if width < 1 or height < 1 or frames < 1 or samples < 1 or fps <= 0:
         raise ValueError("width, height, frames, samples and fps must be positive")
+    if interocular_end is not None and interocular_end < 0:
+        raise ValueError("interocular_end must be >= 0")
     if interocular < 0 or convergence_distance <= 0 or lens_mm <= 0 or sensor_width_mm <= 0:
         raise ValueError("interocular must be >= 0; convergence_distance, lens_mm, sensor_width_mm > 0")
 
@@ -658,6 +675,9 @@ def render_truth(out_dir: str, scene: str = "demo", width: int = 480, height: in
     bl_scene.world = world
     update = _BUILDERS[scene](bl_scene, camera)
     bl_scene.frame_start, bl_scene.frame_end = 1, frames
+    if interocular_end is not None:
+        _animate_interocular(camera, interocular, interocular_end, frames)
+    interoculars = []
 
     views = None
     near, far = math.inf, -math.inf
@@ -668,11 +688,14 @@ def render_truth(out_dir: str, scene: str = "demo", width: int = 480, height: in
         bpy.context.view_layer.update()
         name = f"{frame:06d}"
 
-        if eyes and views is None:  # where Blender puts the eyes: checked once, the rig does not change
+        interoculars.append(camera.data.stereo.interocular_distance)
+        # Where Blender puts the eyes: checked once, or at every frame when the rig moves.
+        if eyes and (views is None or interocular_end is not None):
             _set_multiview(bl_scene, True)
             with _quiet(quiet):
-                views = _probe_stereo_views(bl_scene)
-            _check_eyes(views, interocular, pivot)
+                frame_views = _probe_stereo_views(bl_scene)
+            _check_eyes(frame_views, interoculars[-1], pivot)
+            views = views or frame_views
 
         start = time.perf_counter()
         _set_multiview(bl_scene, False)
@@ -733,6 +756,7 @@ def render_truth(out_dir: str, scene: str = "demo", width: int = 480, height: in
         "blender_version": bpy.app.version_string,
         "near": near if math.isfinite(near) else None,
         "far": far if math.isfinite(far) else None,
+        "interocular_frames": [round(b, 9) for b in interoculars],
     }
     if views is not None:
         truth["views"] = {view: {"offset_x_m": round(v["offset_x_m"], 9),
@@ -774,6 +798,9 @@ def main(argv=None) -> int:
                              "(default: %(default)s)")
     parser.add_argument("--interocular", type=float, default=0.065, metavar="M",
                         help="distance between the eyes in metres (default: %(default)s)")
+    parser.add_argument("--interocular-end", type=float, default=None, metavar="M",
+                        help="an animated rig: the interocular goes linearly from --interocular at frame 1 to M "
+                             "at the last frame (keyed on Blender's stereo camera)")
     parser.add_argument("--convergence-distance", type=float, default=4.0, metavar="M",
                         help="distance in metres of the zero-parallax plane (OFFAXIS) or of the point the eyes "
                              "turn to (TOE); unused by PARALLEL (default: %(default)s)")
@@ -798,7 +825,8 @@ def main(argv=None) -> int:
                          samples=args.samples, interocular=args.interocular,
                          convergence_distance=args.convergence_distance, convergence_mode=args.convergence_mode,
                          pivot=args.pivot, eyes=args.eyes, lens_mm=args.lens, sensor_width_mm=args.sensor_width,
-                         fps=args.fps, seed=args.seed, quiet=not args.verbose)
+                         fps=args.fps, seed=args.seed, quiet=not args.verbose,
+                         interocular_end=args.interocular_end)
     print(json.dumps(truth, indent=2))
     return 0
 

@@ -27,6 +27,9 @@ disparity map implies), which is scored against the real right view; it is one f
 on it.)
 It runs when scikit-image is installed (``pip install scikit-image``).
 
+``demo-rig`` is ``demo`` with an animated rig (issue 12): Blender's stereo camera has its interocular keyed
+from 0.03 to 0.2 m over the clip, and the conversion gets the same curve, frame by frame.
+
 Inpainters: ``none``, ``telea``, the default, and every diffusers inpainting model found on
 this machine (``stereoforge models``) unless ``--no-models``.
 """
@@ -52,6 +55,9 @@ import numpy as np
 from .errors import InputError
 
 SCENES = ("demo", "planes", "orbit")
+#: Scenes whose stereo camera moves (issue 12): name -> (the Blender scene, interocular at the first and the last
+#: frame, metres). The truth's camera is keyed between them; the conversion gets the same curve.
+ANIMATED_RIGS = {"demo-rig": ("demo", 0.03, 0.2)}
 #: Real stereo pairs with true disparity: name -> where they come from.
 REAL_PAIRS = {"motorcycle": "Middlebury 2014 Motorcycle (perfect rectification), from skimage.data"}
 #: Where the Blender ground truth script lives in a checkout of the repository.
@@ -231,7 +237,7 @@ def render_truth(scene: str, folder: str, settings: TruthSettings, script: Path,
     partial = folder + ".partial"
     shutil.rmtree(partial, ignore_errors=True)
     started = time.perf_counter()
-    run = subprocess.run([python, str(script), "--scene", scene, "--out", partial, *settings.args()],
+    run = subprocess.run([python, str(script), "--out", partial, *settings.args(), *_scene_args(scene)],
                          capture_output=True, text=True)
     if run.returncode != 0:
         tail = "\n".join((run.stderr or run.stdout).strip().splitlines()[-8:])
@@ -240,6 +246,22 @@ def render_truth(scene: str, folder: str, settings: TruthSettings, script: Path,
     log(f"  rendered in {time.perf_counter() - started:.0f} s")
     with open(done) as f:
         return json.load(f)
+
+
+def _scene_args(scene: str) -> list[str]:
+    """The truth script's arguments that pick ``scene`` (and, for an animated rig, key its interocular)."""
+    if scene not in ANIMATED_RIGS:
+        return ["--scene", scene]
+    blender_scene, start, end = ANIMATED_RIGS[scene]
+    return ["--scene", blender_scene, "--interocular", str(start), "--interocular-end", str(end)]
+
+
+def _rig_curve(info: dict) -> dict:
+    """The truth's rig as convert options: its interocular, or its curve when the camera's was keyed."""
+    per_frame = info.get("interocular_frames") or []
+    if len(set(per_frame)) > 1:
+        return {"interocular_curve": ",".join(f"{n}:{b!r}" for n, b in enumerate(per_frame, 1))}
+    return {"interocular": info["interocular"]}
 
 
 def find_blender_python(python: str | None) -> str:
@@ -337,7 +359,7 @@ def _convert(truth_dir: str, info: dict, shot: str, stages: tuple[str, ...], dep
     if info.get("depth_kind") == "disparity":  # a real pair: the disparity map fixes the rig
         geometry = {"depth_kind": "disparity", "baseline": info["baseline"], "interocular": info["interocular"]}
     else:
-        geometry = {"depth_kind": "metric", "focal_px": info["focal_px"], "interocular": info["interocular"],
+        geometry = {"depth_kind": "metric", "focal_px": info["focal_px"], **_rig_curve(info),
                     "convergence_distance": info["convergence_distance"]}
     spec = ConvertSpec(source=os.path.join(truth_dir, "center"), depth=depth or os.path.join(truth_dir, "depth"),
                        output_dir=shot, convergence_mode=info["convergence_mode"], pivot=info["pivot"],
@@ -347,7 +369,8 @@ def _convert(truth_dir: str, info: dict, shot: str, stages: tuple[str, ...], dep
 
 def default_scenes() -> tuple[str, ...]:
     """The Blender scenes, and the real pairs when scikit-image (which carries them) is installed."""
-    return SCENES + (tuple(REAL_PAIRS) if importlib.util.find_spec("skimage") is not None else ())
+    return SCENES + tuple(ANIMATED_RIGS) + (tuple(REAL_PAIRS) if importlib.util.find_spec("skimage") is not None
+                                            else ())
 
 
 def bench_quality(scenes: tuple[str, ...] | None = None, inpainters: tuple[str, ...] | None = None,
@@ -367,8 +390,8 @@ def bench_quality(scenes: tuple[str, ...] | None = None, inpainters: tuple[str, 
 
     scenes = tuple(scenes) if scenes else default_scenes()
     for scene in scenes:
-        if scene not in SCENES and scene not in REAL_PAIRS:
-            raise InputError(f"scene {scene!r} is not one of {', '.join((*SCENES, *REAL_PAIRS))}")
+        if scene not in (*SCENES, *ANIMATED_RIGS, *REAL_PAIRS):
+            raise InputError(f"scene {scene!r} is not one of {', '.join((*SCENES, *ANIMATED_RIGS, *REAL_PAIRS))}")
     names = tuple(inpainters) if inpainters else ("none", "telea", DEFAULT_INPAINTER)
     for name in names:
         if name not in INPAINTERS:
@@ -476,8 +499,11 @@ def _finite(value):
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenes", type=_names, default=None, metavar="SCENE[,SCENE...]",
-                   help=f"Blender scenes to render and score, of {', '.join(SCENES)}, and real stereo pairs, of "
-                        f"{', '.join(REAL_PAIRS)} (default: all; the real pairs when scikit-image is installed)")
+                   help=f"Blender scenes to render and score, of {', '.join(SCENES)}, scenes whose rig moves, of "
+                        f"{', '.join(ANIMATED_RIGS)} (the interocular keyed from "
+                        f"{ANIMATED_RIGS['demo-rig'][1]} to {ANIMATED_RIGS['demo-rig'][2]} m over the clip), and "
+                        f"real stereo pairs, of {', '.join(REAL_PAIRS)} (default: all; the real pairs when "
+                        "scikit-image is installed)")
     p.add_argument("--inpainters", type=_names, default=None, metavar="NAME[,NAME...]",
                    help="inpainters to score (default: none, telea and the default)")
     p.add_argument("--no-models", action="store_true",
