@@ -217,8 +217,7 @@ def setup_camera(camera_obj, meta: dict, first_frame: int) -> None:
     rig = meta["rig"]
     stereo.convergence_mode = rig["convergence_mode"]
     stereo.pivot = rig["pivot"]
-    if data.animation_data is not None:
-        data.animation_data_clear()
+    _clear_animation(data)
     per_frame = shotlib.rig_frames(meta)
     for name in shotlib.ANIMATED_RIG:
         values = per_frame[name]
@@ -231,6 +230,14 @@ def setup_camera(camera_obj, meta: dict, first_frame: int) -> None:
         for fcurve in data.animation_data.action.fcurves:  # the backend's values at every frame, as they are
             for key in fcurve.keyframe_points:
                 key.interpolation = "LINEAR"
+
+
+def _clear_animation(data) -> None:
+    """Drop the keys an earlier setup put on the camera (its action too: nothing else uses it)."""
+    action = data.animation_data.action if data.animation_data is not None else None
+    data.animation_data_clear()
+    if action is not None and action.users == 0:
+        bpy.data.actions.remove(action)
 
 
 @contextlib.contextmanager

@@ -40,6 +40,7 @@ def runs(addon_zip, tmp_path_factory) -> tuple[dict, Path]:
     (work / "a file").write_text("in the way")
     video = {**VIDEO, "source_path": str(plate), "depth_path": str(depth)}
     shot = lambda name: {"output_dir": str(work / name)}
+    broken_cloud(plate, depth, work / "broken")
     plan = {
         "video": {"settings": {**video, **shot("video")}},
         "image": {"settings": {**VIDEO, "source": "IMAGE", "source_path": str(plate / "frame_002.png"),
@@ -52,6 +53,7 @@ def runs(addon_zip, tmp_path_factory) -> tuple[dict, Path]:
         "prompt": {"settings": {"source": "PROMPT", "prompt": "a red fox in the snow", **shot("prompt")}},
         "cancelled": {"cancel": True, "settings": {**video, "frame_first": 1, "frame_last": 0, **shot("cancelled")}},
         "backend_fails": {"settings": {**video, "depth_path": str(work / "bad.npy"), **shot("fails")}},
+        "import_fails": {"operator": "import_clouds", "settings": {**video, **shot("broken")}},
         "relative_in_unsaved_file": {"settings": {**video, "output_dir": "//stereo_rel"}},
         "unwritable_output": {"settings": {**video, "output_dir": str(work / "a file" / "shot")}},
         "range_outside_video": {"settings": {**video, "frame_first": 3, "frame_last": 9, **shot("range")}},
@@ -59,7 +61,21 @@ def runs(addon_zip, tmp_path_factory) -> tuple[dict, Path]:
                                              **shot("scene_range")}},
     }
     found = blender("untouched", addon_zip, {"runs": plan}, work / "user", session=SESSION)
-    return {**found["runs"], "_drawn": found["drawn"]}, work
+    return {**found["runs"], "_drawn": found["drawn"], "_notes": found["notes"]}, work
+
+
+def broken_cloud(plate: Path, depth: Path, shot: Path) -> None:
+    """A loaded shot whose cloud.usdc holds a camera and no points: Blender's import of it fails half-way."""
+    from pxr import Usd, UsdGeom
+
+    convert(ConvertSpec(source=str(plate), depth=str(depth), depth_kind="metric", output_dir=str(shot),
+                        stages=("ingest", "cloud"), cloud_stride=1))
+    (shot / "cloud.usdc").unlink()
+    stage = Usd.Stage.CreateNew(str(shot / "cloud.usdc"))
+    UsdGeom.SetStageMetersPerUnit(stage, 1.0)
+    stage.SetDefaultPrim(UsdGeom.Xform.Define(stage, "/Shot").GetPrim())
+    UsdGeom.Camera.Define(stage, "/Shot/Camera")
+    stage.GetRootLayer().Save()
 
 
 def test_the_panel_shows_a_stereographers_settings(runs):
@@ -67,6 +83,13 @@ def test_the_panel_shows_a_stereographers_settings(runs):
     assert {"frame_first", "frame_last", "depth_smoothing", "depth_edge_radius", "lens_from_camera", "sensor_width",
             "device", "source_engine", "source_samples", "max_far_parallax", "screen_width",
             "floating_window"} <= drawn, drawn
+
+
+def test_the_scene_source_says_which_engine_renders_it(runs):
+    notes = runs[0]["_notes"]
+    assert notes["CYCLES"] == ["INFO", notes["CYCLES"][1]] and "Cycles at 16 samples" in notes["CYCLES"][1]
+    # This machine has no GPU for Blender: EEVEE would render in software, and the user is told so.
+    assert notes["EEVEE"][0] == "WARNING" and "no GPU" in notes["EEVEE"][1]
 
 
 def test_the_artists_settings_are_unchanged_after_every_run(runs):
@@ -107,6 +130,10 @@ def test_a_failed_run_leaves_no_half_imported_shot(runs):
     fails = found["backend_fails"]
     assert fails["outcome"] == ["ERROR"] and "10" in fails["message"]
     assert "StereoForge fails" not in fails["shots"]
+    # Blender's import made an empty and a camera but no point cloud: both are gone again, with the collection.
+    broken = found["import_fails"]
+    assert broken["outcome"] == ["ERROR"] and "did not give a point cloud" in broken["message"], broken["message"]
+    assert "StereoForge broken" not in broken["shots"] and broken["shots"] == fails["shots"]
 
 
 def test_checks_before_work_refuse_in_one_line_and_touch_nothing(runs):

@@ -20,7 +20,7 @@ import bpy
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from addon_session import configure, draw_panels, install, main  # noqa: E402
+from addon_session import MODULE, configure, draw_panels, install, main  # noqa: E402
 
 
 def artist_scene() -> None:
@@ -112,7 +112,7 @@ def run(spec: dict) -> dict:
         bpy.app.handlers.render_post.append(_cancel_after_first_eye)
     before = settings()
     try:
-        outcome = sorted(bpy.ops.stereoforge.run())
+        outcome = sorted(getattr(bpy.ops.stereoforge, spec.get("operator", "run"))())
         message = state.message
     except RuntimeError as exc:
         outcome, message = ["ERROR"], str(exc)
@@ -126,10 +126,15 @@ def run(spec: dict) -> dict:
 
 
 def untouched(zip_path: str, args: dict) -> dict:
+    import importlib
+
     install(zip_path)
     drawn = draw_panels()
     artist_scene()
-    return {"runs": {name: run(spec) for name, spec in args["runs"].items()},
+    render = importlib.import_module(MODULE + ".render")
+    scene = importlib.import_module(MODULE + ".scene")
+    notes = {engine: render.source_engine_note(engine, 16, scene.has_gpu()) for engine in ("CYCLES", "EEVEE")}
+    return {"runs": {name: run(spec) for name, spec in args["runs"].items()}, "notes": notes,
             "drawn": sorted({name for items in drawn.values() for kind, name in items if kind == "prop"})}
 
 
