@@ -68,6 +68,8 @@ SHOT_DEVICES = [("PREFS", "Preferences", "The device set in the add-on's prefere
 #: Panel properties that may be keyframed: each becomes a per-frame curve for the backend.
 ANIMATABLE = {"interocular": "interocular_curve", "convergence_distance": "convergence_curve",
               "max_parallax": "max_parallax_curve"}
+#: The Scene source camera's own stereo settings that may be keyframed instead, by panel property.
+CAMERA_STEREO = {"interocular": "interocular_distance", "convergence_distance": "convergence_distance"}
 
 
 class StereoForgeSettings(bpy.types.PropertyGroup):
@@ -105,7 +107,9 @@ class StereoForgeSettings(bpy.types.PropertyGroup):
                             description="Disparity depth: the stereo pair's baseline (0: the interocular)")
     # -- stereo rig (Blender's stereo camera)
     interocular: FloatProperty(name="Interocular Distance", default=0.065, min=1e-5, unit="LENGTH", precision=4,
-                               description="Distance between the eyes (Blender's stereo interocular distance)")
+                               description="Distance between the eyes (Blender's stereo interocular distance); "
+                                           "keyframe it for a rig that moves over the shot (the Scene source also "
+                                           "follows its camera's keyed stereo interocular)")
     convergence_distance: FloatProperty(name="Convergence Distance", default=0.0, min=0.0, unit="LENGTH",
                                         description="Distance of the zero-parallax plane (0: automatic, the "
                                                     "middle of the clip's depth range in parallax)")
@@ -223,8 +227,11 @@ class StereoForgeSettings(bpy.types.PropertyGroup):
         }
         if self.device != "PREFS":
             spec["device"] = self.device.lower()
+        camera = (self.source_camera or self.id_data.camera) if scene_source else None
         for name, field in ANIMATABLE.items():
-            curve = _keyframed(self.id_data, name, first_frame)
+            curve = _keyframed(self.id_data, f"stereoforge.{name}", first_frame)
+            if curve is None and camera is not None and name in CAMERA_STEREO:
+                curve = _keyframed(camera.data, f"stereo.{CAMERA_STEREO[name]}", first_frame)
             if curve is not None:  # the panel property and its spec field share a name
                 spec[field], spec[name] = curve, None
         if spec.get("max_parallax_curve"):
@@ -265,12 +272,13 @@ class StereoForgeJobState(bpy.types.PropertyGroup):
         return self.done / self.total if self.total else 0.0
 
 
-def _keyframed(scene, name: str, first_frame: int) -> str | None:
-    """``scene.stereoforge.<name>`` keyframed: its value at every shot frame up to its last key, as the
-    backend's inline curve ``"1:V1,2:V2,..."`` (shot frame n is scene frame ``first_frame + n - 1``; after the
-    last key the value holds, as Blender's curve does). None when it is not animated."""
-    anim = scene.animation_data
-    fcurve = anim.action.fcurves.find(f"stereoforge.{name}") if anim and anim.action else None
+def _keyframed(owner, data_path: str, first_frame: int) -> str | None:
+    """The property ``data_path`` of ``owner`` (an ID: the scene, a camera) keyframed: its value at every shot
+    frame up to its last key, as the backend's inline curve ``"1:V1,2:V2,..."`` (shot frame n is scene frame
+    ``first_frame + n - 1``; after the last key the value holds, as Blender's curve does). None when it is not
+    animated."""
+    anim = owner.animation_data
+    fcurve = anim.action.fcurves.find(data_path) if anim and anim.action else None
     if fcurve is None or not fcurve.keyframe_points:
         return None
     last = max(key.co.x for key in fcurve.keyframe_points)

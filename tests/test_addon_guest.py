@@ -47,7 +47,7 @@ def runs(addon_zip, tmp_path_factory) -> tuple[dict, Path]:
                                "depth_path": str(work / "still.npy"), **shot("image")}},
         "one_frame_folder": {"settings": {**video, "source_path": str(one / "plate"),
                                           "depth_path": str(one / "depth.npy"), **shot("one_shot")}},
-        "scene": {"engine": "BLENDER_EEVEE_NEXT",
+        "scene": {"engine": "BLENDER_EEVEE_NEXT", "camera_keys": [[4, 0.05], [5, 0.15]],
                   "settings": {"source": "SCENE", "samples": 4, "source_samples": 4, "frame_first": 2,
                                "frame_last": 3, **shot("scene")}},
         "prompt": {"settings": {"source": "PROMPT", "prompt": "a red fox in the snow", **shot("prompt")}},
@@ -120,6 +120,9 @@ def test_every_source_runs_and_adds_only_its_shot(runs):
     assert (work / "scene.scene" / "depth" / "000004.exr").exists()  # scene frames 4-5: frames 2-3 of 3-40
     assert sorted(os.listdir(work / "scene.scene" / "depth")) == ["000004.exr", "000005.exr"]
     assert "Cycles at 4 samples" in found["scene"]["message"]  # the Scene source says how it renders
+    # The artist keyed the camera's stereo interocular at scene frames 4 and 5: the shot follows it.
+    rig = json.loads((work / "scene" / "shot.json").read_text())["rig_frames"]["interocular_distance"]
+    assert rig == pytest.approx([0.05, 0.15], abs=1e-6)
 
 
 def test_a_failed_run_leaves_no_half_imported_shot(runs):

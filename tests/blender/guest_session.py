@@ -105,6 +105,10 @@ def run(spec: dict) -> dict:
     scene = bpy.context.scene
     if "engine" in spec:
         scene.render.engine = spec["engine"]
+    camera = scene.camera.data
+    for frame, value in spec.get("camera_keys", []):  # the artist keys the camera's own stereo interocular
+        camera.stereo.interocular_distance = value
+        camera.keyframe_insert("stereo.interocular_distance", frame=frame)
     state = bpy.context.window_manager.stereoforge_job
     state.message = ""
     configure(spec["settings"])
