@@ -272,6 +272,10 @@ class Job:
         self.child = self.backend.start(self._spec(stages))
         while True:
             for event in self.child.poll():
+                if event.get("event") == "notice":  # e.g. the rig narrowed for comfort: the user should know
+                    message = str(event.get("message", ""))
+                    self.notes.append(("WARNING" if message.startswith("warning") else "INFO", message))
+                    continue
                 self.progress(event.get("stage", ""), int(event.get("done", 0)), int(event.get("total", 0)))
             if self.child.result is not None and not self.child.running:
                 break

@@ -44,7 +44,8 @@ def runs(addon_zip, tmp_path_factory) -> tuple[dict, Path]:
     plan = {
         "video": {"settings": {**video, **shot("video")}},
         "image": {"settings": {**VIDEO, "source": "IMAGE", "source_path": str(plate / "frame_002.png"),
-                               "depth_path": str(work / "still.npy"), **shot("image")}},
+                               "depth_path": str(work / "still.npy"), "max_far_parallax": 0.5,
+                               "floating_window": True, **shot("image")}},
         "one_frame_folder": {"settings": {**video, "source_path": str(one / "plate"),
                                           "depth_path": str(one / "depth.npy"), **shot("one_shot")}},
         "scene": {"engine": "BLENDER_EEVEE_NEXT", "camera_keys": [[4, 0.05], [5, 0.15]],
@@ -120,6 +121,11 @@ def test_every_source_runs_and_adds_only_its_shot(runs):
     assert (work / "scene.scene" / "depth" / "000004.exr").exists()  # scene frames 4-5: frames 2-3 of 3-40
     assert sorted(os.listdir(work / "scene.scene" / "depth")) == ["000004.exr", "000005.exr"]
     assert "Cycles at 4 samples" in found["scene"]["message"]  # the Scene source says how it renders
+    # The Image run asked for at most 0.5 % behind the screen: the backend narrowed the rig and the user is told.
+    image = json.loads((work / "image" / "shot.json").read_text())
+    assert "narrowed" in found["image"]["message"] and image["comfort"]["narrowed_frames"] == [1]
+    assert max(image["parallax_frames"]["far_pct"]) == pytest.approx(0.5, abs=1e-3)
+    assert image["spec"]["floating_window"] is True and image["spec"]["max_far_parallax"] == 0.5
     # The artist keyed the camera's stereo interocular at scene frames 4 and 5: the shot follows it.
     rig = json.loads((work / "scene" / "shot.json").read_text())["rig_frames"]["interocular_distance"]
     assert rig == pytest.approx([0.05, 0.15], abs=1e-6)

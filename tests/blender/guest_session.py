@@ -111,6 +111,9 @@ def run(spec: dict) -> dict:
         camera.keyframe_insert("stereo.interocular_distance", frame=frame)
     state = bpy.context.window_manager.stereoforge_job
     state.message = ""
+    panel = scene.stereoforge
+    for name in panel.bl_rna.properties.keys():  # each run starts from the panel's defaults
+        panel.property_unset(name)
     configure(spec["settings"])
     if spec.get("cancel"):
         bpy.app.handlers.render_post.append(_cancel_after_first_eye)
