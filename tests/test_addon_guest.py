@@ -42,12 +42,15 @@ def runs(addon_zip, tmp_path_factory) -> tuple[dict, Path]:
     shot = lambda name: {"output_dir": str(work / name)}
     broken_cloud(plate, depth, work / "broken")
     plan = {
-        "video": {"settings": {**video, **shot("video")}},
+        "video": {"settings": {**video, "frame_first": 2, "device": "CPU", "depth_edge_radius": 2,
+                               "depth_smoothing": 0.5, **shot("video")}},
         "image": {"settings": {**VIDEO, "source": "IMAGE", "source_path": str(plate / "frame_002.png"),
                                "depth_path": str(work / "still.npy"), "max_far_parallax": 0.5,
+                               "lens": 50.0, "sensor_width": 24.0,
                                "floating_window": True, **shot("image")}},
         "one_frame_folder": {"settings": {**video, "source_path": str(one / "plate"),
-                                          "depth_path": str(one / "depth.npy"), **shot("one_shot")}},
+                                          "depth_path": str(one / "depth.npy"), "lens_from_camera": True,
+                                          **shot("one_shot")}},
         "scene": {"engine": "BLENDER_EEVEE_NEXT", "camera_keys": [[4, 0.05], [5, 0.15]],
                   "settings": {"source": "SCENE", "samples": 4, "source_samples": 4, "frame_first": 2,
                                "frame_last": 3, **shot("scene")}},
@@ -62,7 +65,7 @@ def runs(addon_zip, tmp_path_factory) -> tuple[dict, Path]:
                                              **shot("scene_range")}},
     }
     found = blender("untouched", addon_zip, {"runs": plan}, work / "user", session=SESSION)
-    return {**found["runs"], "_drawn": found["drawn"], "_notes": found["notes"]}, work
+    return {**found["runs"], "_drawn": found["drawn"], "_notes": found["notes"], "_tooltips": found["tooltips"]}, work
 
 
 def broken_cloud(plate: Path, depth: Path, shot: Path) -> None:
@@ -79,11 +82,15 @@ def broken_cloud(plate: Path, depth: Path, shot: Path) -> None:
     stage.GetRootLayer().Save()
 
 
-def test_the_panel_shows_a_stereographers_settings(runs):
-    drawn = set(runs[0]["_drawn"])
-    assert {"frame_first", "frame_last", "depth_smoothing", "depth_edge_radius", "lens_from_camera", "sensor_width",
-            "device", "source_engine", "source_samples", "max_far_parallax", "screen_width",
-            "floating_window"} <= drawn, drawn
+SETTINGS = ("frame_first", "frame_last", "depth_smoothing", "depth_edge_radius", "lens_from_camera", "sensor_width",
+            "device", "source_engine", "source_samples", "max_far_parallax", "screen_width", "floating_window")
+
+
+def test_the_panel_shows_a_stereographers_settings_with_tooltips(runs):
+    drawn, tooltips = set(runs[0]["_drawn"]), runs[0]["_tooltips"]
+    assert set(SETTINGS) <= drawn, drawn
+    assert all(len(tooltips[name]) > 30 for name in SETTINGS), tooltips
+    assert "AFFINE" in tooltips["depth_kind items"]
 
 
 def test_the_scene_source_says_which_engine_renders_it(runs):
@@ -109,7 +116,7 @@ def test_the_artists_settings_are_unchanged_after_every_run(runs):
 
 def test_every_source_runs_and_adds_only_its_shot(runs):
     found, work = runs
-    for name, folder, frames in (("video", "video", 3), ("image", "image", 1), ("one_frame_folder", "one_shot", 1),
+    for name, folder, frames in (("video", "video", 2), ("image", "image", 1), ("one_frame_folder", "one_shot", 1),
                                  ("scene", "scene", 2)):
         run = found[name]
         assert run["outcome"] == ["FINISHED"], (name, run["message"])
@@ -118,7 +125,14 @@ def test_every_source_runs_and_adds_only_its_shot(runs):
         assert sorted(run["shots"][f"StereoForge {folder}"]) == sorted(
             [folder, f"{folder} cloud", f"{folder} stereo camera"])
         assert "Parallax" in run["parallax"]
-    assert (work / "scene.scene" / "depth" / "000004.exr").exists()  # scene frames 4-5: frames 2-3 of 3-40
+    # The stereographer's settings reach the backend: frames 2 to the end, the device, the depth settings, the
+    # lens on its sensor (50 mm on 24 mm is 75 mm on 36) or the scene camera's (30 mm on 36).
+    spec = json.loads((work / "video" / "shot.json").read_text())["spec"]
+    assert (spec["frames"], spec["device"], spec["depth_edge_radius"], spec["depth_smoothing"]) == (
+        [2, None], "cpu", 2, 0.5)
+    lens = {folder: json.loads((work / folder / "shot.json").read_text())["camera"]["lens_mm"]
+            for folder in ("image", "one_shot")}
+    assert lens == pytest.approx({"image": 75.0, "one_shot": 30.0})
     assert sorted(os.listdir(work / "scene.scene" / "depth")) == ["000004.exr", "000005.exr"]
     assert "Cycles at 4 samples" in found["scene"]["message"]  # the Scene source says how it renders
     # The Image run asked for at most 0.5 % behind the screen: the backend narrowed the rig and the user is told.

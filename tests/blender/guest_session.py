@@ -132,6 +132,14 @@ def run(spec: dict) -> dict:
             "parallax": state.parallax}
 
 
+def panel_tooltips() -> dict:
+    """Each panel property's tooltip, and the depth kinds offered."""
+    properties = bpy.context.scene.stereoforge.bl_rna.properties
+    found = {prop.identifier: prop.description for prop in properties}
+    found["depth_kind items"] = " ".join(item.identifier for item in properties["depth_kind"].enum_items)
+    return found
+
+
 def untouched(zip_path: str, args: dict) -> dict:
     import importlib
 
@@ -141,7 +149,8 @@ def untouched(zip_path: str, args: dict) -> dict:
     render = importlib.import_module(MODULE + ".render")
     scene = importlib.import_module(MODULE + ".scene")
     notes = {engine: render.source_engine_note(engine, 16, scene.has_gpu()) for engine in ("CYCLES", "EEVEE")}
-    return {"runs": {name: run(spec) for name, spec in args["runs"].items()}, "notes": notes,
+    props = panel_tooltips()
+    return {"runs": {name: run(spec) for name, spec in args["runs"].items()}, "notes": notes, "tooltips": props,
             "drawn": sorted({name for items in drawn.values() for kind, name in items if kind == "prop"})}
 
 
