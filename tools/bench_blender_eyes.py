@@ -16,7 +16,9 @@ Blender process.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
 import resource
 import sys
 import time
@@ -53,12 +55,15 @@ def main(argv: list[str]) -> dict:
 
     setup = sum(stage(name) for name in ("load", "import_clouds", "setup_camera"))
     render = stage("render_eyes")
-    scene = bpy.context.scene
-    frames = scene.frame_end - scene.frame_start + 1
+    # The eyes render in a scene of the add-on's own, gone by now: the shot says what was rendered.
+    with open(os.path.join(args.out, "shot.json")) as f:
+        meta = json.load(f)
+    frames = meta["frames"]
+    gpu = importlib.import_module("bl_ext.user_default.stereoforge.scene").has_gpu()
     return {"frames": frames, "eye_frames": 2 * frames, "render_seconds": render,
             "seconds_per_eye_frame": render / (2 * frames), "setup_seconds": setup,
-            "width": scene.render.resolution_x, "height": scene.render.resolution_y, "samples": args.samples,
-            "device": scene.cycles.device, "threads": scene.render.threads,
+            "width": meta["camera"]["width"], "height": meta["camera"]["height"], "samples": args.samples,
+            "device": "GPU" if gpu else "CPU", "threads": bpy.context.scene.render.threads,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
 
 
