@@ -167,7 +167,7 @@ class STEREOFORGE_OT_import_clouds(_JobOperator, bpy.types.Operator):
 
 
 class STEREOFORGE_OT_setup_camera(_JobOperator, bpy.types.Operator):
-    """Make the shot's camera a stereo camera with the rig, and the scene multiview (Stereo 3D)"""
+    """Make the shot's own camera a stereo camera with the rig (keyed per frame when the rig moves)"""
 
     bl_idname = "stereoforge.setup_camera"
     bl_label = "Set Up Stereo Camera"

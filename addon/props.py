@@ -234,8 +234,8 @@ class StereoForgeSettings(bpy.types.PropertyGroup):
                 curve = _keyframed(camera.data, f"stereo.{CAMERA_STEREO[name]}", first_frame)
             if curve is not None:  # the panel property and its spec field share a name
                 spec[field], spec[name] = curve, None
-        if spec.get("max_parallax_curve"):
-            spec["interocular"] = None
+        if spec.get("max_parallax_curve") or self.max_parallax > 0:  # the budget sets the interocular
+            spec["interocular"] = spec["interocular_curve"] = None
         return spec
 
     def _hfov(self) -> float:

@@ -184,8 +184,8 @@ def animated(addon_zip, tmp_path_factory) -> tuple[dict, Path]:
     settings = {**VIDEO, "source_path": str(plate), "depth_path": str(depth), "output_dir": str(work / "shot"),
                 "samples": 16, "convergence_distance": 3.0}
     # Scene frames 3 and 10: shot frames 1 and 8 (the artist's scene starts at 3).
-    found = blender("animated_rig", addon_zip, {"settings": settings, "keys": [[3, 0.03], [10, 0.2]]},
-                    work / "user", session=SESSION)
+    found = blender("animated_rig", addon_zip, {"settings": settings, "keys": [[3, 0.03], [10, 0.2]],
+                                                "budget_dir": str(work / "budget")}, work / "user", session=SESSION)
     return found, work / "shot"
 
 
@@ -198,6 +198,10 @@ def test_a_keyframed_interocular_is_followed_frame_by_frame(animated):
     assert per_frame == pytest.approx(found["curve"], abs=1e-6)  # Blender's own curve, frame by frame
     assert found["camera"] == pytest.approx(per_frame, abs=1e-6)  # the stereo camera is keyed the same
     assert found["scenes"] == ["Scene"]
+    # With a depth budget on, the budget sets the interocular, keyed or not: the nearest point sits on it.
+    assert found["budget"] == ["FINISHED"]
+    budget = json.loads((shot.parent / "budget" / "shot.json").read_text())
+    assert budget["parallax_frames"]["near_pct"] == pytest.approx([-2.0] * FRAMES, abs=1e-3)
 
 
 def test_blender_and_the_splatter_follow_the_same_animated_rig(animated, tmp_path):

@@ -177,8 +177,12 @@ def animated_rig(zip_path: str, args: dict) -> dict:
         curve.append(fcurve.evaluate(frame))
         scene.frame_set(frame)
         on_camera.append(camera.data.stereo.interocular_distance)
-    return {"outcome": outcome, "message": bpy.context.window_manager.stereoforge_job.message, "curve": curve,
-            "camera": on_camera, "first_frame": scene.frame_start, "scenes": [x.name for x in bpy.data.scenes]}
+    message = bpy.context.window_manager.stereoforge_job.message
+    # A depth budget beside the keyed interocular: the budget sets the interocular (the panel greys it out).
+    s.max_parallax, s.eye_renderer, s.output_dir = 2.0, "SPLATTER", args["budget_dir"]
+    budget = sorted(bpy.ops.stereoforge.run())
+    return {"outcome": outcome, "message": message, "curve": curve, "camera": on_camera,
+            "first_frame": scene.frame_start, "scenes": [x.name for x in bpy.data.scenes], "budget": budget}
 
 
 SCENARIOS = {"untouched": untouched, "animated_rig": animated_rig}
