@@ -11,6 +11,7 @@ Every input is checked by :func:`check_inputs` before a job touches the scene or
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -284,7 +285,9 @@ class Job:
             yield WAIT
         self.result = self.child.result
         self.child = None
-        self.state.parallax = shotlib.parallax_summary(self._meta())
+        meta = self._meta()
+        self.state.parallax = shotlib.parallax_summary(meta)
+        self.state.parallax_frames = json.dumps([self._first_frame(), shotlib.parallax_frames(meta)])
 
     # -- the stages -----------------------------------------------------------------------------------------
 

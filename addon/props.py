@@ -7,6 +7,7 @@ are 0 for "automatic".
 
 from __future__ import annotations
 
+import json
 import math
 
 import bpy
@@ -266,6 +267,15 @@ class StereoForgeJobState(bpy.types.PropertyGroup):
     parallax: StringProperty(name="Parallax", description="The shot's parallax range in % of the image width: "
                                                           "nearest point (negative: in front of the screen) and "
                                                           "farthest, over all frames")
+    parallax_frames: StringProperty(name="Parallax per Frame",
+                                    description="JSON: [first scene frame, [[near %, far %] per shot frame]]")
+
+    def parallax_at(self, frame: int) -> tuple[float, float] | None:
+        """``(near %, far %)`` of the shot at scene ``frame``, None outside the shot or before a run."""
+        if not self.parallax_frames:
+            return None
+        first, frames = json.loads(self.parallax_frames)
+        return tuple(frames[frame - first]) if 0 <= frame - first < len(frames) else None
 
     @property
     def factor(self) -> float:

@@ -51,6 +51,12 @@ def rig_frames(meta: dict) -> dict[str, list[float]]:
     return {name: list(per_frame.get(name) or [meta["rig"][name]] * count) for name in ANIMATED_RIG}
 
 
+def parallax_frames(meta: dict) -> list[list[float]]:
+    """``[near %, far %]`` of each shot frame (``[]`` when not recorded)."""
+    per_frame = meta.get("parallax_frames") or {}
+    return [list(pair) for pair in zip(per_frame.get("near_pct") or [], per_frame.get("far_pct") or [], strict=False)]
+
+
 def parallax_summary(meta: dict) -> str:
     """The shot's parallax range over its frames, in % of the width, for the panel ("" when not recorded)."""
     per_frame = meta.get("parallax_frames") or {}

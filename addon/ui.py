@@ -101,7 +101,7 @@ class STEREOFORGE_PT_rig(_Panel, bpy.types.Panel):
         row = layout.row()
         row.active = s.convergence_mode != "PARALLEL"
         row.prop(s, "convergence_distance")
-        _draw_comfort(layout, s, context.window_manager.stereoforge_job)
+        _draw_comfort(layout, s, context.window_manager.stereoforge_job, context.scene.frame_current)
         layout.prop(s, "eye_renderer")
         if s.eye_renderer == "BLENDER":
             layout.prop(s, "samples")
@@ -163,13 +163,17 @@ def _draw_depth_settings(layout, s) -> None:
     layout.prop(s, "depth_edge_radius")
 
 
-def _draw_comfort(layout, s, state) -> None:
-    """The far side of the depth budget, the floating window, and the last shot's parallax range."""
+def _draw_comfort(layout, s, state, frame: int) -> None:
+    """The far side of the depth budget, the floating window, and the last shot's parallax: its range and the
+    current frame's."""
     layout.prop(s, "max_far_parallax")
     layout.prop(s, "screen_width")
     layout.prop(s, "floating_window")
     if state.parallax:
         layout.label(text=state.parallax, icon="INFO")
+        here = state.parallax_at(frame)
+        if here is not None:
+            layout.label(text=f"Frame {frame}: {here[0]:+.2f} % to {here[1]:+.2f} %")
 
 
 def draw_status(self, context) -> None:

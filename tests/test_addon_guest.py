@@ -130,6 +130,9 @@ def test_every_source_runs_and_adds_only_its_shot(runs):
     spec = json.loads((work / "video" / "shot.json").read_text())["spec"]
     assert (spec["frames"], spec["device"], spec["depth_edge_radius"], spec["depth_smoothing"]) == (
         [2, None], "cpu", 2, 0.5)
+    frames = json.loads((work / "video" / "shot.json").read_text())["parallax_frames"]
+    # The panel shows the range, and the current frame's (the scene's first frame shows shot frame 1).
+    assert found["video"]["parallax_at_start"] == [frames["near_pct"][0], frames["far_pct"][0]]
     lens = {folder: json.loads((work / folder / "shot.json").read_text())["camera"]["lens_mm"]
             for folder in ("image", "one_shot")}
     assert lens == pytest.approx({"image": 75.0, "one_shot": 30.0})

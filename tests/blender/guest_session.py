@@ -129,7 +129,7 @@ def run(spec: dict) -> dict:
     after = settings()
     return {"outcome": outcome, "message": message, "before": before, "after": after,
             "changed": sorted(k for k in before if before[k] != after[k]), "shots": shot_objects(),
-            "parallax": state.parallax}
+            "parallax": state.parallax, "parallax_at_start": state.parallax_at(scene.frame_start)}
 
 
 def panel_tooltips() -> dict:
