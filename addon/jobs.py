@@ -337,7 +337,7 @@ class Job:
         count = int(meta["frames"])
         frames = shotlib.missing_frames(self.shot_dir, count)
         coll = sflscene.shot_collection(self.scene, self.shot_dir)
-        with sflscene.eye_scene(self.scene, coll, camera, meta, first, samples) as eyes:
+        with sflscene.eye_scene(coll, camera, meta, first, samples) as eyes:
             yield from self._render_frames(
                 "render eyes", frames, count - len(frames), count,
                 begin=lambda n: render.begin_eye_frame(eyes, self.shot_dir, n, first),

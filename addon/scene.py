@@ -241,7 +241,7 @@ def _clear_animation(data) -> None:
 
 
 @contextlib.contextmanager
-def eye_scene(scene, collection, camera_obj, meta: dict, first_frame: int, samples: int):
+def eye_scene(collection, camera_obj, meta: dict, first_frame: int, samples: int):
     """A scene of StereoForge's own that renders the shot's collection through its stereo camera; removed
     afterwards, so the artist's scene and its settings are never touched.
 
