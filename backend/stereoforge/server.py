@@ -6,7 +6,7 @@ A small HTTP contract (FastAPI):
     GET  /models              models available on the server, by stage (as ``stereoforge models``)
     POST /jobs                {"kind": "convert" | "generate", ...the CLI options..., "output_dir": "shots/sh010"}
     GET  /jobs, /jobs/{id}    state (queued, running, succeeded, failed, cancelled), phase, progress 0..1 within
-                              the phase, error, output paths
+                              the phase (and done/total: its frames or denoising steps), error, output paths
     POST /jobs/{id}/cancel    stops at the next frame or denoising step; finished frames stay
     POST /release             drops the models the worker keeps loaded, freeing GPU memory
 
@@ -87,7 +87,7 @@ def confine(root: str, path: str) -> str:
     if ".." in path.replace("\\", "/").split("/"):
         raise ValueError(f"'{path}' contains '..'; give a folder inside the server's root")
     real = os.path.realpath(os.path.join(root, path))
-    if not real.startswith(root + os.sep):
+    if real == root or os.path.commonpath([root, real]) != root:  # root may be '/' (the add-on's local server)
         raise ValueError(f"'{path}' resolves to '{real}', which is not inside the server's root '{root}'; "
                          "absolute paths and symlinks must stay inside it")
     return real
@@ -183,6 +183,9 @@ class Job:
     stage: str | None = None
     phase: str | None = None
     progress: float = 0.0
+    #: Frames (or denoising steps) of the stage done so far, and in all.
+    done: int = 0
+    total: int = 0
     error: str | None = None
     cancel_requested: bool = False
     result: dict | None = None
@@ -199,7 +202,8 @@ class Job:
         return {"id": self.id, "kind": self.kind, "state": self.state, "phase": self.phase, "stage": self.stage,
                 "progress": self.progress, "error": self.error, "cancel_requested": self.cancel_requested,
                 "outputs": outputs, "result": self.result, "log": list(self.log), "created": self.created,
-                "started": self.started, "finished": self.finished, "spec": self.spec}
+                "started": self.started, "finished": self.finished, "spec": self.spec,
+                "done": self.done, "total": self.total}
 
 
 class JobManager:
@@ -338,6 +342,7 @@ class JobManager:
                 _, _, stage, done, total = message
                 job.stage, job.phase = stage, phase_of(stage)
                 job.progress = min(1.0, done / total) if total else 0.0
+                job.done, job.total = done, total
             elif kind == "log":
                 job.log.append(message[2])
             elif kind in ("succeeded", "failed", "cancelled"):
