@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 
 import bpy
 
-from . import client, render
+from . import client, prefs, render, takes
 from . import scene as sflscene
 from . import shot as shotlib
 from .client import BackendError, JobCancelled
@@ -63,10 +63,8 @@ def check_inputs(context, stages: tuple[str, ...]) -> tuple[str, str, object]:
     backend = None
     if needs_backend:
         try:
-            from . import prefs
-
             backend = prefs.backend(context)
-            backend.check()
+            backend.check()  # a local backend starts here, once per Blender session
         except BackendError as exc:
             raise StepError(str(exc)) from None
     if "load" not in stages:
@@ -85,9 +83,6 @@ def check_inputs(context, stages: tuple[str, ...]) -> tuple[str, str, object]:
 
 
 def _check_source(context, s, shot_dir: str) -> tuple[str, str]:
-    if s.source == "PROMPT":
-        raise StepError("the add-on does not drive text-to-video yet: run 'stereoforge generate PROMPT -o SHOT "
-                        "--video-model MODEL' in the backend, then use SHOT/generated as a Video source")
     if s.source == "SCENE":
         camera = s.source_camera or context.scene.camera
         if camera is not None and camera.get(sflscene.SHOT_PROP) and s.source_camera is None:
@@ -96,21 +91,33 @@ def _check_source(context, s, shot_dir: str) -> tuple[str, str]:
         if problem:
             raise StepError(problem)
         return render.scene_source_dirs(shot_dir)
-    if not s.source_path.strip():
-        raise StepError(f"no Source Path: pick the {s.source.lower()} to convert")
-    source = abspath(s.source_path)
-    if not os.path.exists(source):
-        raise StepError(f"the source '{source}' does not exist; check the Source Path")
+    if s.source == "PROMPT" and not s.prompt.strip():
+        raise StepError("no Prompt: say what the video shows (Source > Prompt)")
+    if s.source != "PROMPT":
+        if not s.source_path.strip():
+            raise StepError(f"no Source Path: pick the {s.source.lower()} to convert")
+        source = abspath(s.source_path)
+        if not os.path.exists(source):
+            raise StepError(f"the source '{source}' does not exist; check the Source Path")
+    if s.generates():
+        if not s.video_model.strip():
+            raise StepError("no Video Model: pick a text-to-video model (Source > Video Model; Refresh lists the "
+                            "backend's) or type a Hugging Face id")
+        source = takes.generated_frames(takes.take_for(shot_dir, s.take_settings()))
+    return source, _check_depth(s, source)
+
+
+def _check_depth(s, source: str) -> str:
+    """The depth files to read, or "" when the Depth Model estimates the depth."""
     if not s.depth_path.strip():
         if s.depth_model.strip():
-            raise StepError(f"the add-on does not run depth models yet ('{s.depth_model}' needs the StereoForge "
-                            "models backend); give a Depth Path (depth files) instead")
+            return ""
         raise StepError(f"the source '{source}' has no depth: set a Depth Path (a depth file, a folder of "
-                        "per-frame depth files or an .npy stack)")
+                        "per-frame depth files or an .npy stack) or a Depth Model")
     depth = abspath(s.depth_path)
     if not os.path.exists(depth):
         raise StepError(f"the depth '{depth}' does not exist; check the Depth Path")
-    return source, depth
+    return depth
 
 
 def _recorded_inputs(shot_dir: str) -> tuple[str, str]:
@@ -138,8 +145,12 @@ class Job:
         self.focal_px: float | None = None
         if self.settings.source == "SCENE" and "load" not in self.stages:
             self.focal_px = shotlib.read_shot(self.shot_dir).get("spec", {}).get("focal_px")
+        # A video model makes the frames first: into this take (the source is its generated/ folder).
+        self.take = os.path.dirname(source) if "load" in self.stages and self.settings.generates() else None
+        self.models = prefs.model_options(context) if backend is not None else {}
         self.cancelled = False
-        self.child: client.ConvertJob | None = None
+        self.child: client.Job | None = None
+        self._printed: tuple | None = None
         self.result: dict = {}
         self._steps = self._all_steps()
         self.state.running = True
@@ -180,11 +191,12 @@ class Job:
                 if hint == WAIT:
                     time.sleep(0.05)
         except KeyboardInterrupt:
+            child = self.child
             self.cancel()
-            if self.child is not None:
-                self.child.process.wait()
+            if child is not None:
+                child.stop()
             self.close()
-            raise JobCancelled("cancelled; the frames finished so far are kept, run again to resume") from None
+            raise JobCancelled(client.CANCELLED_MESSAGE) from None
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -200,6 +212,12 @@ class Job:
 
     def progress(self, stage: str, done: int, total: int) -> None:
         self.state.stage, self.state.done, self.state.total = stage, done, total
+        line = (self.state.step_index, stage, done, total)
+        if not self.interactive and line != self._printed:  # background mode: a log line per step and frame
+            self._printed = line
+            count = f" {done}/{total}" if total else ""
+            print(f"StereoForge [{self.state.step_index}/{self.state.step_count}] {self.state.step}: {stage}{count}",
+                  flush=True)
 
     def _check_cancel(self) -> None:
         if self.cancelled:
@@ -209,16 +227,19 @@ class Job:
     # -- talking to the backend -----------------------------------------------------------------------------
 
     def _spec(self, stages: list[str]) -> dict:
-        spec = self.settings.convert_spec(self.source, self.depth, focal_px=self.focal_px)
+        spec = self.settings.convert_spec(self.source, self.depth, focal_px=self.focal_px, models=self.models)
         return {**spec, "stages": stages}
 
     def _backend(self, stages: list[str]) -> Iterator[str | None]:
+        yield from self._run_backend(self._spec(stages), "convert")
+
+    def _run_backend(self, spec: dict, kind: str) -> Iterator[str | None]:
         self._check_cancel()
-        self.child = self.backend.start(self._spec(stages))
+        self.child = self.backend.start(spec, kind)
         while True:
             for event in self.child.poll():
                 self.progress(event.get("stage", ""), int(event.get("done", 0)), int(event.get("total", 0)))
-            if self.child.result is not None and not self.child.running:
+            if self.child.result is not None:
                 break
             if self.cancelled:
                 self.child.cancel()
@@ -226,12 +247,19 @@ class Job:
         self.result = self.child.result
         self.child = None
 
+    def _generate(self) -> Iterator[str | None]:
+        """The take's video, unless it is already on disk (the backend resumes a finished take at once)."""
+        takes.write_record(self.take, self.settings.take_settings())
+        yield from self._run_backend(self.settings.generate_spec(self.take, self.models), "generate")
+
     # -- the stages -----------------------------------------------------------------------------------------
 
     def _load(self):
         if self.settings.source == "SCENE":
             camera = self._source_camera()
             yield from self._render_scene_source()
+        if self.take is not None:
+            yield from self._generate()
         yield from self._backend(["ingest", "cloud"])
         if self.settings.source == "SCENE" and self.settings.source_camera is None:
             self.settings.source_camera = camera  # the stereo camera becomes the scene camera next

@@ -16,6 +16,7 @@ import bpy
 
 from . import client, jobs
 from .client import BackendError, JobCancelled
+from .props import MODEL_KINDS
 
 #: The job running now (one at a time), so that Cancel and unregister can stop it.
 _active: jobs.Job | None = None
@@ -231,6 +232,55 @@ class STEREOFORGE_OT_check_backend(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class STEREOFORGE_OT_new_seed(bpy.types.Operator):
+    """Draw a new random seed: the next run makes a new take (earlier takes stay on disk)"""
+
+    bl_idname = "stereoforge.new_seed"
+    bl_label = "New Seed"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        import random
+
+        context.scene.stereoforge.seed = random.randrange(2**31)
+        return {"FINISHED"}
+
+
+class STEREOFORGE_OT_refresh_models(bpy.types.Operator):
+    """Ask the backend which models it has, for the model pickers (a Hugging Face id can still be typed)"""
+
+    bl_idname = "stereoforge.refresh_models"
+    bl_label = "Refresh Models"
+    bl_options = {"REGISTER"}
+
+    def execute(self, context):
+        from . import prefs
+
+        try:
+            listed = prefs.backend(context).models()
+        except BackendError as exc:
+            self.report({"ERROR"}, f"StereoForge: {exc}")
+            return {"CANCELLED"}
+        fill_models(context.window_manager.stereoforge_models, listed)
+        counts = ", ".join(f"{len(getattr(context.window_manager.stereoforge_models, kind))} {kind}"
+                           for kind in MODEL_KINDS)
+        self.report({"INFO"}, f"StereoForge: models: {counts}")
+        return {"FINISHED"}
+
+
+def fill_models(models, listed: dict) -> None:
+    """Put the backend's list (``{stage: [model, ...]}``) into the pickers' collections, by kind."""
+    for kind, (stage, detail) in MODEL_KINDS.items():
+        collection = getattr(models, kind)
+        collection.clear()
+        for model in listed.get(stage, []):
+            if detail is None or model.get("detail") == detail:
+                item = collection.add()
+                item.name = model["id"]
+                item.description = f"{model.get('class_name')}, {model.get('where')}: {model.get('path')}"
+    models.listed = True
+
+
 class STEREOFORGE_OT_load_result(bpy.types.Operator):
     """Load the last stereo video as an image (movie) for review in an Image Editor"""
 
@@ -261,7 +311,8 @@ class STEREOFORGE_OT_load_result(bpy.types.Operator):
 
 CLASSES = (STEREOFORGE_OT_run, STEREOFORGE_OT_load, STEREOFORGE_OT_import_clouds, STEREOFORGE_OT_setup_camera,
            STEREOFORGE_OT_render_eyes, STEREOFORGE_OT_inpaint, STEREOFORGE_OT_composite, STEREOFORGE_OT_cancel,
-           STEREOFORGE_OT_check_backend, STEREOFORGE_OT_load_result)
+           STEREOFORGE_OT_check_backend, STEREOFORGE_OT_new_seed, STEREOFORGE_OT_refresh_models,
+           STEREOFORGE_OT_load_result)
 STAGE_OPERATORS = ("load", "import_clouds", "setup_camera", "render_eyes", "inpaint", "composite")
 
 
@@ -276,5 +327,6 @@ def unregister() -> None:
         _active.cancel()
         _active.close()
         _active = None
+    client.stop_local_backends()  # nothing of the add-on stays behind, its backend process included
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

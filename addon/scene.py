@@ -138,8 +138,10 @@ def import_clouds(context, shot_dir: str, meta: dict, first_frame: int = 1, came
     cloud.data.materials.clear()
     cloud.data.materials.append(points_material())
     cloud[FIRST_FRAME_PROP] = first_frame
-    cache = next(m for m in cloud.modifiers if m.type == "MESH_SEQUENCE_CACHE").cache_file
-    cache.frame_offset = first_frame - 1  # the cache reads time code (scene frame - offset): shot frame n
+    # A one-frame cloud has no time samples: Blender imports its points as they are, with no cache to offset.
+    for mod in cloud.modifiers:
+        if mod.type == "MESH_SEQUENCE_CACHE":
+            mod.cache_file.frame_offset = first_frame - 1  # the cache reads time code (scene frame - offset)
 
     count = int(meta["frames"])
     if camera_world is None:

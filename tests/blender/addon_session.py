@@ -136,6 +136,10 @@ class FakeLayout:
         assert name in data.bl_rna.properties, f"{type(data).__name__} has no property {name!r}"
         self.drawn.append(("prop", name))
 
+    def prop_search(self, data, name, search_data, search_name, **kwargs):
+        assert search_name in search_data.bl_rna.properties, f"no collection {search_name!r} to search"
+        self.prop(data, name)
+
     def operator(self, idname, **kwargs):
         assert operator_exists(idname.split(".")[1]), idname
         self.drawn.append(("operator", idname))
@@ -330,10 +334,10 @@ SCENARIOS = {"lifecycle": lifecycle, "headless": headless, "ticks": ticks, "bad_
              "scene_source": scene_source}
 
 
-def main() -> None:
+def main(scenarios: dict = SCENARIOS) -> None:
     scenario, zip_path = sys.argv[1], sys.argv[2]
     args = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
-    result = SCENARIOS[scenario](zip_path, args)
+    result = scenarios[scenario](zip_path, args)
     sys.stdout.flush()
     print("RESULT: " + json.dumps(result, default=str), flush=True)
 

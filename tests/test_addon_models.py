@@ -1,0 +1,182 @@
+"""The add-on driving models, inside real Blender: a prompt becomes a stereo shot through a tiny text-to-video
+model and a tiny depth model (random weights from the real config classes, loaded through ``from_pretrained``),
+on the warm local backend and on a live ``stereoforge serve``; a still and its depth become a one-frame stereo
+image; a cancel lands during denoising.
+
+Each scenario is its own Blender process (``tests/blender/models_session.py``) with a fresh user folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+if importlib.util.find_spec("bpy") is None:
+    pytest.skip("needs bpy (Blender as a Python module): pip install -e '.[test]'", allow_module_level=True)
+
+import tiny_models  # noqa: E402
+from test_addon import addon_zip  # noqa: E402, F401  (the fixture: the add-on zip, built once)
+
+ROOT = Path(__file__).resolve().parents[1]
+SESSION = ROOT / "tests" / "blender" / "models_session.py"
+#: The Done-when shot: 8 frames of 64x96, 2 denoising steps.
+FRAMES, H, W, STEPS = 8, 64, 96, 2
+
+
+def blender(scenario: str, zip_path: Path, args: dict, user_dir: Path, timeout: float = 900, **env) -> dict:
+    """Run one scenario in a fresh Blender process; ``env`` adds environment variables (the backend it starts
+    inherits them). The Hugging Face cache is an empty folder: only the tiny models exist."""
+    user_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(user_dir), HF_HUB_OFFLINE="1", HF_HOME=str(user_dir / "hf"),
+               **env)
+    done = subprocess.run([sys.executable, str(SESSION), scenario, str(zip_path), json.dumps(args)],
+                          capture_output=True, text=True, timeout=timeout, env=env, cwd=str(user_dir))
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT: ")]
+    assert done.returncode == 0 and lines, f"Blender session failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    result = json.loads(lines[-1][len("RESULT: "):])
+    result["stdout"] = done.stdout
+    return result
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict:
+    """A tiny text-to-video pipeline (zeroscope's family) and a tiny Depth Anything, in a models folder."""
+    folder = tmp_path_factory.mktemp("models")
+    return {"video": tiny_models.text_to_video_sd(folder / "tiny-t2v"),
+            "depth": tiny_models.depth_anything(folder / "tiny-depth"), "folder": str(folder)}
+
+
+def prompt_settings(models: dict, shot: Path, **more) -> dict:
+    return {"source": "PROMPT", "prompt": "a teddy bear dancing in the snow", "video_model": models["video"],
+            "num_frames": FRAMES, "height": H, "width": W, "steps": STEPS, "seed": 7,
+            "depth_model": models["depth"], "output_dir": str(shot), "samples": 4, "interocular": 0.2, **more}
+
+
+def check_prompt_shot(found: dict, shot: Path) -> None:
+    """The shot a prompt makes: source, depth, eyes, masks, filled eyes, an SBS video, the cloud in the scene."""
+    assert found["result"] == ["FINISHED"], found.get("error") or found.get("message")
+    for kind, ext in (("source", "png"), ("depth", "exr")):
+        assert sorted(os.listdir(shot / kind)) == [f"{n:06d}.{ext}" for n in range(1, FRAMES + 1)], kind
+    for eye in ("left", "right"):
+        for kind, ext in (("eyes", "exr"), ("masks", "png"), ("filled", "png")):
+            assert sorted(os.listdir(shot / kind / eye)) == [f"{n:06d}.{ext}" for n in range(1, FRAMES + 1)]
+    assert (shot / "eyes" / "blender.json").exists()  # Blender rendered the eyes
+    assert cv2.imread(str(shot / "filled" / "left" / "000001.png")).shape == (H, W, 3)
+    video = shot / "out" / "video" / f"{shot.name}_sbs.mp4"
+    assert found["video"] == str(video) and video.stat().st_size > 0
+    meta = json.loads((shot / "shot.json").read_text())
+    assert meta["spec"]["depth_model"] is not None and meta["spec"]["depth"] is None  # the model made the depth
+    take = Path(str(shot) + ".takes") / "take_001"
+    assert meta["spec"]["source"] == str(take / "generated")
+    generated = json.loads((take / "shot.json").read_text())["generate"]
+    assert generated["complete"] and generated["seed"] == 7 and generated["frames"] == FRAMES
+    assert generated["size"] == [W, H] and generated["call"]["num_inference_steps"] == STEPS
+    assert found["takes"] == ["take_001"]
+    assert found["clouds"] == [f"{shot.name} cloud"] and found["modifiers"] == ["MESH_SEQUENCE_CACHE"]
+    assert len(found["points_per_frame"]) == FRAMES and min(found["points_per_frame"]) > 0
+    assert found["camera"] == f"{shot.name} stereo camera" and found["render"]["use_multiview"]
+
+
+def test_prompt_becomes_a_stereo_shot_on_the_warm_local_backend(addon_zip, models, tmp_path):  # noqa: F811
+    shot = tmp_path / "sh020"
+    found = blender("run_twice", addon_zip, {"settings": prompt_settings(models, shot), "list_models": True},
+                    tmp_path / "user", STEREOFORGE_MODELS=models["folder"])
+    check_prompt_shot(found, shot)
+    # The warm backend: one server for every stage of both runs, and the resume did no work.
+    assert found["server"]["count"] == 1 and found["server_after"] == found["server"]
+    assert found["resume_result"]["shot_dir"] == str(shot)
+    # Progress lines in background mode, down to the denoising steps.
+    assert f"generate {STEPS}/{STEPS}" in found["stdout"] and f"render eyes {FRAMES}/{FRAMES}" in found["stdout"]
+    # The models picker: the backend's list, by kind (the models folder is listed through STEREOFORGE_MODELS).
+    assert found["listed"]["video"] == [models["video"]] and found["listed"]["depth"] == [models["depth"]]
+    assert found["listed"]["image_video"] == [] and found["listed"]["inpaint"] == []
+
+
+def test_prompt_becomes_a_stereo_shot_on_a_remote_server(addon_zip, models, tmp_path):  # noqa: F811
+    root = tmp_path / "root"
+    root.mkdir()
+    token = "s3cret-token"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "stereoforge.cli", "serve", "--root", str(root), "--port",
+                               str(port), "--token", token], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_ready(url, token, server)
+        shot = root / "sh030"
+        found = blender("run_twice", addon_zip, {
+            "settings": prompt_settings(models, shot), "prefs": {"backend": "REMOTE", "url": url, "token": token},
+        }, tmp_path / "user")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    check_prompt_shot(found, shot)
+    assert found["server"] == {"count": 0}  # no local backend was started
+
+
+def test_a_still_and_its_depth_become_a_one_frame_stereo_image(addon_zip, tmp_path):  # noqa: F811
+    image = tmp_path / "still.png"
+    v, u = np.mgrid[0:H, 0:W]
+    cv2.imwrite(str(image), np.stack([u * 2, v * 3, (u + v)], axis=-1).astype(np.uint8))
+    depth = np.full((H, W), 5.0, np.float32)
+    depth[20:44, 30:60] = 1.5
+    np.save(tmp_path / "still_depth.npy", depth)
+    shot = tmp_path / "still_shot"
+    settings = {"source": "IMAGE", "source_path": str(image), "depth_path": str(tmp_path / "still_depth.npy"),
+                "depth_kind": "METRIC", "output_dir": str(shot), "samples": 4, "interocular": 0.2}
+    found = blender("run_twice", addon_zip, {"settings": settings}, tmp_path / "user")
+    assert found["result"] == ["FINISHED"], found.get("error")
+    for kind, ext in (("eyes", "exr"), ("masks", "png"), ("filled", "png")):
+        assert sorted(os.listdir(shot / kind / "left")) == [f"000001.{ext}"]
+    sbs = cv2.imread(str(shot / "out" / "frames" / "sbs" / "sbs_000001.png"))
+    assert sbs.shape == (H, 2 * W, 3)
+    left, right = sbs[:, :W].astype(int), sbs[:, W:].astype(int)
+    assert np.abs(left - right).mean() > 1  # two different eyes: the near box shifts between them
+    assert found["points_per_frame"] == [W * H] and found["clouds"] == ["still_shot cloud"]
+
+
+def test_cancel_during_denoising_stops_the_generation_and_changes_nothing(addon_zip, models, tmp_path):  # noqa: F811
+    shot = tmp_path / "sh040"
+    settings = prompt_settings(models, shot, steps=400)  # long enough that the cancel lands mid-way
+    found = blender("cancel_generation", addon_zip, {"settings": settings}, tmp_path / "user")
+    assert found["cancelled"] and "kept" in found["cancelled"]
+    steps = [done for stage, done, total in found["seen"] if stage == "generate"]
+    assert steps and 1 <= max(steps) < 400
+    assert not found["running_after"] and found["unchanged"]
+    take = json.loads((Path(found["take"]) / "shot.json").read_text())["generate"]
+    assert not take["complete"] and not (Path(found["take"]) / "generated").exists()
+    assert not (shot / "shot.json").exists()  # the shot itself was never started
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_ready(url: str, token: str, server: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        assert server.poll() is None, server.stdout.read()
+        try:
+            request = urllib.request.Request(url + "/health", headers={"Authorization": f"Bearer {token}"})
+            with urllib.request.urlopen(request, timeout=5) as r:
+                if "torch" in json.loads(r.read())["worker"]:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("the server did not start")
