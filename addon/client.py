@@ -36,6 +36,8 @@ START_TIMEOUT_S = 300.0
 MODEL_STAGES = ("video", "depth", "inpaint")
 #: Job states after which nothing changes any more.
 ENDED = ("succeeded", "failed", "cancelled")
+#: Exit status of a run stopped by Ctrl-C, as a shell reports SIGINT.
+EXIT_CANCELLED = 130
 #: What a cancelled job says, wherever it stopped.
 CANCELLED_MESSAGE = "cancelled; the frames finished so far are kept, run again to resume"
 

@@ -11,7 +11,10 @@ Every input is checked by :func:`check_inputs` before a job touches the scene or
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -185,11 +188,13 @@ class Job:
             raise
 
     def run_blocking(self) -> None:
-        """Run to the end (background mode). Ctrl-C cancels: the backend stops, finished frames stay."""
+        """Run to the end (background mode). Ctrl-C cancels: the backend stops at its next frame or denoising
+        step, Blender after the frame it renders; finished frames stay. A second Ctrl-C stops at once."""
         try:
-            while (hint := self.advance()) != DONE:
-                if hint == WAIT:
-                    time.sleep(0.05)
+            with _ctrl_c_cancels(self):
+                while (hint := self.advance()) != DONE:
+                    if hint == WAIT:
+                        time.sleep(0.05)
         except KeyboardInterrupt:
             child = self.child
             self.cancel()
@@ -392,6 +397,62 @@ class Job:
         if problem:
             raise StepError(problem)
         return camera
+
+
+@contextlib.contextmanager
+def _ctrl_c_cancels(job: Job):
+    """While ``job`` runs blocking: the first Ctrl-C (SIGINT) cancels it, a second one stops the process.
+
+    Blender's own handler would only flag a break that the next frame's render ignores, and Python's
+    KeyboardInterrupt would end the run without stopping the backend's job.
+    """
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+
+    def cancel(signum, frame):
+        if job.cancelled:
+            raise KeyboardInterrupt
+        print("StereoForge: Ctrl-C: stopping after the current frame (press it again to stop now)", flush=True)
+        job.cancel()
+
+    previous = signal.signal(signal.SIGINT, cancel)
+    second = _SecondCtrlC() if os.name == "posix" else None
+    try:
+        yield
+    finally:
+        if second is not None:
+            second.close()
+        signal.signal(signal.SIGINT, previous)
+
+
+class _SecondCtrlC:
+    """A thread woken by SIGINT itself (``signal.set_wakeup_fd``) that ends the process at the second Ctrl-C.
+
+    While Cycles renders a frame, Python's main thread is inside the render and runs no signal handler until the
+    frame is done; this thread runs anyway. It stops the local backend and exits with 130: the frame being
+    rendered is lost, the finished ones stay (each is written under a temporary name, then renamed).
+    """
+
+    def __init__(self):
+        self.read, self.write = os.pipe()
+        os.set_blocking(self.write, False)
+        self.previous = signal.set_wakeup_fd(self.write)
+        threading.Thread(target=self._watch, name="stereoforge-ctrl-c", daemon=True).start()
+
+    def _watch(self) -> None:
+        count = 0
+        while data := os.read(self.read, 64):
+            count += data.count(signal.SIGINT)
+            if count >= 2:
+                print("StereoForge: stopped; the frames finished so far are kept", flush=True)
+                client.stop_local_backends()
+                os._exit(client.EXIT_CANCELLED)
+        os.close(self.read)
+
+    def close(self) -> None:
+        signal.set_wakeup_fd(self.previous)
+        os.close(self.write)  # the watcher reads the end and leaves
 
 
 def _camera_path(scene, camera) -> Callable[[int], object]:

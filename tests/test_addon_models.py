@@ -180,3 +180,54 @@ def _wait_ready(url: str, token: str, server: subprocess.Popen) -> None:
             pass
         time.sleep(0.2)
     raise AssertionError("the server did not start")
+
+
+# -- Ctrl-C in background mode ----------------------------------------------------------------------------------
+
+def _headless_until_eyes(addon_zip, tmp_path, samples: int) -> tuple[subprocess.Popen, Path]:
+    """``bpy.ops.stereoforge.run()`` in a Blender process (addon_session's headless scenario) on a 24-frame
+    clip, returned once Blender has rendered its first eye-frame."""
+    from test_addon import make_clip
+
+    plate, depth = make_clip(tmp_path / "clip", W, H, 24)
+    shot = tmp_path / "shot"
+    settings = {"source": "VIDEO", "source_path": str(plate), "depth_path": str(depth), "depth_kind": "METRIC",
+                "output_dir": str(shot), "samples": samples}
+    user = tmp_path / "user"
+    user.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "blender" / "addon_session.py"), "headless", str(addon_zip),
+         json.dumps({"settings": settings})], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=dict(os.environ, BLENDER_USER_RESOURCES=str(user)), cwd=str(user))
+    deadline = time.monotonic() + 600
+    while not (shot / "eyes" / "right" / "000001.exr").exists():
+        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+        time.sleep(0.05)
+    return process, shot
+
+
+def test_ctrl_c_stops_blenders_eye_render_after_the_current_frame(addon_zip, tmp_path):  # noqa: F811
+    import signal
+
+    process, shot = _headless_until_eyes(addon_zip, tmp_path, samples=256)
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=300)
+    result = json.loads([line for line in out.splitlines() if line.startswith("RESULT: ")][-1][len("RESULT: "):])
+    assert result["result"] == ["CANCELLED"] and "kept" in result["message"]
+    assert "stopping after the current frame" in out
+    left = os.listdir(shot / "eyes" / "left")
+    assert 1 <= len([n for n in left if n.endswith(".exr")]) < 24  # finished frames stay, the rest never began
+    assert not (shot / "filled").exists()  # the stages after the eyes did not run
+
+
+def test_a_second_ctrl_c_stops_blender_during_a_frame(addon_zip, tmp_path):  # noqa: F811
+    import signal
+
+    process, shot = _headless_until_eyes(addon_zip, tmp_path, samples=4096)  # frames of seconds each
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, out[-2000:]
+    assert "RESULT: " not in out and "frames finished so far are kept" in out
+    assert len(os.listdir(shot / "eyes" / "left")) < 24
