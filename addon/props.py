@@ -91,10 +91,6 @@ class StereoForgeSettings(bpy.types.PropertyGroup):
     guidance: FloatProperty(name="Guidance", default=0.0, min=0.0,
                             description="Classifier-free guidance scale (0: the model's own)")
     seed: IntProperty(name="Seed", default=0, min=0, description="Noise seed: a new seed makes a new take")
-    take: EnumProperty(name="Take", items=lambda self, context: takes.enum_items(abspath(self.output_dir)),
-                       update=lambda self, context: takes.restore(self, abspath(self.output_dir), self.take),
-                       description="The takes generated for this shot so far: choose one to get its settings back "
-                                   "(and its video, kept on disk)")
     source_path: StringProperty(name="Source Path", subtype="FILE_PATH",
                                 description="The image, the video file (mp4/mov/mkv/webm) or the folder of frames")
     source_camera: PointerProperty(name="Source Camera", type=bpy.types.Object,
@@ -151,8 +147,9 @@ class StereoForgeSettings(bpy.types.PropertyGroup):
     inpaint_steps: IntProperty(name="Inpainting Steps", default=0, min=0,
                                description="Denoising steps of the inpainting model (0: its own)")
     inpaint_chunk: IntProperty(name="Chunk", default=8, min=1, description="Frames per inpainting call")
-    inpaint_tile: IntProperty(name="Tile", default=512, min=64, subtype="PIXEL",
-                              description="Larger frames are inpainted in overlapping tiles of this size")
+    inpaint_tile: IntProperty(name="Tile", default=512, min=128, subtype="PIXEL",
+                              description="Larger frames are inpainted in tiles of this size, overlapping by "
+                                          "64 pixels")
     # -- output
     layout: EnumProperty(name="Layout", items=LAYOUTS, default={"SBS"}, options={"ENUM_FLAG"},
                          description="Stereo layouts to composite and encode")
@@ -229,6 +226,22 @@ class StereoForgeSettings(bpy.types.PropertyGroup):
             # Blender draws every point as a sphere, so it needs them all (stride 1) at full resolution.
             "cloud_stride": 1 if self.eye_renderer == "BLENDER" else None,
         }
+
+
+def _take_items(settings, context):
+    return takes.enum_items(abspath(settings.output_dir))
+
+
+def _take_chosen(settings, context):
+    takes.restore(settings, abspath(settings.output_dir), settings.take)
+
+
+# Given as an object, not an annotation: Blender evaluates string annotations (this module's ``from __future__
+# import annotations``) where the callbacks' names are not defined.
+StereoForgeSettings.__annotations__["take"] = EnumProperty(
+    name="Take", items=_take_items, update=_take_chosen,
+    description="The takes generated for this shot so far: choose one to get its settings back (and its video, "
+                "kept on disk)")
 
 
 class StereoForgeModel(bpy.types.PropertyGroup):

@@ -17,8 +17,8 @@ import os
 RECORD_EXT = ".json"
 #: The backend's folder of generated frames inside a take (``stereoforge.generate.GENERATED``).
 GENERATED = "generated"
-#: Settings a take record holds that are not properties of the panel.
-_NOT_PROPERTIES = ("image",)
+#: Settings of a take record kept under another property's name (the still of an image-to-video take).
+_PROPERTY_OF = {"image": "source_path"}
 #: Enum items handed to Blender (it keeps pointers into the strings, so they must outlive the call).
 _items: list[tuple[str, str, str]] = []
 
@@ -85,6 +85,7 @@ def restore(settings, shot_dir: str, name: str) -> None:
     for folder, record in listed(shot_dir):
         if os.path.basename(folder) == name:
             for key, value in record.items():
-                if key not in _NOT_PROPERTIES and getattr(settings, key, value) != value:
+                key = _PROPERTY_OF.get(key, key)
+                if value is not None and getattr(settings, key) != value:
                     setattr(settings, key, value)
             return

@@ -62,13 +62,18 @@ def prompt_settings(models: dict, shot: Path, **more) -> dict:
             "depth_model": models["depth"], "output_dir": str(shot), "samples": 4, "interocular": 0.2, **more}
 
 
-def check_prompt_shot(found: dict, shot: Path) -> None:
-    """The shot a prompt makes: source, depth, eyes, masks, filled eyes, an SBS video, the cloud in the scene."""
+def check_prompt_shot(found: dict, shot: Path, masks: bool = True) -> None:
+    """The shot a prompt makes: source, depth, eyes, masks, filled eyes, an SBS video, the cloud in the scene.
+
+    ``masks=False``: an inpainting model reads Blender's eyes' alpha and writes no masks/ (its stage is
+    models/inpaint.py's, another issue's work).
+    """
     assert found["result"] == ["FINISHED"], found.get("error") or found.get("message")
     for kind, ext in (("source", "png"), ("depth", "exr")):
         assert sorted(os.listdir(shot / kind)) == [f"{n:06d}.{ext}" for n in range(1, FRAMES + 1)], kind
+    kinds = [("eyes", "exr"), ("filled", "png")] + ([("masks", "png")] if masks else [])
     for eye in ("left", "right"):
-        for kind, ext in (("eyes", "exr"), ("masks", "png"), ("filled", "png")):
+        for kind, ext in kinds:
             assert sorted(os.listdir(shot / kind / eye)) == [f"{n:06d}.{ext}" for n in range(1, FRAMES + 1)]
     assert (shot / "eyes" / "blender.json").exists()  # Blender rendered the eyes
     assert cv2.imread(str(shot / "filled" / "left" / "000001.png")).shape == (H, W, 3)
@@ -115,14 +120,20 @@ def test_prompt_becomes_a_stereo_shot_on_a_remote_server(addon_zip, models, tmp_
         url = f"http://127.0.0.1:{port}"
         _wait_ready(url, token, server)
         shot = root / "sh030"
+        inpainter = tiny_models.sd_inpaint(tmp_path / "tiny-inpaint")
+        settings = prompt_settings(models, shot, inpaint="MODEL", inpaint_model=inpainter, inpaint_steps=2,
+                                   inpaint_chunk=4, inpaint_tile=128, inpaint_prompt="snow")
         found = blender("run_twice", addon_zip, {
-            "settings": prompt_settings(models, shot), "prefs": {"backend": "REMOTE", "url": url, "token": token},
+            "settings": settings, "prefs": {"backend": "REMOTE", "url": url, "token": token},
         }, tmp_path / "user")
     finally:
         server.terminate()
         server.wait(timeout=30)
-    check_prompt_shot(found, shot)
+    check_prompt_shot(found, shot, masks=False)
     assert found["server"] == {"count": 0}  # no local backend was started
+    spec = json.loads((shot / "shot.json").read_text())["spec"]
+    assert (spec["inpaint_model"], spec["inpaint_steps"], spec["inpaint_chunk"], spec["inpaint_tile"],
+            spec["inpaint_prompt"]) == (inpainter, 2, 4, 128, "snow")
 
 
 def test_a_still_and_its_depth_become_a_one_frame_stereo_image(addon_zip, tmp_path):  # noqa: F811
@@ -157,6 +168,32 @@ def test_cancel_during_denoising_stops_the_generation_and_changes_nothing(addon_
     take = json.loads((Path(found["take"]) / "shot.json").read_text())["generate"]
     assert not take["complete"] and not (Path(found["take"]) / "generated").exists()
     assert not (shot / "shot.json").exists()  # the shot itself was never started
+
+
+def test_image_to_video_takes_and_a_script_on_another_scene(addon_zip, models, tmp_path):  # noqa: F811
+    """A still and a tiny LTX image-to-video model make a clip; a new seed makes a second take; choosing the
+    first take again brings its settings and its video back. All through run_shot on a scene that is not the
+    current one."""
+    still = tmp_path / "still.png"
+    cv2.imwrite(str(still), np.full((H, W, 3), 120, np.uint8))
+    i2v = tiny_models.ltx_image_to_video(tmp_path / "tiny-i2v")
+    shot = tmp_path / "sh050"
+    settings = {"source": "IMAGE", "source_path": str(still), "video_model": i2v, "prompt": "a dog",
+                "num_frames": 9, "height": H, "width": W, "steps": STEPS, "seed": 3, "depth_model": models["depth"],
+                "output_dir": str(shot), "eye_renderer": "SPLATTER"}
+    found = blender("takes", addon_zip, {"settings": settings}, tmp_path / "user")
+    takes = Path(str(shot) + ".takes")
+    assert found["takes"] == ["take_001", "take_002"]
+    first, second, restored = found["seeds"]
+    assert second != first and restored == first
+    assert found["source"] == str(takes / "take_001" / "generated")  # the first take's video, used again
+    for take, seed in (("take_001", first), ("take_002", second)):
+        record = json.loads((takes / take / "shot.json").read_text())["generate"]
+        assert record["seed"] == seed and record["frames"] == 9 and record["settings"]["image"]["path"] == str(still)
+        assert record["pipeline"] == "LTXImageToVideoPipeline"
+    assert found["again"]["frames"] == 9 and found["again"]["videos"]
+    assert found["objects_in_current"] == ["Camera", "Cube", "Light"]  # the script's scene got the shot
+    assert "sh050 cloud" in found["objects_in_shot_scene"] and found["frames"] == [1, 9]
 
 
 def _free_port() -> int:

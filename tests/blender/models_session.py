@@ -99,7 +99,36 @@ def cancel_generation(zip_path: str, args: dict) -> dict:
             "running_after": state.running, "unchanged": scene_snapshot() == before, "take": os.path.dirname(source)}
 
 
-SCENARIOS = {"run_twice": run_twice, "cancel_generation": cancel_generation}
+def takes(zip_path: str, args: dict) -> dict:
+    """Through ``run_shot`` on a scene that is not the current one: a take, a new seed (the dice) and a second
+    take, then the first take chosen again."""
+    _setup(zip_path, args)
+    api = importlib.import_module(MODULE)
+    takes_module = importlib.import_module(MODULE + ".takes")
+    scene = bpy.data.scenes.new("sh050")
+    current = bpy.context.scene
+    settings = args["settings"]
+    first = api.run_shot(scene, **settings)
+    s = scene.stereoforge
+    with bpy.context.temp_override(scene=scene):
+        bpy.ops.stereoforge.new_seed()
+    second_seed = s.seed
+    second = api.run_shot(scene)
+    shot_dir = os.path.abspath(settings["output_dir"])
+    listed = [item[0] for item in takes_module.enum_items(shot_dir)]
+    s.take = "take_001"  # the Take menu: its settings come back
+    restored_seed = s.seed
+    again = api.run_shot(scene)
+    with open(os.path.join(shot_dir, "shot.json")) as f:
+        source = json.load(f)["spec"]["source"]
+    return {"first": first, "second": second, "again": again, "takes": listed, "seeds": [settings["seed"],
+            second_seed, restored_seed], "source": source, "current_scene": current.name,
+            "objects_in_current": sorted(o.name for o in current.objects),
+            "objects_in_shot_scene": sorted(o.name for o in scene.objects), "frames": [scene.frame_start,
+                                                                                   scene.frame_end]}
+
+
+SCENARIOS = {"run_twice": run_twice, "cancel_generation": cancel_generation, "takes": takes}
 
 
 if __name__ == "__main__":
