@@ -196,6 +196,42 @@ def test_image_to_video_takes_and_a_script_on_another_scene(addon_zip, models, t
     assert "sh050 cloud" in found["objects_in_shot_scene"] and found["frames"] == [1, 9]
 
 
+def test_a_plate_without_depth_files_gets_its_depth_from_the_depth_model(addon_zip, models, tmp_path):  # noqa: F811
+    from test_addon import make_clip
+
+    plate, _ = make_clip(tmp_path / "clip", W, H, 3)
+    shot = tmp_path / "sh060"
+    settings = {"source": "VIDEO", "source_path": str(plate), "depth_model": models["depth"],
+                "output_dir": str(shot), "eye_renderer": "SPLATTER"}
+    found = blender("run_twice", addon_zip, {"settings": settings}, tmp_path / "user")
+    assert found["result"] == ["FINISHED"], found.get("error")
+    assert sorted(os.listdir(shot / "estimated_depth")) == ["000001.exr", "000002.exr", "000003.exr", "model.json"]
+    assert json.loads((shot / "shot.json").read_text())["spec"]["depth_model"] == models["depth"]
+    assert (shot / "out" / "video" / "sh060_sbs.mp4").exists() and found["points_per_frame"][0] > 0
+
+
+def test_panels_show_the_model_settings_and_which_depth_runs(addon_zip, tmp_path):  # noqa: F811
+    cases = {
+        "prompt": {"source": "PROMPT", "depth_path": "", "depth_model": "some/depth", "inpaint": "MODEL"},
+        "both_depths": {"source": "VIDEO", "depth_path": "/d.npy", "depth_model": "some/depth",
+                        "inpaint": "BACKGROUND"},
+        "image_to_video": {"source": "IMAGE", "video_model": "some/i2v", "depth_path": ""},
+    }
+    found = blender("panels", addon_zip, {"settings": {}, "cases": cases}, tmp_path / "user")["shown"]
+    props = lambda case, panel: [name for kind, name in found[f"{case} STEREOFORGE_PT_{panel}"] if kind == "prop"]
+    labels = lambda case, panel: [text for kind, text in found[f"{case} STEREOFORGE_PT_{panel}"] if kind == "label"]
+    operators = lambda case, panel: [n for kind, n in found[f"{case} STEREOFORGE_PT_{panel}"] if kind == "operator"]
+    assert props("prompt", "source") == ["source", "prompt", "negative_prompt", "video_model", "num_frames", "width",
+                                         "height", "steps", "guidance", "seed", "take"]
+    assert {"stereoforge.new_seed", "stereoforge.refresh_models"} <= set(operators("prompt", "source"))
+    assert labels("prompt", "depth") == ["The Depth Model estimates the depth"]
+    assert props("prompt", "inpaint") == ["inpaint", "inpaint_model", "inpaint_prompt", "inpaint_steps",
+                                          "inpaint_chunk", "inpaint_tile"]
+    assert labels("both_depths", "depth") == ["Depth Path runs; the Depth Model is not used"]
+    assert props("both_depths", "inpaint") == ["inpaint"]
+    assert "video_model" in props("image_to_video", "source") and "seed" in props("image_to_video", "source")
+
+
 def _free_port() -> int:
     import socket
 

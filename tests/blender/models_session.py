@@ -128,7 +128,25 @@ def takes(zip_path: str, args: dict) -> dict:
                                                                                    scene.frame_end]}
 
 
-SCENARIOS = {"run_twice": run_twice, "cancel_generation": cancel_generation, "takes": takes}
+def panels(zip_path: str, args: dict) -> dict:
+    """What the Source, Depth and Inpainting panels show for the model settings (drawn without a window)."""
+    from types import SimpleNamespace
+
+    from addon_session import FakeLayout
+
+    _setup(zip_path, args)
+    s = bpy.context.scene.stereoforge
+    shown = {}
+    for case, change in args["cases"].items():
+        configure(change)
+        for panel in ("STEREOFORGE_PT_source", "STEREOFORGE_PT_depth", "STEREOFORGE_PT_inpaint"):
+            drawn = []
+            getattr(bpy.types, panel).draw(SimpleNamespace(layout=FakeLayout(drawn)), bpy.context)
+            shown[f"{case} {panel}"] = drawn
+    return {"shown": shown, "source": s.source}
+
+
+SCENARIOS = {"run_twice": run_twice, "cancel_generation": cancel_generation, "takes": takes, "panels": panels}
 
 
 if __name__ == "__main__":
