@@ -41,24 +41,18 @@ EXIT_CANCELLED = 130
 #: What a cancelled job says, wherever it stopped.
 CANCELLED_MESSAGE = "cancelled; the frames finished so far are kept, run again to resume"
 
+#: Run with the backend's Python before its server starts: a missing package is one clear message, not a server
+#: that dies as it starts.
 _PROBE = r"""
 import importlib.util, json, sys
 found = {"python": sys.executable}
 try:
     import stereoforge
+    found["version"] = stereoforge.__version__
+    if importlib.util.find_spec("torch") is None:  # found, not imported: that takes seconds, the server does it
+        found["error"] = "torch is not installed"
 except Exception as exc:
     found["error"] = f"{type(exc).__name__}: {exc}"
-    print(json.dumps(found)); sys.exit(0)
-found["version"] = stereoforge.__version__
-found["models"] = importlib.util.find_spec("stereoforge.models") is not None
-if "--full" in sys.argv:
-    try:
-        import torch
-        found["torch"] = torch.__version__
-        found["devices"] = ["cpu"] + [f"cuda:{i} ({torch.cuda.get_device_name(i)})"
-                                       for i in range(torch.cuda.device_count())]
-    except Exception as exc:
-        found["error"] = f"torch does not load: {type(exc).__name__}: {exc}"
 print(json.dumps(found))
 """
 
@@ -195,14 +189,14 @@ class RemoteBackend:
     def failure(self, error) -> str:
         return f"the job failed on {self.url}: {error}"
 
-    def check(self, full: bool = False) -> dict:
-        """What the backend is: ``{"python", "version", "models", ("torch", "devices" once its worker runs)}``.
+    def check(self) -> dict:
+        """What the backend is: ``{"python", "version", ("torch", "devices" once its worker runs)}``.
 
         Raises :class:`BackendError` naming what is missing and how to fix it.
         """
         health = self.request("GET", "/health")
         worker = health.get("worker", {})
-        found = {"python": self.url, "version": health.get("version"), "models": True}
+        found = {"python": self.url, "version": health.get("version")}
         if "torch" in worker:
             found["torch"] = worker["torch"]
             found["devices"] = [worker.get("gpu") or worker.get("device", "cpu")]
@@ -255,7 +249,7 @@ class LocalBackend(RemoteBackend):
             server.wait_ready(self)
         self.url, self.token = server.url, server.token
 
-    def probe(self, full: bool = False, timeout: float = 120.0) -> dict:
+    def probe(self, timeout: float = 120.0) -> dict:
         """Run the backend's Python once to see that it has stereoforge (a clear message when it has not)."""
         if not self.python:
             raise BackendError("no backend: Blender's Python cannot import stereoforge; set the Python of an "
@@ -264,26 +258,25 @@ class LocalBackend(RemoteBackend):
         if not os.path.isfile(self.python):
             raise BackendError(f"the backend Python '{self.python}' does not exist; set the Python of an "
                                "environment where stereoforge is installed in StereoForge's preferences")
-        command = [self.python, "-c", _PROBE] + (["--full"] if full else [])
         try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=_env(self.python),
-                                  stdin=subprocess.DEVNULL)
+            done = subprocess.run([self.python, "-c", _PROBE], capture_output=True, text=True, timeout=timeout,
+                                  env=_env(self.python), stdin=subprocess.DEVNULL)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise BackendError(f"cannot run the backend Python '{self.python}': {exc}") from None
         try:
             found = json.loads(done.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
             raise BackendError(f"'{self.python}' is not a working Python: {done.stderr.strip()[-300:]}") from None
-        if "version" not in found:
+        if not found.get("version"):
             raise BackendError(f"'{self.python}' cannot import stereoforge ({found.get('error')}); install it "
                                f"there with: {self.python} -m pip install stereoforge")
         if found.get("error"):
-            raise BackendError(f"stereoforge {found['version']} in '{self.python}': {found['error']}; reinstall "
+            raise BackendError(f"stereoforge {found['version']} in '{self.python}': {found['error']}; install "
                                "torch in that environment")
         return found
 
-    def check(self, full: bool = False) -> dict:
-        found = super().check(full)
+    def check(self) -> dict:
+        found = super().check()
         found["python"] = self.python
         return found
 
@@ -391,6 +384,4 @@ def describe(found: dict) -> str:
     parts = [f"stereoforge {found['version']} in {found['python']}"]
     if "torch" in found:
         parts.append(f"torch {found['torch']}, devices: {', '.join(found.get('devices', ['cpu']))}")
-    parts.append("models backend: installed" if found.get("models") else
-                 "models backend: not installed (depth from files only)")
     return "; ".join(parts)

@@ -224,7 +224,7 @@ class STEREOFORGE_OT_check_backend(bpy.types.Operator):
         from . import prefs
 
         try:
-            found = prefs.backend(context).check(full=True)
+            found = prefs.backend(context).check()
         except BackendError as exc:
             self.report({"ERROR"}, f"StereoForge: {exc}")
             return {"CANCELLED"}
