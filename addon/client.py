@@ -283,7 +283,11 @@ class LocalBackend(RemoteBackend):
 
 class _LocalServer:
     """A ``stereoforge serve`` child process on 127.0.0.1 with a random token, writing under ``/`` (the shots of a
-    Blender session may be anywhere on this machine; only this session knows the token)."""
+    Blender session may be anywhere on this machine; only this session knows the token).
+
+    Its standard input is a pipe that nothing writes to: when Blender ends in any way, a crash included, the
+    pipe closes and the server stops (``--stop-with-stdin``), so no backend holds GPU memory after Blender.
+    """
 
     def __init__(self, python: str):
         self.python = python
@@ -304,8 +308,8 @@ class _LocalServer:
             with os.fdopen(fd, "w") as log:
                 self.process = subprocess.Popen(
                     [python, "-m", "stereoforge.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-                     "--root", os.path.abspath(os.sep)],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, **kwargs)
+                     "--root", os.path.abspath(os.sep), "--stop-with-stdin"],
+                    stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env, **kwargs)
         except OSError as exc:
             raise BackendError(f"cannot start the backend ({python}): {exc.strerror or exc}; set the backend's "
                                "Python in StereoForge's preferences") from None

@@ -304,3 +304,33 @@ def test_a_second_ctrl_c_stops_blender_during_a_frame(addon_zip, tmp_path):  # n
     assert process.returncode == 130, out[-2000:]
     assert "RESULT: " not in out and "frames finished so far are kept" in out
     assert len(os.listdir(shot / "eyes" / "left")) < 24
+
+
+# -- the local backend's life -----------------------------------------------------------------------------------
+
+def test_the_local_backend_stops_when_blender_dies(tmp_path):
+    """A process that started a local backend is killed (as a crashing Blender is): the backend stops too."""
+    script = (f"import importlib.util, sys, time\n"
+              f"spec = importlib.util.spec_from_file_location('client', {str(ROOT / 'addon' / 'client.py')!r})\n"
+              f"client = importlib.util.module_from_spec(spec); spec.loader.exec_module(client)\n"
+              f"backend = client.LocalBackend(sys.executable); backend.check()\n"
+              f"print(backend.server.process.pid, backend.check()['version'], flush=True)\n"
+              f"time.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    server_pid, version = parent.stdout.readline().split()
+    assert version and _alive(int(server_pid))
+    parent.kill()  # no atexit, no clean-up: only the closed pipe tells the backend
+    parent.wait()
+    deadline = time.monotonic() + 60
+    while _alive(int(server_pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(int(server_pid))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie (exited, not reaped yet) counts as stopped
+        return f.read().split(")")[-1].split()[0] != "Z"

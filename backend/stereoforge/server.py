@@ -539,13 +539,31 @@ def register(sub) -> None:
                    help="also list the models in FOLDER at GET /models (ROOT/models always is)")
     p.add_argument("--allow-remote-code", action="store_true",
                    help="let jobs ask for trust_remote_code (models that run code from their repository)")
+    p.add_argument("--stop-with-stdin", action="store_true",
+                   help="stop when standard input closes: a program that starts the server as its child (the "
+                        "Blender add-on) keeps a pipe open, so the server stops with it even if it crashes")
     p.set_defaults(func=cmd_serve)
+
+
+def _stop_with_stdin() -> None:
+    """Stop (as on Ctrl-C: the worker stops, the models' memory is freed) once standard input reaches its end."""
+    import signal
+    import sys
+
+    def watch() -> None:
+        while sys.stdin.buffer.read(4096):
+            pass
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, name="stereoforge-stdin", daemon=True).start()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     check_host(args.host, args.token)
+    if args.stop_with_stdin:
+        _stop_with_stdin()
     if not os.path.isdir(args.root):
         raise InputError(f"--root '{args.root}' is not a folder; create it first")
     app = create_app(args.root, token=args.token, model_dirs=tuple(args.models_dir),
