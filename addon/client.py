@@ -202,6 +202,14 @@ class RemoteBackend:
             found["devices"] = [worker.get("gpu") or worker.get("device", "cpu")]
         return found
 
+    def prepare(self) -> None:
+        """Before a job: the server answers (a clear message when it does not)."""
+        self.check()
+
+    def ready(self) -> bool:
+        """True when jobs can be sent (a remote server is, once :meth:`prepare` reached it)."""
+        return True
+
     def models(self) -> dict[str, list[dict]]:
         """The models the backend has, by stage (``video``, ``depth``, ``inpaint``): each ``{"id", "detail",
         "class_name", ...}``, ``detail`` being ``text-to-video`` or ``image-to-video`` for video models."""
@@ -238,16 +246,27 @@ class LocalBackend(RemoteBackend):
     def failure(self, error) -> str:
         return str(error)
 
-    def ensure(self) -> None:
-        """Start the local server unless one from this session still runs (a crashed one is started again)."""
+    def ensure(self, wait: bool = True) -> None:
+        """Start the local server unless one from this session still runs (a crashed one is started again);
+        with ``wait``, until it is ready for jobs."""
         server = self.server
         if server is None or not server.alive():
             if server is not None:
                 server.stop()
             self.probe()
             server = _servers[self.python] = _LocalServer(self.python)
-            server.wait_ready(self)
         self.url, self.token = server.url, server.token
+        if wait:
+            server.wait_ready(self)
+
+    def prepare(self) -> None:
+        """Before a job: see that the backend's Python has stereoforge, and start the server (without waiting:
+        :meth:`ready` says when it is, so the UI stays responsive for the seconds it takes)."""
+        self.ensure(wait=False)
+
+    def ready(self) -> bool:
+        self.ensure(wait=False)
+        return self.server.ready(self)
 
     def probe(self, timeout: float = 120.0) -> dict:
         """Run the backend's Python once to see that it has stereoforge (a clear message when it has not)."""
@@ -296,6 +315,8 @@ class _LocalServer:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
+        self.started = time.monotonic()
+        self.is_ready = False
         fd, self.log_path = tempfile.mkstemp(prefix="stereoforge-backend-", suffix=".log")
         kwargs = {}
         if os.name == "nt":
@@ -324,23 +345,29 @@ class _LocalServer:
         except OSError:
             return ""
 
+    def ready(self, backend: LocalBackend) -> bool:
+        """True once the server answers and its worker has started (torch imported); never blocks for long.
+
+        Raises :class:`BackendError` when it stopped, or did not start in :data:`START_TIMEOUT_S`.
+        """
+        if self.is_ready:
+            return True
+        if not self.alive():
+            raise BackendError(f"the local backend ({self.python}) stopped as it started (exit status "
+                               f"{self.process.returncode}): {self.log_tail() or 'no message'}")
+        try:
+            self.is_ready = "torch" in RemoteBackend.request(backend, "GET", "/health").get("worker", {})
+        except BackendError:
+            pass  # not listening yet
+        if not self.is_ready and time.monotonic() - self.started > START_TIMEOUT_S:
+            self.stop()
+            raise BackendError(f"the local backend ({self.python}) did not start in {START_TIMEOUT_S:.0f} s; "
+                               f"what it printed is in '{self.log_path}'")
+        return self.is_ready
+
     def wait_ready(self, backend: LocalBackend) -> None:
-        """Until the server answers and its worker has started (torch imported)."""
-        started = time.monotonic()
-        backend.url, backend.token = self.url, self.token
-        while time.monotonic() - started < START_TIMEOUT_S:
-            if not self.alive():
-                raise BackendError(f"the local backend ({self.python}) stopped as it started (exit status "
-                                   f"{self.process.returncode}): {self.log_tail() or 'no message'}")
-            try:
-                if "torch" in RemoteBackend.request(backend, "GET", "/health").get("worker", {}):
-                    return
-            except BackendError:
-                pass  # not listening yet
+        while not self.ready(backend):
             time.sleep(0.1)
-        self.stop()
-        raise BackendError(f"the local backend ({self.python}) did not start in {START_TIMEOUT_S:.0f} s; what "
-                           f"it printed is in '{self.log_path}'")
 
     def stop(self) -> None:
         """Stop the server (it stops its worker, which frees the models' memory)."""

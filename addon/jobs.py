@@ -67,7 +67,7 @@ def check_inputs(context, stages: tuple[str, ...]) -> tuple[str, str, object]:
     if needs_backend:
         try:
             backend = prefs.backend(context)
-            backend.check()  # a local backend starts here, once per Blender session
+            backend.prepare()  # a local backend starts here, once per Blender session
         except BackendError as exc:
             raise StepError(str(exc)) from None
     if "load" not in stages:
@@ -239,6 +239,10 @@ class Job:
         yield from self._run_backend(self._spec(stages), "convert")
 
     def _run_backend(self, spec: dict, kind: str) -> Iterator[str | None]:
+        while not self.backend.ready():  # a local backend's first start: seconds, the UI keeps drawing
+            self.progress("starting the backend", 0, 0)
+            self._check_cancel()
+            yield WAIT
         self._check_cancel()
         self.child = self.backend.start(spec, kind)
         while True:
