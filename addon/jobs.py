@@ -1,10 +1,11 @@
 """Pipeline jobs: the stages the panel's buttons run, as steps that can block or be advanced a bit at a time.
 
 A :class:`Job` is a list of steps; each step is a generator that does a little work per ``next()`` and yields
-:data:`WAIT` when it is waiting on something else (the backend process, a render job). In background mode
+:data:`WAIT` when it is waiting on something else (a backend job, a render job). In background mode
 (``blender -b`` scripts, farms) :meth:`Job.run_blocking` runs the steps to the end, sleeping on ``WAIT``; in the
 UI a modal operator calls :meth:`Job.advance` from a timer, so Blender stays responsive, and renders each frame
-as a render job. Cancelling stops the backend (SIGINT: it keeps every finished frame) and starts no new frame.
+as a render job. Cancelling asks the backend to stop at its next frame or denoising step (it keeps every
+finished frame) and starts no new render. With a video model, the Load stage first generates the take's video.
 
 Every input is checked by :func:`check_inputs` before a job touches the scene or the disk.
 """

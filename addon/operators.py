@@ -1,8 +1,8 @@
-"""Operators: Run (every stage), one per stage, Cancel, Check Backend and Load Result.
+"""Operators: Run (every stage), one per stage, Cancel, Check Backend, New Seed, Refresh Models and Load Result.
 
 From a script (``bpy.ops.stereoforge.run()``, execute) a job blocks until it is done and returns
 ``{'FINISHED'}``; errors come back as an ERROR report, which a script sees as a RuntimeError. From a button
-(invoke) in the UI the job runs in a modal operator driven by a timer: the backend runs as a child process,
+(invoke) in the UI the job runs in a modal operator driven by a timer: the backend's jobs are polled over HTTP,
 Blender renders frame by frame as render jobs, progress shows in the panel, the status bar and the cursor, and
 Esc or Cancel stops it. The timer is a window-manager event timer rather than ``bpy.app.timers`` because a modal
 operator also receives Esc and has the window context that render jobs need.
