@@ -164,6 +164,7 @@ def test_cancel_during_denoising_stops_the_generation_and_changes_nothing(addon_
     assert found["cancelled"] and "kept" in found["cancelled"]
     steps = [done for stage, done, total in found["seen"] if stage == "generate"]
     assert steps and 1 <= max(steps) < 400
+    print(f"\ncancel during denoising: stopped {found['stopped_after']:.2f} s after it, at step {max(steps)} of 400")
     assert not found["running_after"] and found["unchanged"]
     take = json.loads((Path(found["take"]) / "shot.json").read_text())["generate"]
     assert not take["complete"] and not (Path(found["take"]) / "generated").exists()
