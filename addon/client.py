@@ -1,52 +1,58 @@
-"""The add-on's side of the boundary with the backend: a small client, standard library only (no ``bpy``).
+"""The add-on's side of the boundary with the backend: one small HTTP client, standard library only (no ``bpy``).
 
-The add-on asks a backend for two things: what it is (:meth:`LocalBackend.check`) and to run a convert job on a
-spec (:meth:`LocalBackend.start`), a dict with the field names of the backend's ``ConvertSpec`` (``source``,
-``output_dir``, ``depth``, ``depth_kind``, ``interocular``, ``stages``...). A job is polled, never waited on in
-the UI: :meth:`ConvertJob.poll` returns the progress events that arrived since the last call, without blocking.
+The backend is always a StereoForge job server (``stereoforge serve``), spoken to over HTTP:
 
-Two backends answer the same two methods, chosen in :func:`make_backend`: :class:`LocalBackend` runs the
-``stereoforge`` command line as a child process with ``--progress json``; :class:`RemoteBackend` sends the job to a
-StereoForge job server over HTTP. The rest of the add-on does not know which.
+- :class:`LocalBackend`: a server on loopback (127.0.0.1, a free port, a random token) that this Blender session
+  starts once, with the Python the preferences name, and keeps warm across stages and runs, so a model loads
+  once and a resume with nothing to do costs a few requests. It stops when Blender exits (``atexit``) or the
+  add-on is disabled, and is started again when it crashed.
+- :class:`RemoteBackend`: a server someone else started, on this machine or a GPU box (URL and token).
+
+Both answer the same methods: :meth:`RemoteBackend.check` (what it is), :meth:`RemoteBackend.models` (the
+models it has, by stage) and :meth:`RemoteBackend.start` (a ``convert`` or ``generate`` job on a spec with the
+backend's field names). A job is polled, never waited on in the UI: :meth:`Job.poll` returns the progress since
+the last call (one short request).
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
-import queue
-import signal
+import secrets
+import socket
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 import urllib.error
 import urllib.request
 
-#: Seconds a cancelled backend gets to stop on its own (it keeps every finished frame) before it is killed.
-CANCEL_GRACE_S = 10.0
-#: Exit status of the backend for bad input, and for a job stopped by SIGINT.
-EXIT_INPUT_ERROR = 2
+#: Seconds a cancelled job gets to stop at its next frame or denoising step before the client stops waiting.
+CANCEL_GRACE_S = 30.0
+#: Seconds a new local backend may take to start its worker (torch and the models library import there).
+START_TIMEOUT_S = 300.0
+#: The stages of the backend's model list (``stereoforge models --json``, ``GET /models``).
+MODEL_STAGES = ("video", "depth", "inpaint")
+#: Job states after which nothing changes any more.
+ENDED = ("succeeded", "failed", "cancelled")
+#: Exit status of a run stopped by Ctrl-C, as a shell reports SIGINT.
 EXIT_CANCELLED = 130
+#: What a cancelled job says, wherever it stopped.
+CANCELLED_MESSAGE = "cancelled; the frames finished so far are kept, run again to resume"
 
+#: Run with the backend's Python before its server starts: a missing package is one clear message, not a server
+#: that dies as it starts.
 _PROBE = r"""
 import importlib.util, json, sys
 found = {"python": sys.executable}
 try:
     import stereoforge
+    found["version"] = stereoforge.__version__
+    if importlib.util.find_spec("torch") is None:  # found, not imported: that takes seconds, the server does it
+        found["error"] = "torch is not installed"
 except Exception as exc:
     found["error"] = f"{type(exc).__name__}: {exc}"
-    print(json.dumps(found)); sys.exit(0)
-found["version"] = stereoforge.__version__
-found["models"] = importlib.util.find_spec("stereoforge.models") is not None
-if "--full" in sys.argv:
-    try:
-        import torch
-        found["torch"] = torch.__version__
-        found["devices"] = ["cpu"] + [f"cuda:{i} ({torch.cuda.get_device_name(i)})"
-                                       for i in range(torch.cuda.device_count())]
-    except Exception as exc:
-        found["error"] = f"torch does not load: {type(exc).__name__}: {exc}"
 print(json.dumps(found))
 """
 
@@ -71,236 +77,48 @@ def default_python() -> str | None:
     return sys.executable if stereoforge_importable_here() else None
 
 
-def spec_to_cli(spec: dict) -> list[str]:
-    """A convert spec (``ConvertSpec`` field names) -> the arguments of ``stereoforge convert``.
+class Job:
+    """A ``convert`` or ``generate`` job on a backend, polled over HTTP."""
 
-    ``None`` values are left out, so the backend works them out (e.g. the convergence distance from the clip).
-    """
-    spec = dict(spec)
-    args = ["convert", str(spec.pop("source")), "-o", str(spec.pop("output_dir"))]
-    for name, value in spec.items():
-        if value is None:
-            continue
-        flag = "--layout" if name == "layouts" else "--" + name.replace("_", "-")
-        if name in ("layouts", "stages"):
-            value = ",".join(value)
-        elif name == "frames":
-            first, last = value
-            value = f"{first or ''}:{last or ''}"
-        elif name == "cloud":
-            if not value:
-                args.append("--no-cloud")
-            continue
-        elif isinstance(value, bool):  # a switch (--floating-window): there when on
-            if value:
-                args.append(flag)
-            continue
-        args += [flag, str(value)]
-    return args + ["--progress", "json"]
-
-
-class ConvertJob:
-    """A running ``stereoforge convert`` child process, read without blocking.
-
-    Two threads read the child's stdout (one JSON object per line) and stderr into a queue, so the pipes never
-    fill up however long the job runs.
-    """
-
-    def __init__(self, command: list[str], env: dict | None = None):
-        self.command = command
-        self.result: dict | None = None
-        self.error: str | None = None
-        self._stderr: list[str] = []
-        self._events: queue.Queue = queue.Queue()
-        self._cancelled = False
-        self._cancel_time: float | None = None
-        kwargs = {}
-        if os.name == "nt":  # so that CTRL_BREAK reaches the backend alone, as SIGINT does on POSIX
-            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
-        try:
-            self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                            stderr=subprocess.PIPE, text=True, bufsize=1, env=env, **kwargs)
-        except OSError as exc:
-            raise BackendError(f"cannot start the backend ({command[0]}): {exc.strerror or exc}; set the "
-                               "backend's Python in StereoForge's preferences") from None
-        self._threads = [threading.Thread(target=self._read, args=(self.process.stdout, True), daemon=True),
-                         threading.Thread(target=self._read, args=(self.process.stderr, False), daemon=True)]
-        for thread in self._threads:
-            thread.start()
-
-    def _read(self, stream, is_stdout: bool) -> None:
-        for line in stream:
-            line = line.rstrip("\n")
-            if not is_stdout:
-                self._stderr.append(line)
-                del self._stderr[:-40]
-                continue
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(event, dict):
-                self._events.put(event)
-        stream.close()
-
-    @property
-    def running(self) -> bool:
-        return self.process.poll() is None
-
-    def poll(self) -> list[dict]:
-        """The progress events ``{"stage", "done", "total"}`` since the last call; never blocks.
-
-        Raises :class:`BackendError` when the backend failed and :class:`JobCancelled` when it stopped after a
-        cancel. When it finished, :attr:`result` holds its ``finished`` event (``shot_dir``, ``videos``...).
-        """
-        events = []
-        while True:
-            try:
-                event = self._events.get_nowait()
-            except queue.Empty:
-                break
-            if event.get("event") == "finished":
-                self.result = event
-            elif event.get("event") == "error":
-                self.error = str(event.get("message"))
-            else:
-                events.append(event)
-        if self._cancel_time is not None and self.running and time.monotonic() - self._cancel_time > CANCEL_GRACE_S:
-            self.process.kill()
-        if not self.running:
-            self._finish()
-        return events
-
-    def _finish(self) -> None:
-        code = self.process.wait()
-        for thread in self._threads:
-            thread.join(timeout=5)
-        while not self._events.empty():  # the last lines may arrive with the exit
-            event = self._events.get_nowait()
-            if event.get("event") == "finished":
-                self.result = event
-            elif event.get("event") == "error":
-                self.error = str(event.get("message"))
-        if self._cancelled or code == EXIT_CANCELLED:
-            raise JobCancelled("cancelled; the frames finished so far are kept, run again to resume")
-        if self.error:
-            raise BackendError(self.error)
-        if code != 0:
-            tail = "\n".join(line for line in self._stderr[-8:] if line.strip())
-            raise BackendError(f"the backend stopped with exit status {code}: {tail or 'no message'}")
-        if self.result is None:
-            raise BackendError("the backend ended without reporting a result")
-
-    def wait(self, on_progress=None, interval: float = 0.1) -> dict:
-        """Block until the job ends (background mode); returns the result. Ctrl-C cancels the job."""
-        try:
-            while True:
-                for event in self.poll():
-                    if on_progress:
-                        on_progress(event)
-                if self.result is not None and not self.running:
-                    return self.result
-                time.sleep(interval)
-        except KeyboardInterrupt:
-            self.cancel()
-            self.process.wait()
-            raise JobCancelled("cancelled; the frames finished so far are kept, run again to resume") from None
-
-    def cancel(self) -> None:
-        """Ask the backend to stop (SIGINT: it finishes nothing half-written); killed if it takes too long."""
-        if not self.running or self._cancelled:
-            return
-        self._cancelled = True
-        self._cancel_time = time.monotonic()
-        try:
-            self.process.send_signal(signal.CTRL_BREAK_EVENT if os.name == "nt" else signal.SIGINT)
-        except (OSError, ValueError):
-            self.process.terminate()
-
-
-class LocalBackend:
-    """The backend installed in a Python environment on this machine, run as ``python -m stereoforge.cli``."""
-
-    def __init__(self, python: str, device: str = "auto"):
-        self.python = python
-        self.device = device
-
-    def _env(self) -> dict:
-        env = dict(os.environ)
-        env["PYTHONUNBUFFERED"] = "1"
-        if self.python != sys.executable:  # Blender's Python settings must not leak into another Python
-            env.pop("PYTHONHOME", None)
-            env.pop("PYTHONPATH", None)
-        return env
-
-    def check(self, full: bool = False, timeout: float = 120.0) -> dict:
-        """What the backend is: ``{"python", "version", "models", ("torch", "devices" when full)}``.
-
-        Raises :class:`BackendError` naming what is missing and how to fix it.
-        """
-        if not self.python:
-            raise BackendError("no backend: Blender's Python cannot import stereoforge; set the Python of an "
-                               "environment where it is installed in Preferences > Add-ons > StereoForge "
-                               "(e.g. /path/to/venv/bin/python after 'pip install stereoforge')")
-        if not os.path.isfile(self.python):
-            raise BackendError(f"the backend Python '{self.python}' does not exist; set the Python of an "
-                               "environment where stereoforge is installed in StereoForge's preferences")
-        command = [self.python, "-c", _PROBE] + (["--full"] if full else [])
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=self._env(),
-                                  stdin=subprocess.DEVNULL)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise BackendError(f"cannot run the backend Python '{self.python}': {exc}") from None
-        try:
-            found = json.loads(done.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            raise BackendError(f"'{self.python}' is not a working Python: {done.stderr.strip()[-300:]}") from None
-        if "version" not in found:
-            raise BackendError(f"'{self.python}' cannot import stereoforge ({found.get('error')}); install it "
-                               f"there with: {self.python} -m pip install stereoforge")
-        if found.get("error"):
-            raise BackendError(f"stereoforge {found['version']} in '{self.python}': {found['error']}; reinstall "
-                               "torch in that environment")
-        return found
-
-    def start(self, spec: dict) -> ConvertJob:
-        """Start a convert job on ``spec`` (ConvertSpec field names; ``stages`` picks what runs)."""
-        spec = {"device": self.device, **spec}
-        return ConvertJob([self.python, "-m", "stereoforge.cli"] + spec_to_cli(spec), env=self._env())
-
-
-class RemoteJob:
-    """A convert job on a StereoForge job server (``stereoforge serve``), polled over HTTP like a ConvertJob."""
-
-    def __init__(self, backend: RemoteBackend, spec: dict):
+    def __init__(self, backend: RemoteBackend, kind: str, spec: dict):
         self.backend = backend
+        self.kind = kind
         self.result: dict | None = None
         self._last: tuple | None = None
-        self._cancelled = False
-        job = backend.request("POST", "/jobs", {"kind": "convert", **spec})
+        self._cancel_time: float | None = None
+        job = backend.request("POST", "/jobs", {"kind": kind, **spec})
         self.id, self._state = job["id"], job["state"]
 
     @property
     def running(self) -> bool:
-        return self._state not in ("succeeded", "failed", "cancelled")
+        return self._state not in ENDED
 
     def poll(self) -> list[dict]:
-        """The progress since the last call as ``{"stage", "done", "total"}`` events (one GET, short timeout)."""
+        """The progress since the last call as ``{"stage", "done", "total"}`` events (frames of a stage, or
+        denoising steps while generating); never blocks for long (one GET).
+
+        Raises :class:`BackendError` when the job failed and :class:`JobCancelled` when it stopped after a
+        cancel. When it finished, :attr:`result` holds the backend's result (``shot_dir``, ``videos``...).
+        """
         job = self.backend.request("GET", f"/jobs/{self.id}")
         self._state = job["state"]
         events = []
-        if job.get("stage") and (job["stage"], job["progress"]) != self._last:
-            self._last = (job["stage"], job["progress"])
-            events.append({"stage": job["stage"], "done": round(job["progress"] * 1000), "total": 1000})
+        if job.get("stage"):
+            done, total = job.get("done"), job.get("total")
+            if total is None:  # a server older than the add-on: a fraction only
+                done, total = round(job["progress"] * 1000), 1000
+            if (job["stage"], done, total) != self._last:
+                self._last = (job["stage"], done, total)
+                events.append({"stage": job["stage"], "done": done, "total": total})
         if self._state == "succeeded":
             self.result = {"event": "finished", **(job.get("result") or {})}
         elif self._state == "failed":
-            raise BackendError(f"the job failed on {self.backend.url}: {job.get('error')}")
+            raise BackendError(self.backend.failure(job.get("error")))
         elif self._state == "cancelled":
-            raise JobCancelled("cancelled; the frames finished so far are kept on the server, run again to resume")
+            raise JobCancelled(CANCELLED_MESSAGE)
         return events
 
-    def wait(self, on_progress=None, interval: float = 0.25) -> dict:
+    def wait(self, on_progress=None, interval: float = 0.1) -> dict:
         """Block until the job ends (background mode); returns the result. Ctrl-C cancels the job."""
         try:
             while True:
@@ -312,35 +130,42 @@ class RemoteJob:
                 time.sleep(interval)
         except KeyboardInterrupt:
             self.cancel()
-            raise JobCancelled("cancelled; the frames finished so far are kept, run again to resume") from None
+            self.stop()
+            raise JobCancelled(CANCELLED_MESSAGE) from None
 
     def cancel(self) -> None:
-        if self.running and not self._cancelled:
-            self._cancelled = True
+        """Ask the backend to stop at the next frame or denoising step (finished frames stay)."""
+        if self.running and self._cancel_time is None:
+            self._cancel_time = time.monotonic()
             try:
                 self.backend.request("POST", f"/jobs/{self.id}/cancel")
             except BackendError:
                 pass  # it ended meanwhile: the next poll says how
 
+    def stop(self) -> None:
+        """After :meth:`cancel`: wait (a little) until the backend has stopped writing."""
+        while self.running and time.monotonic() - (self._cancel_time or 0) < CANCEL_GRACE_S:
+            try:
+                self.poll()
+            except (BackendError, JobCancelled):
+                return
+            time.sleep(0.05)
+
 
 class RemoteBackend:
-    """A backend behind a StereoForge job server (``stereoforge serve``), on this machine or another.
+    """A backend behind a StereoForge job server (``stereoforge serve``), on this machine or another."""
 
-    The server reads and writes the paths of the job itself, so the shot folders must be on storage both see
-    under the same path (the server's ``--root`` must contain them).
-    """
-
-    def __init__(self, url: str, token: str = "", timeout: float = 10.0):
+    def __init__(self, url: str, token: str = "", timeout: float = 30.0):
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
 
     def request(self, method: str, path: str, body: dict | None = None) -> dict:
         if not self.url:
-            raise BackendError("no server URL: set it in StereoForge's preferences (e.g. http://gpubox:8765)")
+            raise BackendError("no server URL: set it in Preferences > Add-ons > StereoForge (Backend: Remote)")
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
         try:
@@ -351,39 +176,243 @@ class RemoteBackend:
                 detail = json.loads(exc.read()).get("detail")
             except ValueError:
                 detail = exc.reason
+            if isinstance(detail, list):  # pydantic's 422: name each field
+                detail = "; ".join(f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}"
+                                   for d in detail)
             raise BackendError(f"the server {self.url} answered {exc.code}: {detail}") from None
         except (urllib.error.URLError, OSError) as exc:
-            raise BackendError(f"cannot reach the StereoForge server at {self.url} "
-                               f"({getattr(exc, 'reason', exc)}); start it with 'stereoforge serve'") from None
+            raise BackendError(self.unreachable(getattr(exc, "reason", exc))) from None
 
-    def check(self, full: bool = False, timeout: float = 10.0) -> dict:
-        """What the server is, in :meth:`LocalBackend.check`'s words."""
+    def unreachable(self, reason) -> str:
+        return f"cannot reach the StereoForge server at {self.url} ({reason}); start it with 'stereoforge serve'"
+
+    def failure(self, error) -> str:
+        return f"the job failed on {self.url}: {error}"
+
+    def check(self) -> dict:
+        """What the backend is: ``{"python", "version", ("torch", "devices" once its worker runs)}``.
+
+        Raises :class:`BackendError` naming what is missing and how to fix it.
+        """
         health = self.request("GET", "/health")
         worker = health.get("worker", {})
-        found = {"python": self.url, "version": health.get("version"), "models": True}
+        found = {"python": self.url, "version": health.get("version")}
         if "torch" in worker:
             found["torch"] = worker["torch"]
             found["devices"] = [worker.get("gpu") or worker.get("device", "cpu")]
         return found
 
-    def start(self, spec: dict) -> RemoteJob:
-        """Start a convert job on ``spec`` (ConvertSpec field names; paths as the server sees them)."""
-        return RemoteJob(self, {k: v for k, v in spec.items() if v is not None})
+    def prepare(self) -> None:
+        """Before a job: the server answers (a clear message when it does not)."""
+        self.check()
+
+    def ready(self) -> bool:
+        """True when jobs can be sent (a remote server is, once :meth:`prepare` reached it)."""
+        return True
+
+    def models(self) -> dict[str, list[dict]]:
+        """The models the backend has, by stage (``video``, ``depth``, ``inpaint``): each ``{"id", "detail",
+        "class_name", ...}``, ``detail`` being ``text-to-video`` or ``image-to-video`` for video models."""
+        listed = self.request("GET", "/models")
+        return {stage: list(listed.get(stage) or []) for stage in MODEL_STAGES}
+
+    def start(self, spec: dict, kind: str = "convert") -> Job:
+        """Start a ``convert`` or ``generate`` job on ``spec`` (the backend's field names; paths as the server
+        sees them). ``None`` values are left out: the backend works them out."""
+        return Job(self, kind, {k: v for k, v in spec.items() if v is not None})
 
 
-def make_backend(kind: str, python: str = "", url: str = "", token: str = "", device: str = "auto"):
+class LocalBackend(RemoteBackend):
+    """The backend installed in a Python environment on this machine: a ``stereoforge serve`` on loopback that
+    this Blender session starts on first use and keeps (one per Python)."""
+
+    def __init__(self, python: str):
+        super().__init__("")
+        self.python = python
+
+    @property
+    def server(self) -> _LocalServer | None:
+        return _servers.get(self.python)
+
+    def request(self, method: str, path: str, body: dict | None = None) -> dict:
+        self.ensure()
+        return super().request(method, path, body)
+
+    def unreachable(self, reason) -> str:
+        log = self.server.log_path if self.server else "its log"
+        return (f"the local backend stopped answering ({reason}); it is started again on the next run. What it "
+                f"printed is in '{log}'")
+
+    def failure(self, error) -> str:
+        return str(error)
+
+    def ensure(self, wait: bool = True) -> None:
+        """Start the local server unless one from this session still runs (a crashed one is started again);
+        with ``wait``, until it is ready for jobs."""
+        server = self.server
+        if server is None or not server.alive():
+            if server is not None:
+                server.stop()
+            self.probe()
+            server = _servers[self.python] = _LocalServer(self.python)
+        self.url, self.token = server.url, server.token
+        if wait:
+            server.wait_ready(self)
+
+    def prepare(self) -> None:
+        """Before a job: see that the backend's Python has stereoforge, and start the server (without waiting:
+        :meth:`ready` says when it is, so the UI stays responsive for the seconds it takes)."""
+        self.ensure(wait=False)
+
+    def ready(self) -> bool:
+        self.ensure(wait=False)
+        return self.server.ready(self)
+
+    def probe(self, timeout: float = 120.0) -> dict:
+        """Run the backend's Python once to see that it has stereoforge (a clear message when it has not)."""
+        if not self.python:
+            raise BackendError("no backend: Blender's Python cannot import stereoforge; set the Python of an "
+                               "environment where it is installed in Preferences > Add-ons > StereoForge "
+                               "(e.g. /path/to/venv/bin/python after 'pip install stereoforge')")
+        if not os.path.isfile(self.python):
+            raise BackendError(f"the backend Python '{self.python}' does not exist; set the Python of an "
+                               "environment where stereoforge is installed in StereoForge's preferences")
+        try:
+            done = subprocess.run([self.python, "-c", _PROBE], capture_output=True, text=True, timeout=timeout,
+                                  env=_env(self.python), stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise BackendError(f"cannot run the backend Python '{self.python}': {exc}") from None
+        try:
+            found = json.loads(done.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise BackendError(f"'{self.python}' is not a working Python: {done.stderr.strip()[-300:]}") from None
+        if not found.get("version"):
+            raise BackendError(f"'{self.python}' cannot import stereoforge ({found.get('error')}); install it "
+                               f"there with: {self.python} -m pip install stereoforge")
+        if found.get("error"):
+            raise BackendError(f"stereoforge {found['version']} in '{self.python}': {found['error']}; install "
+                               "torch in that environment")
+        return found
+
+    def check(self) -> dict:
+        found = super().check()
+        found["python"] = self.python
+        return found
+
+
+class _LocalServer:
+    """A ``stereoforge serve`` child process on 127.0.0.1 with a random token, writing under ``/`` (the shots of a
+    Blender session may be anywhere on this machine; only this session knows the token).
+
+    Its standard input is a pipe that nothing writes to: when Blender ends in any way, a crash included, the
+    pipe closes and the server stops (``--stop-with-stdin``), so no backend holds GPU memory after Blender.
+    """
+
+    def __init__(self, python: str):
+        self.python = python
+        self.token = secrets.token_urlsafe(24)
+        with socket.socket() as probe:  # a free port, chosen by the system
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.started = time.monotonic()
+        self.is_ready = False
+        fd, self.log_path = tempfile.mkstemp(prefix="stereoforge-backend-", suffix=".log")
+        kwargs = {}
+        if os.name == "nt":
+            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
+        else:  # Ctrl-C in the terminal reaches Blender alone; the add-on cancels the job over HTTP
+            kwargs["start_new_session"] = True
+        env = _env(python)
+        env["STEREOFORGE_TOKEN"] = self.token  # not on the command line, where other users could read it
+        try:
+            with os.fdopen(fd, "w") as log:
+                self.process = subprocess.Popen(
+                    [python, "-m", "stereoforge.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+                     "--root", os.path.abspath(os.sep), "--stop-with-stdin"],
+                    stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=env, **kwargs)
+        except OSError as exc:
+            raise BackendError(f"cannot start the backend ({python}): {exc.strerror or exc}; set the backend's "
+                               "Python in StereoForge's preferences") from None
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, lines: int = 8) -> str:
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as f:
+                return "\n".join(line.rstrip() for line in f.readlines()[-lines:] if line.strip())
+        except OSError:
+            return ""
+
+    def ready(self, backend: LocalBackend) -> bool:
+        """True once the server answers and its worker has started (torch imported); never blocks for long.
+
+        Raises :class:`BackendError` when it stopped, or did not start in :data:`START_TIMEOUT_S`.
+        """
+        if self.is_ready:
+            return True
+        if not self.alive():
+            raise BackendError(f"the local backend ({self.python}) stopped as it started (exit status "
+                               f"{self.process.returncode}): {self.log_tail() or 'no message'}")
+        try:
+            self.is_ready = "torch" in RemoteBackend.request(backend, "GET", "/health").get("worker", {})
+        except BackendError:
+            pass  # not listening yet
+        if not self.is_ready and time.monotonic() - self.started > START_TIMEOUT_S:
+            self.stop()
+            raise BackendError(f"the local backend ({self.python}) did not start in {START_TIMEOUT_S:.0f} s; "
+                               f"what it printed is in '{self.log_path}'")
+        return self.is_ready
+
+    def wait_ready(self, backend: LocalBackend) -> None:
+        while not self.ready(backend):
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Stop the server (it stops its worker, which frees the models' memory)."""
+        if self.alive():
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+#: The local servers of this Blender session, by Python.
+_servers: dict[str, _LocalServer] = {}
+
+
+def stop_local_backends() -> None:
+    """Stop every local server this session started (Blender exits, or the add-on is disabled)."""
+    while _servers:
+        _servers.popitem()[1].stop()
+
+
+atexit.register(stop_local_backends)
+
+
+def _env(python: str) -> dict:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    if python != sys.executable:  # Blender's Python settings must not leak into another Python
+        env.pop("PYTHONHOME", None)
+        env.pop("PYTHONPATH", None)
+    return env
+
+
+def make_backend(kind: str, python: str = "", url: str = "", token: str = ""):
     """The backend the preferences describe: ``kind`` 'LOCAL' (``python``, empty = Blender's own when it has
     stereoforge) or 'REMOTE' (``url`` and ``token``)."""
     if kind == "REMOTE":
         return RemoteBackend(url, token)
-    return LocalBackend(python or default_python() or "", device)
+    return LocalBackend(python or default_python() or "")
 
 
 def describe(found: dict) -> str:
-    """One line for a Blender report from :meth:`LocalBackend.check`'s answer."""
+    """One line for a Blender report from :meth:`RemoteBackend.check`'s answer."""
     parts = [f"stereoforge {found['version']} in {found['python']}"]
     if "torch" in found:
         parts.append(f"torch {found['torch']}, devices: {', '.join(found.get('devices', ['cpu']))}")
-    parts.append("models backend: installed" if found.get("models") else
-                 "models backend: not installed (depth from files only)")
     return "; ".join(parts)

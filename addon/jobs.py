@@ -1,25 +1,29 @@
 """Pipeline jobs: the stages the panel's buttons run, as steps that can block or be advanced a bit at a time.
 
 A :class:`Job` is a list of steps; each step is a generator that does a little work per ``next()`` and yields
-:data:`WAIT` when it is waiting on something else (the backend process, a render job). In background mode
+:data:`WAIT` when it is waiting on something else (a backend job, a render job). In background mode
 (``blender -b`` scripts, farms) :meth:`Job.run_blocking` runs the steps to the end, sleeping on ``WAIT``; in the
 UI a modal operator calls :meth:`Job.advance` from a timer, so Blender stays responsive, and renders each frame
-as a render job. Cancelling stops the backend (SIGINT: it keeps every finished frame) and starts no new frame.
+as a render job. Cancelling asks the backend to stop at its next frame or denoising step (it keeps every
+finished frame) and starts no new render. With a video model, the Load stage first generates the take's video.
 
 Every input is checked by :func:`check_inputs` before a job touches the scene or the disk.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 
 import bpy
 
-from . import client, render
+from . import client, prefs, render, takes
 from . import scene as sflscene
 from . import shot as shotlib
 from .client import BackendError, JobCancelled
@@ -68,10 +72,8 @@ def check_inputs(context, stages: tuple[str, ...]) -> tuple[str, str, object]:
     backend = None
     if needs_backend:
         try:
-            from . import prefs
-
             backend = prefs.backend(context)
-            backend.check()
+            backend.prepare()  # a local backend starts here, once per Blender session
         except BackendError as exc:
             raise StepError(str(exc)) from None
     if "load" not in stages:
@@ -138,9 +140,6 @@ def scene_frames(scene, s) -> list[int]:
 
 
 def _check_source(context, s, shot_dir: str) -> tuple[str, str]:
-    if s.source == "PROMPT":
-        raise StepError("the add-on does not drive text-to-video yet: run 'stereoforge generate PROMPT -o SHOT "
-                        "--video-model MODEL' in the backend, then use SHOT/generated as a Video source")
     if s.source == "SCENE":
         camera = s.source_camera or context.scene.camera
         if camera is not None and camera.get(sflscene.SHOT_PROP) and s.source_camera is None:
@@ -149,21 +148,33 @@ def _check_source(context, s, shot_dir: str) -> tuple[str, str]:
         if problem:
             raise StepError(problem)
         return render.scene_source_dirs(shot_dir)
-    if not s.source_path.strip():
-        raise StepError(f"no Source Path: pick the {s.source.lower()} to convert")
-    source = abspath(s.source_path)
-    if not os.path.exists(source):
-        raise StepError(f"the source '{source}' does not exist; check the Source Path")
+    if s.source == "PROMPT" and not s.prompt.strip():
+        raise StepError("no Prompt: say what the video shows (Source > Prompt)")
+    if s.source != "PROMPT":
+        if not s.source_path.strip():
+            raise StepError(f"no Source Path: pick the {s.source.lower()} to convert")
+        source = abspath(s.source_path)
+        if not os.path.exists(source):
+            raise StepError(f"the source '{source}' does not exist; check the Source Path")
+    if s.generates():
+        if not s.video_model.strip():
+            raise StepError("no Video Model: pick a text-to-video model (Source > Video Model; Refresh lists the "
+                            "backend's) or type a Hugging Face id")
+        source = takes.generated_frames(takes.take_for(shot_dir, s.take_settings()))
+    return source, _check_depth(s, source)
+
+
+def _check_depth(s, source: str) -> str:
+    """The depth files to read, or "" when the Depth Model estimates the depth."""
     if not s.depth_path.strip():
         if s.depth_model.strip():
-            raise StepError(f"the add-on does not run depth models yet ('{s.depth_model}' needs the StereoForge "
-                            "models backend); give a Depth Path (depth files) instead")
+            return ""
         raise StepError(f"the source '{source}' has no depth: set a Depth Path (a depth file, a folder of "
-                        "per-frame depth files or an .npy stack)")
+                        "per-frame depth files or an .npy stack) or a Depth Model")
     depth = abspath(s.depth_path)
     if not os.path.exists(depth):
         raise StepError(f"the depth '{depth}' does not exist; check the Depth Path")
-    return source, depth
+    return depth
 
 
 def _recorded_inputs(shot_dir: str) -> tuple[str, str]:
@@ -193,8 +204,12 @@ class Job:
             self.focal_px = shotlib.read_shot(self.shot_dir).get("spec", {}).get("focal_px")
         #: ``(report kind, line)`` the job has to say besides "done" (the Scene source's engine).
         self.notes: list[tuple[str, str]] = []
+        # A video model makes the frames first: into this take (the source is its generated/ folder).
+        self.take = os.path.dirname(source) if "load" in self.stages and self.settings.generates() else None
+        self.models = prefs.model_options(context) if backend is not None else {}
         self.cancelled = False
-        self.child: client.ConvertJob | None = None
+        self.child: client.Job | None = None
+        self._printed: tuple | None = None
         self.result: dict = {}
         self._steps = self._all_steps()
         self.state.running = True
@@ -229,17 +244,20 @@ class Job:
             raise
 
     def run_blocking(self) -> None:
-        """Run to the end (background mode). Ctrl-C cancels: the backend stops, finished frames stay."""
+        """Run to the end (background mode). Ctrl-C cancels: the backend stops at its next frame or denoising
+        step, Blender after the frame it renders; finished frames stay. A second Ctrl-C stops at once."""
         try:
-            while (hint := self.advance()) != DONE:
-                if hint == WAIT:
-                    time.sleep(0.05)
+            with _ctrl_c_cancels(self):
+                while (hint := self.advance()) != DONE:
+                    if hint == WAIT:
+                        time.sleep(0.05)
         except KeyboardInterrupt:
+            child = self.child
             self.cancel()
-            if self.child is not None:
-                self.child.process.wait()
+            if child is not None:
+                child.stop()
             self.close()
-            raise JobCancelled("cancelled; the frames finished so far are kept, run again to resume") from None
+            raise JobCancelled(client.CANCELLED_MESSAGE) from None
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -255,6 +273,12 @@ class Job:
 
     def progress(self, stage: str, done: int, total: int) -> None:
         self.state.stage, self.state.done, self.state.total = stage, done, total
+        line = (self.state.step_index, stage, done, total)
+        if not self.interactive and line != self._printed:  # background mode: a log line per step and frame
+            self._printed = line
+            count = f" {done}/{total}" if total else ""
+            print(f"StereoForge [{self.state.step_index}/{self.state.step_count}] {self.state.step}: {stage}{count}",
+                  flush=True)
 
     def _check_cancel(self) -> None:
         if self.cancelled:
@@ -265,12 +289,22 @@ class Job:
 
     def _spec(self, stages: list[str]) -> dict:
         spec = self.settings.convert_spec(self.source, self.depth, focal_px=self.focal_px,
-                                          first_frame=self._first_frame())
+                                          first_frame=self._first_frame(), models=self.models)
         return {**spec, "stages": stages}
 
     def _backend(self, stages: list[str]) -> Iterator[str | None]:
+        yield from self._run_backend(self._spec(stages), "convert")
+        meta = self._meta()
+        self.state.parallax = shotlib.parallax_summary(meta)
+        self.state.parallax_frames = json.dumps([self._first_frame(), shotlib.parallax_frames(meta)])
+
+    def _run_backend(self, spec: dict, kind: str) -> Iterator[str | None]:
+        while not self.backend.ready():  # a local backend's first start: seconds, the UI keeps drawing
+            self.progress("starting the backend", 0, 0)
+            self._check_cancel()
+            yield WAIT
         self._check_cancel()
-        self.child = self.backend.start(self._spec(stages))
+        self.child = self.backend.start(spec, kind)
         while True:
             for event in self.child.poll():
                 if event.get("event") == "notice":  # e.g. the rig narrowed for comfort: the user should know
@@ -278,22 +312,26 @@ class Job:
                     self.notes.append(("WARNING" if message.startswith("warning") else "INFO", message))
                     continue
                 self.progress(event.get("stage", ""), int(event.get("done", 0)), int(event.get("total", 0)))
-            if self.child.result is not None and not self.child.running:
+            if self.child.result is not None:
                 break
             if self.cancelled:
                 self.child.cancel()
             yield WAIT
         self.result = self.child.result
         self.child = None
-        meta = self._meta()
-        self.state.parallax = shotlib.parallax_summary(meta)
-        self.state.parallax_frames = json.dumps([self._first_frame(), shotlib.parallax_frames(meta)])
+
+    def _generate(self) -> Iterator[str | None]:
+        """The take's video, unless it is already on disk (the backend resumes a finished take at once)."""
+        takes.write_record(self.take, self.settings.take_settings())
+        yield from self._run_backend(self.settings.generate_spec(self.take, self.models), "generate")
 
     # -- the stages -----------------------------------------------------------------------------------------
 
     def _load(self):
         if self.settings.source == "SCENE":
             yield from self._render_scene_source()
+        if self.take is not None:
+            yield from self._generate()
         yield from self._backend(["ingest", "cloud"])
 
     def _first_frame(self) -> int:
@@ -430,6 +468,62 @@ class Job:
         if problem:
             raise StepError(problem)
         return camera
+
+
+@contextlib.contextmanager
+def _ctrl_c_cancels(job: Job):
+    """While ``job`` runs blocking: the first Ctrl-C (SIGINT) cancels it, a second one stops the process.
+
+    Blender's own handler would only flag a break that the next frame's render ignores, and Python's
+    KeyboardInterrupt would end the run without stopping the backend's job.
+    """
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+
+    def cancel(signum, frame):
+        if job.cancelled:
+            raise KeyboardInterrupt
+        print("StereoForge: Ctrl-C: stopping after the current frame (press it again to stop now)", flush=True)
+        job.cancel()
+
+    previous = signal.signal(signal.SIGINT, cancel)
+    second = _SecondCtrlC() if os.name == "posix" else None
+    try:
+        yield
+    finally:
+        if second is not None:
+            second.close()
+        signal.signal(signal.SIGINT, previous)
+
+
+class _SecondCtrlC:
+    """A thread woken by SIGINT itself (``signal.set_wakeup_fd``) that ends the process at the second Ctrl-C.
+
+    While Cycles renders a frame, Python's main thread is inside the render and runs no signal handler until the
+    frame is done; this thread runs anyway. It stops the local backend and exits with 130: the frame being
+    rendered is lost, the finished ones stay (each is written under a temporary name, then renamed).
+    """
+
+    def __init__(self):
+        self.read, self.write = os.pipe()
+        os.set_blocking(self.write, False)
+        self.previous = signal.set_wakeup_fd(self.write)
+        threading.Thread(target=self._watch, name="stereoforge-ctrl-c", daemon=True).start()
+
+    def _watch(self) -> None:
+        count = 0
+        while data := os.read(self.read, 64):
+            count += data.count(signal.SIGINT)
+            if count >= 2:
+                print("StereoForge: stopped; the frames finished so far are kept", flush=True)
+                client.stop_local_backends()
+                os._exit(client.EXIT_CANCELLED)
+        os.close(self.read)
+
+    def close(self) -> None:
+        signal.set_wakeup_fd(self.previous)
+        os.close(self.write)  # the watcher reads the end and leaves
 
 
 def _camera_path(scene, camera, frames: list[int]) -> Callable[[int], object]:

@@ -1,8 +1,8 @@
-"""Operators: Run (every stage), one per stage, Cancel, Check Backend and Load Result.
+"""Operators: Run (every stage), one per stage, Cancel, Check Backend, New Seed, Refresh Models and Load Result.
 
 From a script (``bpy.ops.stereoforge.run()``, execute) a job blocks until it is done and returns
 ``{'FINISHED'}``; errors come back as an ERROR report, which a script sees as a RuntimeError. From a button
-(invoke) in the UI the job runs in a modal operator driven by a timer: the backend runs as a child process,
+(invoke) in the UI the job runs in a modal operator driven by a timer: the backend's jobs are polled over HTTP,
 Blender renders frame by frame as render jobs, progress shows in the panel, the status bar and the cursor, and
 Esc or Cancel stops it. The timer is a window-manager event timer rather than ``bpy.app.timers`` because a modal
 operator also receives Esc and has the window context that render jobs need.
@@ -16,6 +16,7 @@ import bpy
 
 from . import client, jobs
 from .client import BackendError, JobCancelled
+from .props import MODEL_KINDS
 
 #: The job running now (one at a time), so that Cancel and unregister can stop it.
 _active: jobs.Job | None = None
@@ -226,12 +227,61 @@ class STEREOFORGE_OT_check_backend(bpy.types.Operator):
         from . import prefs
 
         try:
-            found = prefs.backend(context).check(full=True)
+            found = prefs.backend(context).check()
         except BackendError as exc:
             self.report({"ERROR"}, f"StereoForge: {exc}")
             return {"CANCELLED"}
         self.report({"INFO"}, f"StereoForge backend: {client.describe(found)}")
         return {"FINISHED"}
+
+
+class STEREOFORGE_OT_new_seed(bpy.types.Operator):
+    """Draw a new random seed: the next run makes a new take (earlier takes stay on disk)"""
+
+    bl_idname = "stereoforge.new_seed"
+    bl_label = "New Seed"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        import random
+
+        context.scene.stereoforge.seed = random.randrange(2**31)
+        return {"FINISHED"}
+
+
+class STEREOFORGE_OT_refresh_models(bpy.types.Operator):
+    """Ask the backend which models it has, for the model pickers (a Hugging Face id can still be typed)"""
+
+    bl_idname = "stereoforge.refresh_models"
+    bl_label = "Refresh Models"
+    bl_options = {"REGISTER"}
+
+    def execute(self, context):
+        from . import prefs
+
+        try:
+            listed = prefs.backend(context).models()
+        except BackendError as exc:
+            self.report({"ERROR"}, f"StereoForge: {exc}")
+            return {"CANCELLED"}
+        fill_models(context.window_manager.stereoforge_models, listed)
+        counts = ", ".join(f"{len(getattr(context.window_manager.stereoforge_models, kind))} {kind}"
+                           for kind in MODEL_KINDS)
+        self.report({"INFO"}, f"StereoForge: models: {counts}")
+        return {"FINISHED"}
+
+
+def fill_models(models, listed: dict) -> None:
+    """Put the backend's list (``{stage: [model, ...]}``) into the pickers' collections, by kind."""
+    for kind, (stage, detail) in MODEL_KINDS.items():
+        collection = getattr(models, kind)
+        collection.clear()
+        for model in listed.get(stage, []):
+            if detail is None or model.get("detail") == detail:
+                item = collection.add()
+                item.name = model["id"]
+                item.description = f"{model.get('class_name')}, {model.get('where')}: {model.get('path')}"
+    models.listed = True
 
 
 class STEREOFORGE_OT_load_result(bpy.types.Operator):
@@ -264,7 +314,8 @@ class STEREOFORGE_OT_load_result(bpy.types.Operator):
 
 CLASSES = (STEREOFORGE_OT_run, STEREOFORGE_OT_load, STEREOFORGE_OT_import_clouds, STEREOFORGE_OT_setup_camera,
            STEREOFORGE_OT_render_eyes, STEREOFORGE_OT_inpaint, STEREOFORGE_OT_composite, STEREOFORGE_OT_cancel,
-           STEREOFORGE_OT_check_backend, STEREOFORGE_OT_load_result)
+           STEREOFORGE_OT_check_backend, STEREOFORGE_OT_new_seed, STEREOFORGE_OT_refresh_models,
+           STEREOFORGE_OT_load_result)
 STAGE_OPERATORS = ("load", "import_clouds", "setup_camera", "render_eyes", "inpaint", "composite")
 
 
@@ -279,5 +330,6 @@ def unregister() -> None:
         _active.cancel()
         _active.close()
         _active = None
+    client.stop_local_backends()  # nothing of the add-on stays behind, its backend process included
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

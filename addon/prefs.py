@@ -1,4 +1,4 @@
-"""Preferences: where the backend is, and the "Check Backend" button."""
+"""Preferences: where the backend is, where and how its models run, and the "Check Backend" button."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import bpy
 from bpy.props import EnumProperty, StringProperty
 
 from . import client
-from .props import DEVICES
+from .props import DEVICES, DTYPES, OFFLOADS
 
 BACKEND_KINDS = [
     ("LOCAL", "Local", "Run the backend on this machine, with the Python of an environment where stereoforge is "
@@ -27,6 +27,10 @@ class StereoForgePreferences(bpy.types.AddonPreferences):
     token: StringProperty(name="Token", subtype="PASSWORD", description="Access token of the job server")
     device: EnumProperty(name="Device", items=DEVICES, default="AUTO",
                          description="Where the backend computes (torch device)")
+    dtype: EnumProperty(name="Precision", items=DTYPES, default="AUTO",
+                        description="Precision of the models' weights and maths")
+    offload: EnumProperty(name="CPU Offload", items=OFFLOADS, default="NONE",
+                          description="Keep models in CPU memory and move them to the GPU part by part (less VRAM)")
 
     def draw(self, context):
         layout = self.layout
@@ -39,10 +43,12 @@ class StereoForgePreferences(bpy.types.AddonPreferences):
                 layout.label(text=f"Using Blender's Python: {found}" if found else
                              "Blender's Python cannot import stereoforge: set the backend's Python",
                              icon="INFO" if found else "ERROR")
-            layout.prop(self, "device")
         else:
             layout.prop(self, "url")
             layout.prop(self, "token")
+        layout.prop(self, "device")
+        layout.prop(self, "dtype")
+        layout.prop(self, "offload")
         layout.operator("stereoforge.check_backend", icon="CHECKMARK")
 
 
@@ -55,7 +61,13 @@ def backend(context=None):
     """The backend client the preferences describe (see :func:`client.make_backend`)."""
     p = preferences(context)
     return client.make_backend(p.backend, python=bpy.path.abspath(p.python) if p.python else "", url=p.url,
-                               token=p.token, device=p.device.lower())
+                               token=p.token)
+
+
+def model_options(context=None) -> dict:
+    """Where and how the backend runs models, as spec fields (``device``, ``model_dtype``, ``model_offload``)."""
+    p = preferences(context)
+    return {"device": p.device.lower(), "model_dtype": p.dtype.lower(), "model_offload": p.offload.lower()}
 
 
 CLASSES = (StereoForgePreferences,)

@@ -11,11 +11,14 @@ import json
 import math
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
+                       StringProperty)
+
+from . import takes
 
 SOURCES = [
-    ("PROMPT", "Prompt", "Generate the mono video from a text prompt (needs the models backend)"),
-    ("IMAGE", "Image", "One still image"),
+    ("PROMPT", "Prompt", "Generate the mono video from a text prompt with a video model"),
+    ("IMAGE", "Image", "One still image (with an image-to-video Video Model: a clip that starts from it)"),
     ("VIDEO", "Video", "A video file or a folder of frames"),
     ("SCENE", "Scene", "Render this scene's camera, with its Z pass as depth"),
 ]
@@ -43,6 +46,7 @@ INPAINTERS = [
     ("BACKGROUND", "Background", "Fill dropout from the farther neighbour (the background the camera never saw)"),
     ("TELEA", "Telea", "OpenCV's Telea inpainting"),
     ("NONE", "None", "Leave dropout black (to check the raw eyes)"),
+    ("MODEL", "Model", "A diffusers inpainting pipeline (Inpainting Model) fills the dropout, chunk by chunk"),
 ]
 LAYOUTS = [
     ("SBS", "Side by Side", "Full side-by-side, left eye on the left"),
@@ -55,6 +59,15 @@ LAYOUTS = [
 CODECS = [("H264", "H.264", "Plays everywhere"), ("H265", "H.265", "Smaller files")]
 DEVICES = [("AUTO", "Auto", "CUDA when the backend sees a GPU, else CPU"), ("CPU", "CPU", ""),
            ("CUDA", "CUDA", "")]
+DTYPES = [("AUTO", "Auto", "bfloat16 or float16 on a GPU, float32 on the CPU"), ("FLOAT32", "float32", ""),
+          ("FLOAT16", "float16", ""), ("BFLOAT16", "bfloat16", "")]
+OFFLOADS = [("NONE", "None", "Models stay on the device"),
+            ("MODEL", "Model", "Each model part moves to the GPU only while it runs: a little slower, much less "
+                               "VRAM"),
+            ("SEQUENTIAL", "Sequential", "Layer by layer: slowest, least VRAM")]
+#: The model pickers: the kinds the backend's list is filtered by, as (window-manager collection, stage, detail).
+MODEL_KINDS = {"video": ("video", "text-to-video"), "image_video": ("video", "image-to-video"),
+               "depth": ("depth", None), "inpaint": ("inpaint", None)}
 
 #: The lens the backend assumes when none is given: 35 mm on a 36 mm-wide sensor.
 SENSOR_WIDTH_MM = 36.0
@@ -77,7 +90,22 @@ class StereoForgeSettings(bpy.types.PropertyGroup):
     # -- source
     source: EnumProperty(name="Source", items=SOURCES, default="VIDEO",
                          description="Where the mono frames come from")
-    prompt: StringProperty(name="Prompt", description="Text prompt for the video model (needs the models backend)")
+    prompt: StringProperty(name="Prompt", description="What the generated video shows")
+    negative_prompt: StringProperty(name="Negative Prompt", description="What the generated video should not show")
+    video_model: StringProperty(name="Video Model",
+                                description="Prompt: a diffusers text-to-video pipeline; Image: an image-to-video "
+                                            "pipeline (empty: the image is one frame). A Hugging Face id or a "
+                                            "folder")
+    num_frames: IntProperty(name="Frames", default=0, min=0,
+                            description="Frames to generate (0: the model's own; some families round it)")
+    width: IntProperty(name="Width", default=0, min=0, subtype="PIXEL",
+                       description="Width of the generated video (0: the model's own)")
+    height: IntProperty(name="Height", default=0, min=0, subtype="PIXEL",
+                        description="Height of the generated video (0: the model's own)")
+    steps: IntProperty(name="Steps", default=0, min=0, description="Denoising steps (0: the model's own)")
+    guidance: FloatProperty(name="Guidance", default=0.0, min=0.0,
+                            description="Classifier-free guidance scale (0: the model's own)")
+    seed: IntProperty(name="Seed", default=0, min=0, description="Noise seed: a new seed makes a new take")
     source_path: StringProperty(name="Source Path", subtype="FILE_PATH",
                                 description="The image, the video file (mp4/mov/mkv/webm) or the folder of frames")
     source_camera: PointerProperty(name="Source Camera", type=bpy.types.Object,
@@ -91,8 +119,9 @@ class StereoForgeSettings(bpy.types.PropertyGroup):
                                     "camera's")
     # -- depth
     depth_model: StringProperty(name="Depth Model",
-                                description="Depth model (Hugging Face id or folder) for sources without depth "
-                                            "files; needs the models backend")
+                                description="A depth model (Hugging Face id or folder: Depth Anything, DPT, "
+                                            "ZoeDepth, Marigold...) that estimates the depth when no Depth Path "
+                                            "is given")
     depth_path: StringProperty(name="Depth Path", subtype="FILE_PATH",
                                description="Depth of the source: one file per image (.npy/.exr/16-bit .png), a "
                                            "folder of per-frame files, or one .npy/.npz stack")
@@ -129,6 +158,16 @@ class StereoForgeSettings(bpy.types.PropertyGroup):
     # -- inpainting
     inpaint: EnumProperty(name="Inpainting", items=INPAINTERS, default="BACKGROUND",
                           description="How dropout (pixels no point reached) is filled")
+    inpaint_model: StringProperty(name="Inpainting Model",
+                                  description="A diffusers inpainting pipeline (Hugging Face id or folder)")
+    inpaint_prompt: StringProperty(name="Inpainting Prompt",
+                                   description="Prompt of the inpainting model (empty: the surroundings guide it)")
+    inpaint_steps: IntProperty(name="Inpainting Steps", default=0, min=0,
+                               description="Denoising steps of the inpainting model (0: its own)")
+    inpaint_chunk: IntProperty(name="Chunk", default=8, min=1, description="Frames per inpainting call")
+    inpaint_tile: IntProperty(name="Tile", default=512, min=128, subtype="PIXEL",
+                              description="Larger frames are inpainted in tiles of this size, overlapping by "
+                                          "64 pixels")
     # -- output
     layout: EnumProperty(name="Layout", items=LAYOUTS, default={"SBS"}, options={"ENUM_FLAG"},
                          description="Stereo layouts to composite and encode")
@@ -178,19 +217,47 @@ class StereoForgeSettings(bpy.types.PropertyGroup):
                                   description="Black out the frame sides where something in front of the "
                                               "screen is cut by the frame edge (a window violation)")
 
-    def convert_spec(self, source: str, depth: str, focal_px: float | None = None, first_frame: int = 1) -> dict:
+    def generates(self) -> bool:
+        """True when the mono frames come from a video model (a prompt, or an image and an image-to-video
+        model)."""
+        return self.source == "PROMPT" or (self.source == "IMAGE" and bool(self.video_model.strip()))
+
+    def take_settings(self) -> dict:
+        """What makes a take: the same settings are the same take (resumed), others a new one."""
+        image = abspath(self.source_path) if self.source == "IMAGE" else None
+        return {"source": self.source, "prompt": self.prompt, "negative_prompt": self.negative_prompt,
+                "video_model": self.video_model.strip(), "image": image, "num_frames": self.num_frames,
+                "width": self.width, "height": self.height, "steps": self.steps,
+                "guidance": _decimal(self.guidance), "seed": self.seed}
+
+    def generate_spec(self, take_dir: str, models: dict) -> dict:
+        """The backend's ``generate`` spec of a take: the video only, into ``take_dir``."""
+        t = self.take_settings()
+        return {"output_dir": take_dir, "video_only": True, "prompt": t["prompt"], "video_model": t["video_model"],
+                "image": t["image"], "negative_prompt": t["negative_prompt"] or None,
+                "num_frames": t["num_frames"] or None, "width": t["width"] or None,
+                "height": t["height"] or None, "steps": t["steps"] or None, "guidance": t["guidance"] or None,
+                "seed": t["seed"], "fps": _decimal(self.fps) or None, **models}
+
+    def convert_spec(self, source: str, depth: str, focal_px: float | None = None, first_frame: int = 1,
+                     models: dict | None = None) -> dict:
         """The backend's convert spec (``ConvertSpec`` field names) for these settings.
 
-        ``focal_px`` overrides the lens (the Scene source knows its camera exactly). ``first_frame`` is the
-        scene frame that shows shot frame 1: keyframed rig settings are sampled from there on.
+        ``depth`` empty: the Depth Model estimates it. ``focal_px`` overrides the lens (the Scene source knows
+        its camera exactly). ``first_frame`` is the scene frame that shows shot frame 1: keyframed rig settings
+        are sampled from there on. ``models``: where and how models run (device, dtype, offload: the
+        preferences; a shot's own Device wins).
         """
         budget = self.max_parallax > 0
         scene_source = self.source == "SCENE"
+        inpaint_model = self.inpaint == "MODEL"
         f = _decimal
         spec = {
+            **(models or {}),
             "source": source,
             "output_dir": abspath(self.output_dir),
-            "depth": depth,
+            "depth": depth or None,
+            "depth_model": None if depth else self.depth_model.strip(),
             "depth_kind": "metric" if scene_source else self.depth_kind.lower(),
             "depth_scale": None if scene_source else f(self.depth_scale),
             "near": f(self.near),
@@ -203,7 +270,13 @@ class StereoForgeSettings(bpy.types.PropertyGroup):
             "convergence_mode": self.convergence_mode,
             "pivot": self.pivot,
             "max_parallax": f(self.max_parallax) if budget else None,
-            "inpaint": self.inpaint.lower(),
+            "inpaint": "background" if inpaint_model else self.inpaint.lower(),
+            "inpaint_model": self.inpaint_model.strip() if inpaint_model else None,
+            "inpaint_prompt": self.inpaint_prompt if inpaint_model else None,
+            "inpaint_steps": (self.inpaint_steps or None) if inpaint_model else None,
+            "inpaint_chunk": self.inpaint_chunk if inpaint_model else None,
+            "inpaint_tile": self.inpaint_tile if inpaint_model else None,
+            "seed": self.seed if inpaint_model else None,
             "layouts": [layout.lower().replace("_", "-") for layout, *_ in LAYOUTS if layout in self.layout],
             "fps": f(self.fps) or None,
             "codec": self.codec.lower(),
@@ -215,7 +288,7 @@ class StereoForgeSettings(bpy.types.PropertyGroup):
         return spec
 
     def _shot_spec(self, scene_source: bool, first_frame: int) -> dict:
-        """The spec fields of the stereographer's settings (issue 12's block)."""
+        """The spec fields of the stereographer's shot settings: frames, depth, comfort, device, keyed rig."""
         f = _decimal
         spec = {
             "depth_smoothing": f(self.depth_smoothing),
@@ -247,6 +320,38 @@ class StereoForgeSettings(bpy.types.PropertyGroup):
         else:
             lens, sensor = self.lens, self.sensor_width
         return math.degrees(2 * math.atan(sensor / 2 / lens))
+
+
+def _take_items(settings, context):
+    return takes.enum_items(abspath(settings.output_dir))
+
+
+def _take_chosen(settings, context):
+    takes.restore(settings, abspath(settings.output_dir), settings.take)
+
+
+# Given as an object, not an annotation: Blender evaluates string annotations (this module's ``from __future__
+# import annotations``) where the callbacks' names are not defined.
+StereoForgeSettings.__annotations__["take"] = EnumProperty(
+    name="Take", items=_take_items, update=_take_chosen,
+    description="The takes generated for this shot so far: choose one to get its settings back (and its video, "
+                "kept on disk)")
+
+
+class StereoForgeModel(bpy.types.PropertyGroup):
+    """One model the backend has (``name`` is its id or folder), for the model pickers."""
+
+    description: StringProperty(name="Description")
+
+
+class StereoForgeModels(bpy.types.PropertyGroup):
+    """The backend's models by kind (:data:`MODEL_KINDS`), filled by Refresh Models. Not saved with the file."""
+
+    video: CollectionProperty(type=StereoForgeModel)
+    image_video: CollectionProperty(type=StereoForgeModel)
+    depth: CollectionProperty(type=StereoForgeModel)
+    inpaint: CollectionProperty(type=StereoForgeModel)
+    listed: BoolProperty(name="Listed", description="The list was fetched from the backend")
 
 
 class StereoForgeJobState(bpy.types.PropertyGroup):
@@ -309,7 +414,7 @@ def abspath(path: str) -> str:
     return os.path.abspath(bpy.path.abspath(path)) if path else ""
 
 
-CLASSES = (StereoForgeSettings, StereoForgeJobState)
+CLASSES = (StereoForgeSettings, StereoForgeModel, StereoForgeModels, StereoForgeJobState)
 
 
 def register() -> None:
@@ -317,9 +422,11 @@ def register() -> None:
         bpy.utils.register_class(cls)
     bpy.types.Scene.stereoforge = PointerProperty(type=StereoForgeSettings, name="StereoForge")
     bpy.types.WindowManager.stereoforge_job = PointerProperty(type=StereoForgeJobState, name="StereoForge Job")
+    bpy.types.WindowManager.stereoforge_models = PointerProperty(type=StereoForgeModels, name="StereoForge Models")
 
 
 def unregister() -> None:
+    del bpy.types.WindowManager.stereoforge_models
     del bpy.types.WindowManager.stereoforge_job
     del bpy.types.Scene.stereoforge
     for cls in reversed(CLASSES):

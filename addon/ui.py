@@ -17,6 +17,29 @@ def _progress(layout, state) -> None:
     row.operator("stereoforge.cancel", text="", icon="CANCEL")
 
 
+def _model_field(layout, context, settings, prop: str, kind: str) -> None:
+    """A model field that offers the backend's models of ``kind`` (after Refresh) and takes any typed id."""
+    models = context.window_manager.stereoforge_models
+    row = layout.row(align=True)
+    row.prop_search(settings, prop, models, kind)
+    row.operator("stereoforge.refresh_models", text="", icon="FILE_REFRESH")
+
+
+def _generation(layout, s) -> None:
+    """The video model's settings (0 leaves one to the model) and the seed with its dice."""
+    col = layout.column(align=True)
+    col.prop(s, "num_frames")
+    col.prop(s, "width")
+    col.prop(s, "height")
+    col = layout.column(align=True)
+    col.prop(s, "steps")
+    col.prop(s, "guidance")
+    row = layout.row(align=True)
+    row.prop(s, "seed")
+    row.operator("stereoforge.new_seed", text="", icon="FILE_REFRESH")
+    layout.prop(s, "take")
+
+
 class _Panel:
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
@@ -51,11 +74,18 @@ class STEREOFORGE_PT_source(_Panel, bpy.types.Panel):
         layout.prop(s, "source")
         if s.source == "PROMPT":
             layout.prop(s, "prompt")
-            layout.label(text="Needs the models backend", icon="ERROR")
+            layout.prop(s, "negative_prompt")
+            _model_field(layout, context, s, "video_model", "video")
+            _generation(layout, s)
         elif s.source == "SCENE":
             layout.prop(s, "source_camera")
         else:
             layout.prop(s, "source_path")
+            if s.source == "IMAGE":
+                _model_field(layout, context, s, "video_model", "image_video")
+                if s.video_model.strip():
+                    layout.prop(s, "prompt")
+                    _generation(layout, s)
         _draw_source_settings(layout, s)
         layout.operator("stereoforge.load", icon="IMPORT")
 
@@ -72,7 +102,15 @@ class STEREOFORGE_PT_depth(_Panel, bpy.types.Panel):
             layout.label(text="From the scene camera's Z pass (metres)")
             return
         layout.prop(s, "depth_path")
-        layout.prop(s, "depth_model")
+        _model_field(layout, context, s, "depth_model", "depth")
+        if s.depth_path.strip() and s.depth_model.strip():
+            layout.label(text="Depth Path runs; the Depth Model is not used", icon="INFO")
+        elif s.depth_model.strip():  # the model knows its kind of depth; relative depth maps to Near..Far
+            layout.label(text="The Depth Model estimates the depth", icon="INFO")
+            col = layout.column(align=True)
+            col.prop(s, "near")
+            col.prop(s, "far")
+            return
         layout.prop(s, "depth_kind")
         if s.depth_kind == "RELATIVE":
             col = layout.column(align=True)
@@ -116,9 +154,17 @@ class STEREOFORGE_PT_inpaint(_Panel, bpy.types.Panel):
     bl_parent_id = "STEREOFORGE_PT_main"
 
     def draw(self, context):
+        s = context.scene.stereoforge
         layout = self.layout
         layout.use_property_split = True
-        layout.prop(context.scene.stereoforge, "inpaint")
+        layout.prop(s, "inpaint")
+        if s.inpaint == "MODEL":
+            _model_field(layout, context, s, "inpaint_model", "inpaint")
+            layout.prop(s, "inpaint_prompt")
+            layout.prop(s, "inpaint_steps")
+            col = layout.column(align=True)
+            col.prop(s, "inpaint_chunk")
+            col.prop(s, "inpaint_tile")
         layout.operator("stereoforge.inpaint", icon="BRUSH_DATA")
 
 

@@ -14,6 +14,9 @@ def test_bench_blender_times_blenders_eye_renders_of_every_frame(capsys):
     assert 0 < r["seconds_per_eye_frame"] == r["render_seconds"] / 4
     assert r["peak_rss_mb"] > 50  # Blender's own process, not this one
     assert "s per eye-frame" in out
+    # A resume with nothing to do, on the warm local backend (a figure, not a limit: timing is the bench's job).
+    assert r["resume_seconds"] > 0 and r["resume_splatter_seconds"] > 0 and r["backend_start_seconds"] > 0
+    assert "Run again with nothing to do" in out
 
 
 def test_bench_blender_refuses_a_clip_of_no_frames(capsys):

@@ -8,9 +8,11 @@ installed there, as a user would)::
 
 It installs and enables the add-on zip, points the scene's StereoForge settings at the clip, runs the stages
 before the eyes (load, import clouds, set up the stereo camera) and then times the eye renders alone (Cycles on
-the CPU, both eyes of every frame). The last line it prints is ``RESULT: {...}`` (JSON): ``frames``,
-``eye_frames``, ``render_seconds``, ``seconds_per_eye_frame``, ``setup_seconds`` and ``peak_rss_mb`` of this
-Blender process.
+the CPU, both eyes of every frame). Then it finishes the shot (inpaint, composite) and times a resume with
+nothing to do (Run again, on the warm backend), with Blender's eyes and with the backend's. The last line it
+prints is ``RESULT: {...}`` (JSON): ``frames``, ``eye_frames``, ``render_seconds``, ``seconds_per_eye_frame``,
+``setup_seconds``, ``backend_start_seconds``, ``resume_seconds``, ``resume_splatter_seconds`` and
+``peak_rss_mb`` of this Blender process.
 """
 
 from __future__ import annotations
@@ -53,15 +55,26 @@ def main(argv: list[str]) -> dict:
             raise SystemExit(f"stereoforge.{name} did not finish: {result} {message}")
         return time.perf_counter() - started
 
+    backend_start = time.perf_counter()
+    bpy.ops.stereoforge.check_backend()  # the local backend starts here, once for the session
+    backend_start = time.perf_counter() - backend_start
     setup = sum(stage(name) for name in ("load", "import_clouds", "setup_camera"))
     render = stage("render_eyes")
     # The eyes render in a scene of the add-on's own, gone by now: the shot says what was rendered.
     with open(os.path.join(args.out, "shot.json")) as f:
         meta = json.load(f)
     frames = meta["frames"]
+    stage("inpaint")
+    stage("composite")
+    resume = stage("run")
+    s.eye_renderer = "SPLATTER"
+    stage("run")
+    resume_splatter = stage("run")
     gpu = importlib.import_module("bl_ext.user_default.stereoforge.scene").has_gpu()
     return {"frames": frames, "eye_frames": 2 * frames, "render_seconds": render,
             "seconds_per_eye_frame": render / (2 * frames), "setup_seconds": setup,
+            "backend_start_seconds": backend_start, "resume_seconds": resume,
+            "resume_splatter_seconds": resume_splatter,
             "width": meta["camera"]["width"], "height": meta["camera"]["height"], "samples": args.samples,
             "device": "GPU" if gpu else "CPU", "threads": bpy.context.scene.render.threads,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}

@@ -6,7 +6,9 @@ The other eye renderer: where ``bench pipeline`` times the splatter's eyes, this
 add-on zip from the checkout, writes a synthetic clip (``bench pipeline``'s), and in a headless Blender with a
 fresh user folder (``tools/bench_blender_eyes.py``) installs the add-on, loads the clip, imports its point
 clouds, sets up the stereo camera and times the eye renders alone: Cycles on the CPU, both eyes of every frame.
-It prints the seconds per eye-frame and the Blender process's peak memory.
+It prints the seconds per eye-frame, the Blender process's peak memory, the local backend's start (once per
+Blender session) and a resume with nothing to do (Run again on the finished shot, with Blender's eyes and with
+the backend's).
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ def cmd_blender(args: argparse.Namespace) -> int:
     print(f"  render      {r['seconds_per_eye_frame']:8.2f} s per eye-frame  ({r['render_seconds']:.1f} s for "
           f"{r['eye_frames']} eye-frames)")
     print(f"  before it   {r['setup_seconds']:8.2f} s  (load the clip, import the clouds, set up the camera)")
+    print(f"  backend     {r['backend_start_seconds']:8.2f} s  to start the local backend (once per session)")
+    print(f"  resume      {r['resume_seconds']:8.2f} s  Run again with nothing to do (Blender eyes); "
+          f"{r['resume_splatter_seconds']:.2f} s with the backend's eyes")
     print(f"  peak RSS of the Blender process {r['peak_rss_mb']:.0f} MB; whole session {r['wall_seconds']:.1f} s")
     if "workdir" in r:
         print(f"  clip and shot kept in {r['workdir']}")

@@ -57,6 +57,8 @@ class GenerateSpec:
     width: int | None = None
     steps: int | None = None
     guidance: float | None = None
+    #: Make the video only (a take: ``generated/`` and shot.json), no depth and no stereo shot.
+    video_only: bool = False
     options: ConvertSpec | None = None
 
     def __post_init__(self):
@@ -235,8 +237,13 @@ def generate(spec: GenerateSpec, progress: Progress | None = None, cancel: Calla
     spec.check()
     shot = os.path.abspath(spec.output_dir)
     _check_output(shot, spec.output_dir)
-    check_available(spec.options, spec.video_model)
+    models = dataclasses.replace(spec.options, depth_model=None, inpaint_model=None) if spec.video_only else (
+        spec.options)
+    check_available(models, spec.video_model)
     record = make_video(spec, progress, cancel, log)
+    if spec.video_only:
+        return {"shot_dir": shot, "videos": [], "frames": record["frames"], "size": tuple(record["size"]),
+                "generate": record}
     options = dataclasses.replace(spec.options, fps=record["fps"])
     result = convert(options, progress=progress, cancel=cancel, log=log)
     return {**result, "generate": record}
@@ -295,6 +302,8 @@ def register(sub) -> None:
                    help="a Hugging Face id or a local folder of a diffusers text-to-video or image-to-video "
                         "pipeline: Wan 2.x, CogVideoX, LTX-Video, HunyuanVideo, zeroscope...")
     g.add_argument("--image", metavar="FILE", help="the first frame, for image-to-video pipelines")
+    g.add_argument("--video-only", action="store_true",
+                   help="make the video only (SHOT_DIR/generated/ and shot.json: a take), no depth, no stereo")
     g.add_argument("--depth-model", default=DEFAULT_DEPTH_MODEL, metavar="MODEL",
                    help="the depth model: a Hugging Face id or a local folder of a transformers "
                         "depth-estimation model or a diffusers Marigold pipeline (default: %(default)s)")
@@ -323,7 +332,8 @@ def spec_from_args(args: argparse.Namespace) -> GenerateSpec:
         vae_tiling=args.vae_tiling, seed=args.seed, trust_remote_code=args.trust_remote_code)
     return GenerateSpec(prompt=args.prompt, output_dir=args.output, video_model=args.video_model, image=args.image,
                         negative_prompt=args.negative_prompt, num_frames=args.num_frames, height=args.height,
-                        width=args.width, steps=args.steps, guidance=args.guidance, options=options)
+                        width=args.width, steps=args.steps, guidance=args.guidance, video_only=args.video_only,
+                        options=options)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

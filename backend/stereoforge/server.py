@@ -6,7 +6,7 @@ A small HTTP contract (FastAPI):
     GET  /models              models available on the server, by stage (as ``stereoforge models``)
     POST /jobs                {"kind": "convert" | "generate", ...the CLI options..., "output_dir": "shots/sh010"}
     GET  /jobs, /jobs/{id}    state (queued, running, succeeded, failed, cancelled), phase, progress 0..1 within
-                              the phase, error, output paths
+                              the phase (and done/total: its frames or denoising steps), error, output paths
     POST /jobs/{id}/cancel    stops at the next frame or denoising step; finished frames stay
     POST /release             drops the models the worker keeps loaded, freeing GPU memory
 
@@ -87,7 +87,7 @@ def confine(root: str, path: str) -> str:
     if ".." in path.replace("\\", "/").split("/"):
         raise ValueError(f"'{path}' contains '..'; give a folder inside the server's root")
     real = os.path.realpath(os.path.join(root, path))
-    if not real.startswith(root + os.sep):
+    if real == root or os.path.commonpath([root, real]) != root:  # root may be '/' (the add-on's local server)
         raise ValueError(f"'{path}' resolves to '{real}', which is not inside the server's root '{root}'; "
                          "absolute paths and symlinks must stay inside it")
     return real
@@ -183,6 +183,9 @@ class Job:
     stage: str | None = None
     phase: str | None = None
     progress: float = 0.0
+    #: Frames (or denoising steps) of the stage done so far, and in all.
+    done: int = 0
+    total: int = 0
     error: str | None = None
     cancel_requested: bool = False
     result: dict | None = None
@@ -199,7 +202,8 @@ class Job:
         return {"id": self.id, "kind": self.kind, "state": self.state, "phase": self.phase, "stage": self.stage,
                 "progress": self.progress, "error": self.error, "cancel_requested": self.cancel_requested,
                 "outputs": outputs, "result": self.result, "log": list(self.log), "created": self.created,
-                "started": self.started, "finished": self.finished, "spec": self.spec}
+                "started": self.started, "finished": self.finished, "spec": self.spec,
+                "done": self.done, "total": self.total}
 
 
 class JobManager:
@@ -338,6 +342,7 @@ class JobManager:
                 _, _, stage, done, total = message
                 job.stage, job.phase = stage, phase_of(stage)
                 job.progress = min(1.0, done / total) if total else 0.0
+                job.done, job.total = done, total
             elif kind == "log":
                 job.log.append(message[2])
             elif kind in ("succeeded", "failed", "cancelled"):
@@ -534,13 +539,31 @@ def register(sub) -> None:
                    help="also list the models in FOLDER at GET /models (ROOT/models always is)")
     p.add_argument("--allow-remote-code", action="store_true",
                    help="let jobs ask for trust_remote_code (models that run code from their repository)")
+    p.add_argument("--stop-with-stdin", action="store_true",
+                   help="stop when standard input closes: a program that starts the server as its child (the "
+                        "Blender add-on) keeps a pipe open, so the server stops with it even if it crashes")
     p.set_defaults(func=cmd_serve)
+
+
+def _stop_with_stdin() -> None:
+    """Stop (as on Ctrl-C: the worker stops, the models' memory is freed) once standard input reaches its end."""
+    import signal
+    import sys
+
+    def watch() -> None:
+        while sys.stdin.buffer.read(4096):
+            pass
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, name="stereoforge-stdin", daemon=True).start()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     check_host(args.host, args.token)
+    if args.stop_with_stdin:
+        _stop_with_stdin()
     if not os.path.isdir(args.root):
         raise InputError(f"--root '{args.root}' is not a folder; create it first")
     app = create_app(args.root, token=args.token, model_dirs=tuple(args.models_dir),

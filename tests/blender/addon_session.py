@@ -140,6 +140,10 @@ class FakeLayout:
         assert name in data.bl_rna.properties, f"{type(data).__name__} has no property {name!r}"
         self.drawn.append(("prop", name))
 
+    def prop_search(self, data, name, search_data, search_name, **kwargs):
+        assert search_name in search_data.bl_rna.properties, f"no collection {search_name!r} to search"
+        self.prop(data, name)
+
     def operator(self, idname, **kwargs):
         assert operator_exists(idname.split(".")[1]), idname
         self.drawn.append(("operator", idname))
