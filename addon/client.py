@@ -85,6 +85,7 @@ class Job:
         self.kind = kind
         self.result: dict | None = None
         self._last: tuple | None = None
+        self._logged = 0  # log lines of the job seen so far
         self._cancel_time: float | None = None
         job = backend.request("POST", "/jobs", {"kind": kind, **spec})
         self.id, self._state = job["id"], job["state"]
@@ -95,14 +96,19 @@ class Job:
 
     def poll(self) -> list[dict]:
         """The progress since the last call as ``{"stage", "done", "total"}`` events (frames of a stage, or
-        denoising steps while generating); never blocks for long (one GET).
+        denoising steps while generating) and ``{"event": "notice", "message"}`` for each line the job logged;
+        never blocks for long (one GET).
 
         Raises :class:`BackendError` when the job failed and :class:`JobCancelled` when it stopped after a
         cancel. When it finished, :attr:`result` holds the backend's result (``shot_dir``, ``videos``...).
         """
         job = self.backend.request("GET", f"/jobs/{self.id}")
         self._state = job["state"]
-        events = []
+        # Lines the job logged since the last poll (the backend's notices: a rig narrowed for comfort, a stage
+        # remade because its settings changed).
+        fresh = job.get("logged", 0) - self._logged
+        events = [{"event": "notice", "message": line} for line in (job.get("log") or [])[-fresh:]] if fresh > 0 else []
+        self._logged += max(fresh, 0)
         if job.get("stage"):
             done, total = job.get("done"), job.get("total")
             if total is None:  # a server older than the add-on: a fraction only

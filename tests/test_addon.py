@@ -35,16 +35,19 @@ W, H, FRAMES = 96, 64, 3
 INTEROCULAR = 0.2
 
 
-def blender(scenario: str, zip_path: Path, args: dict, user_dir: Path, timeout: float = 600,
-            session: Path = SESSION) -> dict:
-    """Run one scenario of ``session`` in a fresh Blender process with its own user folder; returns its RESULT."""
+def blender(scenario: str, zip_path: Path, args: dict, user_dir: Path, timeout: float = 900,
+            session: Path = SESSION, **env) -> dict:
+    """Run one scenario of ``session`` in a fresh Blender process with its own user folder; returns its RESULT
+    (with the session's ``stdout``). ``env`` adds environment variables; the backend it starts inherits them.
+    The Hugging Face cache is an empty folder in the user folder, offline: only the tests' tiny models exist."""
     user_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, BLENDER_USER_RESOURCES=str(user_dir))
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(user_dir), HF_HUB_OFFLINE="1", HF_HOME=str(user_dir / "hf"),
+               **env)
     done = subprocess.run([sys.executable, str(session), scenario, str(zip_path), json.dumps(args)],
                           capture_output=True, text=True, timeout=timeout, env=env, cwd=str(user_dir))
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT: ")]
     assert done.returncode == 0 and lines, f"Blender session failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-    return json.loads(lines[-1][len("RESULT: "):])
+    return {**json.loads(lines[-1][len("RESULT: "):]), "stdout": done.stdout}
 
 
 def make_clip(folder: Path, W: int = W, H: int = H, frames: int = FRAMES) -> tuple[Path, Path]:

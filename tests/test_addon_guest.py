@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
+import tiny_models
 from test_addon import _depth_edges, _mae_psnr, addon_zip, blender, make_clip  # noqa: F401 (a fixture)
 
 from stereoforge.pipeline import convert, read_eye
@@ -54,7 +55,12 @@ def runs(addon_zip, tmp_path_factory) -> tuple[dict, Path]:
         "scene": {"engine": "BLENDER_EEVEE_NEXT", "camera_keys": [[4, 0.05], [5, 0.15]],
                   "settings": {"source": "SCENE", "samples": 4, "source_samples": 4, "frame_first": 2,
                                "frame_last": 3, **shot("scene")}},
-        "prompt": {"settings": {"source": "PROMPT", "prompt": "a red fox in the snow", **shot("prompt")}},
+        # A tiny text-to-video model and a tiny depth model (random weights): 2 frames of 64x96, 2 steps.
+        "prompt": {"settings": {"source": "PROMPT", "prompt": "a red fox in the snow", "samples": 4,
+                                "video_model": tiny_models.text_to_video_sd(work / "models" / "t2v"),
+                                "depth_model": tiny_models.depth_anything(work / "models" / "depth"),
+                                "num_frames": 2, "height": 64, "width": 96, "steps": 2, "seed": 3,
+                                **shot("prompt")}},
         "cancelled": {"cancel": True, "settings": {**video, "frame_first": 1, "frame_last": 0, **shot("cancelled")}},
         "backend_fails": {"settings": {**video, "depth_path": str(work / "bad.npy"), **shot("fails")}},
         "import_fails": {"operator": "import_clouds", "settings": {**video, **shot("broken")}},
@@ -117,7 +123,7 @@ def test_the_artists_settings_are_unchanged_after_every_run(runs):
 def test_every_source_runs_and_adds_only_its_shot(runs):
     found, work = runs
     for name, folder, frames in (("video", "video", 2), ("image", "image", 1), ("one_frame_folder", "one_shot", 1),
-                                 ("scene", "scene", 2)):
+                                 ("scene", "scene", 2), ("prompt", "prompt", 2)):
         run = found[name]
         assert run["outcome"] == ["FINISHED"], (name, run["message"])
         assert sorted(os.listdir(work / folder / "eyes" / "left")) == [f"{n:06d}.exr" for n in range(1, frames + 1)]

@@ -24,6 +24,7 @@ import pytest
 if importlib.util.find_spec("bpy") is None:
     pytest.skip("needs bpy (Blender as a Python module): pip install -e '.[test]'", allow_module_level=True)
 
+import test_addon  # noqa: E402
 import tiny_models  # noqa: E402
 from test_addon import addon_zip  # noqa: E402, F401  (the fixture: the add-on zip, built once)
 
@@ -34,18 +35,8 @@ FRAMES, H, W, STEPS = 8, 64, 96, 2
 
 
 def blender(scenario: str, zip_path: Path, args: dict, user_dir: Path, timeout: float = 900, **env) -> dict:
-    """Run one scenario in a fresh Blender process; ``env`` adds environment variables (the backend it starts
-    inherits them). The Hugging Face cache is an empty folder: only the tiny models exist."""
-    user_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, BLENDER_USER_RESOURCES=str(user_dir), HF_HUB_OFFLINE="1", HF_HOME=str(user_dir / "hf"),
-               **env)
-    done = subprocess.run([sys.executable, str(SESSION), scenario, str(zip_path), json.dumps(args)],
-                          capture_output=True, text=True, timeout=timeout, env=env, cwd=str(user_dir))
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT: ")]
-    assert done.returncode == 0 and lines, f"Blender session failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-    result = json.loads(lines[-1][len("RESULT: "):])
-    result["stdout"] = done.stdout
-    return result
+    """A scenario of ``tests/blender/models_session.py`` in a fresh Blender process (see test_addon.blender)."""
+    return test_addon.blender(scenario, zip_path, args, user_dir, timeout, session=SESSION, **env)
 
 
 @pytest.fixture(scope="module")

@@ -190,6 +190,8 @@ class Job:
     cancel_requested: bool = False
     result: dict | None = None
     log: deque = field(default_factory=lambda: deque(maxlen=_LOG_LINES))
+    #: Lines logged in all (``log`` keeps the last ones): a client polling the job tells its new lines by it.
+    logged: int = 0
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
@@ -203,7 +205,11 @@ class Job:
                 "progress": self.progress, "error": self.error, "cancel_requested": self.cancel_requested,
                 "outputs": outputs, "result": self.result, "log": list(self.log), "created": self.created,
                 "started": self.started, "finished": self.finished, "spec": self.spec,
-                "done": self.done, "total": self.total}
+                "done": self.done, "total": self.total, "logged": self.logged}
+
+    def add_log(self, line: str) -> None:
+        self.log.append(line)
+        self.logged += 1
 
 
 class JobManager:
@@ -344,7 +350,7 @@ class JobManager:
                 job.progress = min(1.0, done / total) if total else 0.0
                 job.done, job.total = done, total
             elif kind == "log":
-                job.log.append(message[2])
+                job.add_log(message[2])
             elif kind in ("succeeded", "failed", "cancelled"):
                 job.state, job.finished = kind, time.time()
                 if kind == "succeeded":
@@ -354,7 +360,7 @@ class JobManager:
                 else:
                     job.error = message[2]
                     if kind == "failed" and len(message) > 3 and message[3]:
-                        job.log.append(message[3])
+                        job.add_log(message[3])
                 if self.running is job:
                     self.running = None
 
