@@ -16,7 +16,7 @@ from __future__ import annotations
 import mmap
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,9 +78,18 @@ def select_range(total: int, frames: FrameRange | None, path: str | os.PathLike)
     stop = total if stop is None else stop
     if not (0 <= start < stop <= total):
         shown = f"{frames[0]}..{'end' if frames[1] is None else frames[1]}"
-        raise InputError(f"frame range {shown} does not fit '{path}', which has {total} frames "
-                         f"(0..{total - 1}); choose A..B with 0 <= A < B <= {total} (B exclusive)")
+        raise OutsideSource(f"frame range {shown} does not fit '{path}', which has {total} frames "
+                            f"(0..{total - 1}); choose A..B with 0 <= A < B <= {total} (B exclusive)", total)
     return start, stop
+
+
+class OutsideSource(InputError):
+    """A frame selection reaching outside its source; ``total`` is the source's frame count, so that a caller
+    with other frame numbers (the CLI's 1-based ``--frames``) can say it in its own terms."""
+
+    def __init__(self, message: str, total: int):
+        super().__init__(message)
+        self.total = total
 
 
 def _check_path(path: Path, what: str) -> None:
@@ -190,7 +199,15 @@ class Source:
                                  f"{self.width}x{self.height}; give every frame one size")
             yield i, rgb
 
-    def _video_frames(self) -> Iterator[tuple[int, np.ndarray]]:
+    def check(self, progress: Callable[[int], None] | None = None) -> None:
+        """Decode every selected frame, keeping none: a damaged frame stops a job before it writes anything,
+        where the headers read by :func:`open_source` looked fine. ``progress(done)`` follows it."""
+        decoded = self._video_frames(convert=False) if self.kind == "video" else self.frames()
+        for i, _ in decoded:
+            if progress:
+                progress(i + 1)
+
+    def _video_frames(self, convert: bool = True) -> Iterator[tuple[int, np.ndarray | None]]:
         stop = self.first_index + self.count
         index = 0
         container = open_video(self.path)
@@ -200,7 +217,7 @@ class Source:
             # Frames before the selection are decoded (the codec needs them) but not converted.
             for frame in container.decode(stream):
                 if index >= self.first_index:
-                    yield index - self.first_index, _frame_to_linear(frame)
+                    yield index - self.first_index, _frame_to_linear(frame) if convert else None
                 index += 1
                 if index >= stop:
                     break
