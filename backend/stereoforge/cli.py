@@ -9,11 +9,13 @@ Bad input prints one line, ``stereoforge: error: ...``, and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 from . import __version__, addon_build, bench, generate, server
 from .composite import LAYOUTS
@@ -186,12 +188,20 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (a farm's scheduler, ``kill``): stopped like Ctrl-C, so that no half-written file stays."""
 
 
-def _take_sigterm() -> None:
+@contextlib.contextmanager
+def _sigterm_stops() -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated` while the command runs (the handler before it is put back after)."""
     def stop(signum, frame):
         raise Terminated()
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, stop)
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _json_progress(stage: str, done: int, total: int) -> None:
@@ -327,10 +337,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    if args.func is not server.cmd_serve:  # the server stops on SIGTERM its own way (uvicorn's)
-        _take_sigterm()
+    # The server stops on SIGTERM its own way (uvicorn's).
+    stops = _sigterm_stops() if args.func is not server.cmd_serve else contextlib.nullcontext()
     try:
-        return args.func(args)
+        with stops:
+            return args.func(args)
     except (InputError, OSError) as exc:
         message = str(exc if isinstance(exc, InputError) else disk_error(exc))
         if getattr(args, "progress", None) == "json":

@@ -189,6 +189,9 @@ def plan(spec: ConvertSpec, progress: Progress | None = None, cancel: Callable[[
 
         check_available(spec)
     requested, models = spec, {}
+    # The inputs are read where they resolve now: a symlink swapped while the job runs changes nothing.
+    spec = dataclasses.replace(spec, source=os.path.realpath(spec.source),
+                               depth=None if spec.depth is None else os.path.realpath(spec.depth))
     if spec.depth_model is not None:
         from .models.depth import estimate_into_shot
 

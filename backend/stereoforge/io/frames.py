@@ -271,9 +271,13 @@ def open_source(path: str | os.PathLike, frames: FrameRange | None = None) -> So
             stream = container.streams.video[0]
             width, height = stream.codec_context.width, stream.codec_context.height
             rate = stream.average_rate or stream.guessed_rate
+            listed = stream.frames  # from the container's index where it has one (mp4, mov), else 0
             total = _count_video_frames(container, path)
         finally:
             container.close()
+        if total < listed:
+            raise undecodable(path, f"its index lists {listed} frames but only {total} are in the file: it is cut "
+                                    "short")
         if total == 0 or not width or not height:
             raise undecodable(path, "no frames found")
         start, stop = select_range(total, frames, path)

@@ -206,8 +206,61 @@ def _jpeg_orientation(data: memoryview) -> int:
     return 1
 
 
+#: Scanlines per chunk of each EXR compression (its number in the header).
+_EXR_LINES_PER_CHUNK = {0: 1, 1: 1, 2: 1, 3: 16, 4: 32, 5: 16, 6: 32, 7: 32, 8: 32, 9: 256}
+_EXR_TILED, _EXR_MULTIPART, _EXR_DEEP = 0x200, 0x1000, 0x800
+
+
+def _exr_damage(path: Path) -> str | None:
+    """Whether a single-part scanline EXR (what renderers and StereoForge write) holds every chunk its
+    offset table lists; None when it does, or for other layouts, left to OpenEXR."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8 or head[:4] != b"\x76\x2f\x31\x01":
+                return None
+            if struct.unpack("<I", head[4:])[0] & (_EXR_TILED | _EXR_MULTIPART | _EXR_DEEP):
+                return None
+            attributes = {}
+            while name := _exr_string(f):
+                kind, size = _exr_string(f), struct.unpack("<i", f.read(4))[0]
+                attributes[name] = (kind, f.read(size))
+            lines = _EXR_LINES_PER_CHUNK.get(attributes.get("compression", ("", b"\xff"))[1][0])
+            if lines is None or "dataWindow" not in attributes:
+                return None
+            _, y_min, _, y_max = struct.unpack("<4i", attributes["dataWindow"][1])
+            count = -(-(y_max - y_min + 1) // lines)
+            table = f.read(8 * count)
+            end = f.seek(0, os.SEEK_END)
+            if len(table) < 8 * count:
+                return "it ends inside its offset table: the file is cut short"
+            last = max(struct.unpack(f"<{count}Q", table))
+            f.seek(last)
+            leader = f.read(8)
+            if len(leader) < 8 or last + 8 + struct.unpack("<ii", leader)[1] > end:
+                return "its last block of pixels is missing: the file is cut short"
+    except (struct.error, IndexError, UnicodeDecodeError, OverflowError, ValueError):
+        return "its header is damaged"
+    return None
+
+
+def _exr_string(f) -> str:
+    """A NUL-terminated EXR header name (at most 255 bytes)."""
+    name = bytearray()
+    while (byte := f.read(1)) not in (b"\0", b""):
+        name += byte
+        if len(name) > 255:
+            raise ValueError("name too long")
+    if not byte:
+        raise ValueError("header cut short")
+    return name.decode("ascii")
+
+
 def read_exr_channels(path: str | os.PathLike, what: str = "EXR file") -> dict[str, np.ndarray]:
     """All channels of all parts of an EXR, name -> 2-D array (the first part wins on a repeated name)."""
+    problem = _exr_damage(Path(path))
+    if problem is not None:  # found before OpenEXR, which would print its own lines on stderr
+        raise InputError(f"cannot read {what} '{path}': {problem}; re-export it")
     try:
         with OpenEXR.File(str(path), separate_channels=True) as exr:
             channels: dict[str, np.ndarray] = {}
@@ -526,9 +579,11 @@ def atomic_path(final_path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield temp
         os.replace(temp, final_path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.remove(temp)
+        if isinstance(exc, OSError) and exc.errno and not exc.filename:  # a write's error names no file
+            raise OSError(exc.errno, exc.strerror, str(final_path)) from exc
         raise
 
 
