@@ -477,3 +477,200 @@ def test_bad_input_is_refused_in_one_line_and_the_shot_is_untouched(case: Case, 
 
 def test_the_corpus_has_sixty_cases_or_more():
     assert len(CASES) >= 60 and len({case.name for case in CASES}) == len(CASES)
+
+
+# ------------------------------------------------------------------------------------- stopped runs
+
+
+LONG = {"count": 24, "height": 128, "width": 192}
+#: The long clip's runs: telea fills the dropout faster than the default, enough for these tests.
+LONG_SETTINGS = (*SETTINGS, "--batch", "1", "--inpaint", "telea")
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory) -> Path:
+    """A clip long enough to be stopped in any stage (``clip/``), and its uninterrupted shot (``ref/shot``)."""
+    root = tmp_path_factory.mktemp("long")
+    frames, depth = make_clip(root / "clip", **LONG)
+    assert main(["convert", str(frames), "--depth", str(depth), "-o", str(root / "ref" / "shot"),
+                 *LONG_SETTINGS]) == 0
+    return root
+
+
+def long_args(root: Path, output: Path, source: Path | None = None) -> list[str]:
+    return ["convert", str(source or root / "clip" / "frames"), "--depth", str(root / "clip" / "depth.npy"),
+            "-o", str(output), *LONG_SETTINGS]
+
+
+def run_and_signal(args: list[str], stage: str, act: Callable[[subprocess.Popen], None]) -> tuple[int, str]:
+    """``stereoforge ARGS`` in its own process, following its JSON progress; ``act(process)`` once ``stage`` has
+    finished its first frame (and has more to do). Returns the exit status and stderr."""
+    env = {**os.environ, "PYTHONPATH": str(BACKEND)}
+    process = subprocess.Popen([sys.executable, "-m", "stereoforge.cli", *args, "--progress", "json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    acted = False
+    for line in process.stdout:
+        event = json.loads(line)
+        if not acted and event.get("stage", "").startswith(stage) and 1 <= event["done"] < event["total"]:
+            act(process)
+            acted = True
+    _, err = process.communicate(timeout=300)
+    assert acted, f"the run never reached '{stage}': {err}"
+    return process.returncode, err
+
+
+def assert_same_shot(shot: Path, reference: Path) -> None:
+    """Every file byte for byte the reference's; shot.json's settings too."""
+    ours, theirs = hashes(shot), hashes(reference)
+    assert settings(json.loads((shot / "shot.json").read_text())) == settings(
+        json.loads((reference / "shot.json").read_text()))
+    ours.pop("shot.json"), theirs.pop("shot.json")
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("stage,signum,status,said", [
+    ("eyes", signal.SIGTERM, 128 + signal.SIGTERM, "stopped by SIGTERM"),
+    ("inpaint", signal.SIGINT, 130, "interrupted"),
+    ("encode", signal.SIGTERM, 128 + signal.SIGTERM, "stopped by SIGTERM"),
+])
+def test_a_stopped_run_says_so_in_one_line_leaves_no_temporary_and_resumes(long_clip, tmp_path, capfd, stage,
+                                                                            signum, status, said):
+    shot = tmp_path / "shot"
+    code, err = run_and_signal(long_args(long_clip, shot), stage, lambda process: process.send_signal(signum))
+    assert code == status and len(err.splitlines()) == 1 and said in err, (code, err)
+    assert temporaries(shot) == []
+    assert main(long_args(long_clip, shot)) == 0
+    assert_same_shot(shot, long_clip / "ref" / "shot")
+
+
+@pytest.mark.parametrize("stage", ["ingest", "cloud", "eyes", "encode"])
+def test_a_killed_runs_temporary_file_is_removed_by_the_next_run(long_clip, tmp_path, capfd, stage):
+    shot = tmp_path / "shot"
+
+    def kill(process: subprocess.Popen) -> None:
+        # The encoder holds its first frames back (lookahead), so the video's temporary file appears a while
+        # after the stage starts; the other stages' files are written in a moment each, and may or may not
+        # be caught half-written.
+        while stage == "encode" and not temporaries(shot / "out" / "video"):
+            assert process.poll() is None, "the encode stage ended before its video was caught half-written"
+        process.kill()
+        process.wait()
+
+    code, _ = run_and_signal(long_args(long_clip, shot), stage, kill)
+    assert code == -signal.SIGKILL
+    left = temporaries(shot)
+    if stage == "encode":
+        assert [Path(p).parent.name for p in left] == ["video"]
+    capfd.readouterr()
+    assert main(long_args(long_clip, shot)) == 0
+    err = capfd.readouterr().err
+    assert all(f"removed '{p}'" in err for p in left)
+    assert temporaries(shot) == []
+    assert_same_shot(shot, long_clip / "ref" / "shot")
+
+
+def test_a_source_symlink_swapped_while_the_job_runs_changes_nothing(long_clip, tmp_path):
+    """The job reads its source where the path resolved when it was checked."""
+    other, _ = make_clip(tmp_path / "other", **LONG)
+    for file in other.iterdir():  # the same size and count, other pictures
+        cv2.imwrite(str(file), 255 - cv2.imread(str(file)))
+    link = tmp_path / "link"
+    link.symlink_to(long_clip / "clip" / "frames", target_is_directory=True)
+
+    def swap(process: subprocess.Popen) -> None:
+        link.unlink()
+        link.symlink_to(other, target_is_directory=True)
+
+    shot = tmp_path / "shot"
+    code, err = run_and_signal(long_args(long_clip, shot, source=link), "source check", swap)
+    assert code == 0, err
+    ours, theirs = hashes(shot), hashes(long_clip / "ref" / "shot")
+    ours.pop("shot.json"), theirs.pop("shot.json")
+    assert ours == theirs
+
+
+# ---------------------------------------------------------------------------------- records, floats, bytes
+
+
+@pytest.fixture(scope="module")
+def remade(finished, tmp_path_factory) -> Path:
+    """The finished shot's clip made afresh with the changed interocular."""
+    shot = tmp_path_factory.mktemp("remade") / "shot"
+    clip = finished / "clip"
+    assert main(["convert", str(clip / "frames"), "--depth", str(clip / "depth.npy"), "-o", str(shot), *SETTINGS,
+                 *REMAKE]) == 0
+    return shot
+
+
+@pytest.mark.parametrize("record", [None, "[]", '{"stages": ["ingest"]}', '{"stages": {"eyes": 3}}'],
+                         ids=["cut short", "a list", "stages a list", "a fingerprint a number"])
+def test_an_unreadable_record_remakes_every_stage_run(finished, remade, tmp_path, capfd, record):
+    """A shot.json that cannot be read never means "nothing changed": the run remakes what it runs."""
+    shot = tmp_path / "shot"
+    shutil.copytree(finished / "shot", shot)
+    if record is None:
+        cut(shot / "shot.json", 0.6)
+    else:
+        (shot / "shot.json").write_text(record)
+    clip = finished / "clip"
+    capfd.readouterr()
+    assert main(["convert", str(clip / "frames"), "--depth", str(clip / "depth.npy"), "-o", str(shot), *SETTINGS,
+                 *REMAKE]) == 0
+    assert "cannot be read" in capfd.readouterr().err
+    ours, theirs = hashes(shot), hashes(remade)
+    ours.pop("shot.json"), theirs.pop("shot.json")
+    assert ours == theirs
+    assert json.loads((shot / "shot.json").read_text())["rig"]["interocular_distance"] == 0.09
+
+
+def test_float_exr_sources_with_nan_and_infinities_convert_without_a_warning(tmp_path, capfd):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(2):
+        rgb = texture(i).astype(np.float32) / 255
+        rgb[0, 0], rgb[0, 1], rgb[0, 2] = np.nan, np.inf, -np.inf
+        rgb[1, 0], rgb[1, 1] = 1e30, -1e30
+        write_exr(frames / f"{i + 1:04d}.exr", {c: rgb[..., j] for j, c in enumerate("RGB")})
+    np.save(tmp_path / "depth.npy", depth_stack(2))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        status = main(["convert", str(frames), "--depth", str(tmp_path / "depth.npy"), "-o", str(tmp_path / "shot"),
+                       *SETTINGS])
+    assert status == 0 and capfd.readouterr().err == ""
+    assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
+    from stereoforge.io.images import read_image
+
+    assert np.isfinite(read_image(tmp_path / "shot" / "source" / "000001.exr")).all()
+
+
+def test_two_runs_of_the_same_convert_give_the_same_bytes(finished, tmp_path):
+    """Everything but shot.json's creation time, the videos included."""
+    clip = finished / "clip"
+    args = ["convert", str(clip / "frames"), "--depth", str(clip / "depth.npy"), "-o", str(tmp_path / "a" / "shot"),
+            *SETTINGS, "--layout", "sbs,anaglyph,separate"]
+    assert main(args) == 0
+    (tmp_path / "a").rename(tmp_path / "b")
+    assert main(args) == 0
+    first, second = hashes(tmp_path / "b" / "shot"), hashes(tmp_path / "a" / "shot")
+    records = [json.loads((tmp_path / run / "shot" / "shot.json").read_text()) for run in "ab"]
+    assert without_time(records[0]) == without_time(records[1])
+    first.pop("shot.json"), second.pop("shot.json")
+    assert first == second and sum(name.endswith(".mp4") for name in first) == 4
+
+
+def test_a_video_has_the_same_bytes_however_many_cores_the_encoder_may_use(tmp_path):
+    """x264 left to itself cuts frames into one slice per thread, and takes as many threads as the cores it
+    may run on: one core and two gave different bytes."""
+    frames = [np.roll(texture(0, 128, 384), 5 * i, axis=1) for i in range(12)]
+    cores = os.sched_getaffinity(0)
+    digests = []
+    try:
+        for allowed in ({min(cores)}, cores):
+            os.sched_setaffinity(0, allowed)
+            with VideoWriter(tmp_path / "v.mp4", 384, 128, 24, stereo="sbs") as video:
+                for rgb in frames:
+                    video.write(rgb)
+            digests.append(hashlib.sha256((tmp_path / "v.mp4").read_bytes()).hexdigest())
+    finally:
+        os.sched_setaffinity(0, cores)
+    assert len(cores) > 1 and digests[0] == digests[1]

@@ -158,8 +158,9 @@ class VideoWriter:
         frame = frame.reformat(format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG")
         frame.pts = self.frames_written
         frame.time_base = 1 / self.rate
-        for packet in self._stream.encode(frame):
-            self._mux(packet)
+        with self._named_errors():
+            for packet in self._stream.encode(frame):
+                self._mux(packet)
         self.frames_written += 1
 
     def _flush(self) -> None:
@@ -179,9 +180,17 @@ class VideoWriter:
         stack, self._stack = self._stack, None
         if exc_type is not None:
             return stack.__exit__(exc_type, exc, tb)  # closes the container, removes the temporary file
-        with stack:
+        with self._named_errors(), stack:
             self._flush()
         return False
+
+    @contextlib.contextmanager
+    def _named_errors(self):
+        """FFmpeg's write errors (a full disk) name the temporary file; the user knows the video's name."""
+        try:
+            yield
+        except OSError as err:
+            raise OSError(err.errno, err.strerror, str(self.path)) from err
 
 
 def probe_stereo(path: str | os.PathLike) -> str | None:
