@@ -462,7 +462,10 @@ def create_app(root: str, token: str | None = None, model_dirs: tuple[str, ...] 
     """The FastAPI app of a server writing under ``root`` and reading inputs there or under ``read_roots``; the
     worker starts with the app (lifespan)."""
     from fastapi import Body, Depends, FastAPI, HTTPException
+    from fastapi.encoders import jsonable_encoder
+    from fastapi.exceptions import RequestValidationError
     from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import JSONResponse
     from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
     root = os.path.realpath(root)
@@ -493,6 +496,12 @@ def create_app(root: str, token: str | None = None, model_dirs: tuple[str, ...] 
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     app.state.manager = manager
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request, exc: RequestValidationError):
+        # pydantic's errors carry the input they failed on, which may be the whole body: not echoed.
+        errors = [{key: value for key, value in error.items() if key != "input"} for error in exc.errors()]
+        return JSONResponse(status_code=422, content={"detail": jsonable_encoder(errors)})
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi() -> dict:
