@@ -570,18 +570,20 @@ class BodyLimit:
                 return await self._refuse(send)
             return await self.app(scope, receive, send)
         # No length given (chunked): the body is read here, up to the limit, and handed on whole.
-        body, more = b"", True
+        chunks, size, more = [], 0, True
         while more:
             message = await receive()
             if message["type"] != "http.request":
                 return await self.app(scope, receive, send)
-            body += message.get("body", b"")
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
             more = message.get("more_body", False)
-            if len(body) > self.limit:
+            if size > self.limit:
                 return await self._refuse(send)
+        pending = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
 
-        async def replay():
-            return {"type": "http.request", "body": body, "more_body": False}
+        async def replay():  # the body once, then what the client sends next (its disconnect)
+            return pending.pop() if pending else await receive()
 
         return await self.app(scope, replay, send)
 
