@@ -246,6 +246,16 @@ def video_source(ctx: Ctx, keep: float | None) -> None:
     ctx.source = path
 
 
+def turned_video(ctx: Ctx) -> None:
+    """The clip as a video whose track header's matrix tells players to turn it 90 degrees (as phones do)."""
+    video_source(ctx, None)
+    data = bytearray(ctx.source.read_bytes())
+    box = data.find(b"tkhd")
+    matrix = box + 4 + 4 + (20 if data[box + 4] == 0 else 32) + 16  # version, flags, times, ids; reserved
+    data[matrix:matrix + 36] = struct.pack(">9i", 0, 0x10000, 0, -0x10000, 0, 0, 0, 0, 0x40000000)
+    ctx.source.write_bytes(bytes(data))
+
+
 def depth_files(ctx: Ctx, write: Callable[[Path, int], None], count: int = FRAMES) -> None:
     folder = ctx.own_depth()
     for i in range(count):
@@ -342,6 +352,8 @@ CASES = [
     Case("a source of an unknown type", r"unsupported type '\.txt'",
          setup=lambda ctx: source_file(ctx, "clip.txt", b"frames")),
     Case("a video cut short", r"video '.*clip\.mp4'", setup=lambda ctx: video_source(ctx, 0.5)),
+    Case("a video turned by its display matrix", r"video '.*clip\.mp4' is tagged to be shown turned 90 degrees clockwise",
+         setup=turned_video),
     Case("a video of garbage", r"cannot decode video",
          setup=lambda ctx: source_file(ctx, "clip.mp4", os.urandom(5000))),
     Case("an exr source without colour channels", r"no R, G, B",

@@ -8,7 +8,8 @@ A..B-1 (B exclusive, ``None`` for "to the end"), like a Python slice.
 Video is decoded with PyAV. Its pixels are taken to be sRGB-encoded, as for PNG and JPEG, and decoded to
 linear light; strictly, most video uses the BT.709 transfer curve, which differs from sRGB mainly in the deep
 shadows. The YUV -> RGB matrix and range come from the stream's tags (BT.709 for untagged HD, BT.601 for
-untagged SD, as players guess). Rotation metadata (phone videos) is not applied: frames come back as stored.
+untagged SD, as players guess). A video tagged to be shown turned (phone videos) is refused rather than read
+sideways: frames come back as stored.
 """
 
 from __future__ import annotations
@@ -142,6 +143,20 @@ def _count_video_frames(container: av.container.InputContainer, path: Path) -> i
         return sum(1 for packet in container.demux(stream) if packet.size > 0 and not packet.is_discard)
     except av.FFmpegError as err:
         raise undecodable(path, err) from err
+
+
+def _display_turn(path: Path) -> str | None:
+    """How a player turns the video's frames (its display matrix), None when it shows them as stored."""
+    container = open_video(path)
+    try:
+        first = next(container.decode(container.streams.video[0]), None)
+    except av.FFmpegError as err:
+        raise undecodable(path, err) from err
+    finally:
+        container.close()
+    clockwise = round(-first.rotation) % 360 if first is not None else 0  # FFmpeg counts anticlockwise
+    return {0: None, 180: "180 degrees", 270: "90 degrees anticlockwise"}.get(clockwise, f"{clockwise} degrees "
+                                                                                     "clockwise")
 
 
 def _frame_to_linear(frame: av.VideoFrame) -> np.ndarray:
@@ -278,6 +293,11 @@ def open_source(path: str | os.PathLike, frames: FrameRange | None = None) -> So
         if total < listed:
             raise undecodable(path, f"its index lists {listed} frames but only {total} are in the file: it is cut "
                                     "short")
+        turn = _display_turn(path)
+        if turn:
+            raise InputError(f"video '{path}' is tagged to be shown turned {turn} (its display "
+                             "matrix, as phones record), and StereoForge reads the frames as stored; re-encode it "
+                             "with the turn applied (ffmpeg -i IN.mp4 OUT.mp4 applies it) and run again")
         if total == 0 or not width or not height:
             raise undecodable(path, "no frames found")
         start, stop = select_range(total, frames, path)
