@@ -2,7 +2,7 @@
 
 Every case starts from its own copy of one finished shot (made once for the module), breaks one thing and runs
 ``convert`` on it with a changed interocular, so that a run that cleared the shot before finding the problem
-would damage it. Each case checks: exit status 2; exactly one line on stderr, read from file descriptor 2 so that
+would damage it (or, where the problem is met while writing, a full disk, resumes it with its own settings). Each case checks: exit status 2; exactly one line on stderr, read from file descriptor 2 so that
 a C library's own line (libpng's) counts, that names the problem; no temporary file anywhere; and every file of
 the shot (shot.json included) byte for byte as it was, with nothing added. Cases that need a full disk or a
 read-only folder mount a small tmpfs (the tests run as root, here and in CI).
@@ -23,6 +23,7 @@ import signal
 import struct
 import subprocess
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -495,18 +496,31 @@ def test_the_corpus_has_sixty_cases_or_more():
 
 
 LONG = {"count": 24, "height": 128, "width": 192}
-#: The long clip's runs: telea fills the dropout faster than the default, enough for these tests.
+#: The encoder holds its first 40-odd frames back (its lookahead) and writes nothing before: a clip longer than
+#: that, of small frames, has its video half-written on disk for a while.
+MANY = {"count": 64, "height": 64, "width": 96}
+#: The long clips' runs: telea fills the dropout faster than the default, enough for these tests.
 LONG_SETTINGS = (*SETTINGS, "--batch", "1", "--inpaint", "telea")
+
+
+def clip_and_reference(root: Path, size: dict) -> Path:
+    """A clip (``clip/``) and its uninterrupted shot (``ref/shot``) under ``root``."""
+    frames, depth = make_clip(root / "clip", **size)
+    assert main(["convert", str(frames), "--depth", str(depth), "-o", str(root / "ref" / "shot"),
+                 *LONG_SETTINGS]) == 0
+    return root
 
 
 @pytest.fixture(scope="module")
 def long_clip(tmp_path_factory) -> Path:
-    """A clip long enough to be stopped in any stage (``clip/``), and its uninterrupted shot (``ref/shot``)."""
-    root = tmp_path_factory.mktemp("long")
-    frames, depth = make_clip(root / "clip", **LONG)
-    assert main(["convert", str(frames), "--depth", str(depth), "-o", str(root / "ref" / "shot"),
-                 *LONG_SETTINGS]) == 0
-    return root
+    """A clip long enough to be stopped in any stage."""
+    return clip_and_reference(tmp_path_factory.mktemp("long"), LONG)
+
+
+@pytest.fixture(scope="module")
+def many_frames(tmp_path_factory) -> Path:
+    """A clip whose encode stage has its video half-written on disk for a while."""
+    return clip_and_reference(tmp_path_factory.mktemp("many"), MANY)
 
 
 def long_args(root: Path, output: Path, source: Path | None = None) -> list[str]:
@@ -556,29 +570,35 @@ def test_a_stopped_run_says_so_in_one_line_leaves_no_temporary_and_resumes(long_
 
 
 @pytest.mark.parametrize("stage", ["ingest", "cloud", "eyes", "encode"])
-def test_a_killed_runs_temporary_file_is_removed_by_the_next_run(long_clip, tmp_path, capfd, stage):
+def test_a_killed_runs_temporary_file_is_removed_by_the_next_run(long_clip, many_frames, tmp_path, capfd, stage):
     shot = tmp_path / "shot"
+    clip = many_frames if stage == "encode" else long_clip
 
     def kill(process: subprocess.Popen) -> None:
-        # The encoder holds its first frames back (lookahead), so the video's temporary file appears a while
-        # after the stage starts; the other stages' files are written in a moment each, and may or may not
-        # be caught half-written.
-        while stage == "encode" and not temporaries(shot / "out" / "video"):
+        # From the encode stage's first frame on, the run goes on in steps of a millisecond, stopped in
+        # between, until its video is there half-written. The other stages' files are written in a moment
+        # each, and may or may not be caught.
+        while stage == "encode":
+            process.send_signal(signal.SIGSTOP)
+            if temporaries(shot / "out" / "video"):
+                break
             assert process.poll() is None, "the encode stage ended before its video was caught half-written"
+            process.send_signal(signal.SIGCONT)
+            time.sleep(0.001)
         process.kill()
         process.wait()
 
-    code, _ = run_and_signal(long_args(long_clip, shot), stage, kill)
+    code, _ = run_and_signal(long_args(clip, shot), stage, kill)
     assert code == -signal.SIGKILL
     left = temporaries(shot)
     if stage == "encode":
         assert [Path(p).parent.name for p in left] == ["video"]
     capfd.readouterr()
-    assert main(long_args(long_clip, shot)) == 0
+    assert main(long_args(clip, shot)) == 0
     err = capfd.readouterr().err
     assert all(f"removed '{p}'" in err for p in left)
     assert temporaries(shot) == []
-    assert_same_shot(shot, long_clip / "ref" / "shot")
+    assert_same_shot(shot, clip / "ref" / "shot")
 
 
 def test_a_source_symlink_swapped_while_the_job_runs_changes_nothing(long_clip, tmp_path):
