@@ -19,17 +19,16 @@ import numpy as np
 import pytest
 
 import tiny_models
-from test_addon import _depth_edges, _mae_psnr, addon_zip, blender, make_clip  # noqa: F401 (a fixture)
-
 from stereoforge.pipeline import convert, read_eye
 from stereoforge.spec import ConvertSpec
+from test_addon import _depth_edges, _mae_psnr, addon_zip, blender, make_clip  # noqa: F401 (a fixture)
 
 SESSION = Path(__file__).resolve().parent / "blender" / "guest_session.py"
 VIDEO = {"source": "VIDEO", "depth_kind": "METRIC", "samples": 4}
 
 
 @pytest.fixture(scope="module")
-def runs(addon_zip, tmp_path_factory) -> tuple[dict, Path]:
+def runs(addon_zip, tmp_path_factory) -> tuple[dict, Path]:  # noqa: F811
     work = tmp_path_factory.mktemp("guest")
     plate, depth = make_clip(work / "clip")
     one = work / "one"
@@ -187,7 +186,7 @@ FRAMES = 8
 
 
 @pytest.fixture(scope="module")
-def animated(addon_zip, tmp_path_factory) -> tuple[dict, Path]:
+def animated(addon_zip, tmp_path_factory) -> tuple[dict, Path]:  # noqa: F811
     work = tmp_path_factory.mktemp("animated")
     plate, depth = make_clip(work / "clip", frames=FRAMES)
     settings = {**VIDEO, "source_path": str(plate), "depth_path": str(depth), "output_dir": str(work / "shot"),

@@ -249,7 +249,7 @@ def _wait_ready(url: str, token: str, server: subprocess.Popen) -> None:
 
 # -- Ctrl-C in background mode ----------------------------------------------------------------------------------
 
-def _headless_until_eyes(addon_zip, tmp_path, samples: int) -> tuple[subprocess.Popen, Path]:
+def _headless_until_eyes(addon_zip, tmp_path, samples: int) -> tuple[subprocess.Popen, Path]:  # noqa: F811
     """``bpy.ops.stereoforge.run()`` in a Blender process (addon_session's headless scenario) on a 24-frame
     clip, returned once Blender has rendered its first eye-frame."""
     from test_addon import make_clip

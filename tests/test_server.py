@@ -28,7 +28,7 @@ import tiny_models  # noqa: E402
 from stereoforge.cli import main  # noqa: E402
 from stereoforge.errors import InputError  # noqa: E402
 from stereoforge.io.images import write_png  # noqa: E402
-from stereoforge.server import check_host, confine, create_app, is_loopback  # noqa: E402
+from stereoforge.server import MAX_BODY_BYTES, check_host, confine, create_app, is_loopback  # noqa: E402
 
 TOKEN = "s3cret-token"
 EYES = ("left", "right")
@@ -79,13 +79,14 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("root")
+    shared = tmp_path_factory.mktemp("shared")  # a --read-root
     models = root / "models"
     tiny_models.text_to_video_sd(models / "t2v")
     tiny_models.depth_anything(models / "depth")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HF_HUB_OFFLINE", "1")  # the worker process inherits it
         mp.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf-home")))
-        app = create_app(str(root), token=TOKEN)
+        app = create_app(str(root), token=TOKEN, read_roots=(str(shared),))
         port = free_port()
         srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
         thread = threading.Thread(target=srv.run, daemon=True)
@@ -95,6 +96,7 @@ def server(tmp_path_factory):
             assert time.monotonic() < deadline, "uvicorn did not start"
             time.sleep(0.05)
         client = Server(f"http://127.0.0.1:{port}", root)
+        client.shared = shared
         client.worker_pid()
         yield client
         srv.should_exit = True
@@ -185,6 +187,85 @@ def test_confine_takes_relative_and_absolute_paths_inside_the_root(tmp_path):
             confine(root, bad)
 
 
+def test_inputs_stay_inside_the_root_or_a_read_root(server, tmp_path):
+    """source, depth and image: absolute paths, '..' and symlinks that lead out are refused like output_dir."""
+    source, depth = plate(tmp_path, "secret")
+    (server.root / "peek").symlink_to(tmp_path, target_is_directory=True)
+    inside, inside_depth = plate(server.root, "plate-inputs")
+    body = {"kind": "convert", "source": inside, "depth": inside_depth, "depth_kind": "metric",
+            "output_dir": "shots/inputs", "device": "cpu"}
+    for field, bad in (("source", str(tmp_path / source)), ("source", f"../{tmp_path.name}/{source}"),
+                       ("depth", "peek/secret/depth.npy"), ("source", "peek/secret/frames")):
+        response = server.http.post("/jobs", json={**body, field: bad})
+        assert response.status_code == 422, (field, bad)
+        error = response.json()["detail"][0]
+        assert error["loc"][-1] == field and ("not inside" in error["msg"] or "'..'" in error["msg"]), error
+    image = {**generate_body("shots/img"), "image": str(tmp_path / source / "0001.png")}
+    response = server.http.post("/jobs", json=image)
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"][-1] == "image"
+    assert not (server.root / "shots" / "inputs").exists()
+
+    shared_source, shared_depth = plate(server.shared, "plate-shared")  # a --read-root is read from
+    job = server.submit({**body, "source": str(server.shared / shared_source),
+                         "depth": str(server.shared / shared_depth), "output_dir": "shots/shared"})
+    assert server.wait(job["id"])["state"] == "succeeded"
+    assert len(list((server.root / "shots" / "shared" / "source").glob("*.png"))) == 3
+
+
+def test_a_symlink_swapped_before_the_job_starts_is_refused_then(server, tmp_path):
+    """Paths are checked again when the job starts: a folder swapped for a link that leads out between the
+    job's acceptance and its start fails the job, and nothing outside is read."""
+    plate(tmp_path, "secret")
+    plate(server.root, "plate-swap")
+    blocker = server.submit(generate_body("shots/blocker", steps=400, frames=2))
+    server.wait(blocker["id"], until=lambda j: j["state"] == "running")
+    job = server.submit({"kind": "convert", "source": "plate-swap/frames", "depth": "plate-swap/depth.npy",
+                         "depth_kind": "metric", "output_dir": "shots/swapped", "device": "cpu"})
+    (server.root / "plate-swap").rename(server.root / "plate-before")
+    (server.root / "plate-swap").symlink_to(tmp_path / "secret", target_is_directory=True)
+    server.http.post(f"/jobs/{blocker['id']}/cancel")
+    job = server.wait(job["id"])
+    assert job["state"] == "failed" and "not inside" in job["error"], job
+    assert not (server.root / "shots" / "swapped" / "source").exists()
+
+
+def test_a_large_body_is_413_and_long_fields_are_not_echoed(server):
+    big = {"kind": "convert", "source": "x", "output_dir": "a", "inpaint_prompt": "z" * (MAX_BODY_BYTES + 1)}
+    response = server.http.post("/jobs", json=big)
+    assert response.status_code == 413 and "larger than this server takes" in response.json()["detail"]
+
+    def chunks():  # no Content-Length: the server counts what arrives
+        yield b'{"kind": "convert", "inpaint_prompt": "'
+        for _ in range(MAX_BODY_BYTES // 65536 + 2):
+            yield b"z" * 65536
+        yield b'"}'
+
+    response = server.http.post("/jobs", content=chunks(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert server.http.get("/health").json()["status"] == "ok"
+
+    prompt = "a very long prompt " * 500
+    refused = server.http.post("/jobs", json={"kind": "convert", "source": "x", "output_dir": "a", "depth": "d",
+                                              "depth_model": "m", "inpaint_prompt": prompt})
+    assert refused.status_code == 422 and len(refused.content) < 2000  # the body is not echoed in the error
+
+    source, depth = plate(server.root, "plate-long-field")
+    job = server.submit({"kind": "convert", "source": source, "depth": depth, "depth_kind": "metric",
+                         "output_dir": "shots/long-field", "device": "cpu", "inpaint_prompt": prompt})
+    shown = server.job(job["id"])["spec"]["inpaint_prompt"]
+    assert len(shown) < 300 and shown.endswith(f"({len(prompt)} characters)")
+    assert len(server.http.get("/jobs").content) < 100_000
+    server.wait(job["id"])
+
+
+def test_the_docs_need_the_token(server):
+    for path in ("/openapi.json", "/docs"):
+        assert httpx.get(f"{server.url}{path}").status_code == 401, path
+        assert server.http.get(path).status_code == 200, path
+    assert "/jobs" in server.http.get("/openapi.json").json()["paths"]
+    assert httpx.get(f"{server.url}/redoc").status_code in (401, 404)
+
+
 def test_unknown_jobs_are_404(server):
     assert server.http.get("/jobs/nope").status_code == 404
     assert server.http.post("/jobs/nope/cancel").status_code == 404
@@ -198,6 +279,8 @@ def test_another_address_needs_a_token(tmp_path, capsys):
         check_host("0.0.0.0", None)
     assert main(["serve", "--host", "0.0.0.0", "--root", str(tmp_path), "--token", ""]) == 2
     assert "give a --token" in capsys.readouterr().err
+    assert main(["serve", "--root", str(tmp_path), "--read-root", str(tmp_path / "nowhere")]) == 2
+    assert "--read-root" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------------ jobs

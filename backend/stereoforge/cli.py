@@ -9,16 +9,18 @@ Bad input prints one line, ``stereoforge: error: ...``, and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 from . import __version__, addon_build, bench, generate, server
 from .composite import LAYOUTS
 from .depth import DEPTH_KINDS, EDGE_RADIUS
-from .errors import Cancelled, InputError, StereoForgeError
+from .errors import Cancelled, InputError, StereoForgeError, disk_error
 from .inpaint import DEFAULT_INPAINTER, INPAINTERS
 from .models import registry
 from .rig import CONVERGENCE_MODES, PIVOTS
@@ -199,6 +201,26 @@ def _take_interrupts() -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a farm's scheduler, ``kill``): stopped like Ctrl-C, so that no half-written file stays."""
+
+
+@contextlib.contextmanager
+def _sigterm_stops() -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated` while the command runs (the handler before it is put back after)."""
+    def stop(signum, frame):
+        raise Terminated()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _json_progress(stage: str, done: int, total: int) -> None:
     print(json.dumps({"stage": stage, "done": done, "total": total}), flush=True)
 
@@ -335,12 +357,16 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # The server stops on SIGTERM its own way (uvicorn's).
+    stops = _sigterm_stops() if args.func is not server.cmd_serve else contextlib.nullcontext()
     try:
-        return args.func(args)
-    except InputError as exc:
+        with stops:
+            return args.func(args)
+    except (InputError, OSError) as exc:
+        message = str(exc if isinstance(exc, InputError) else disk_error(exc))
         if getattr(args, "progress", None) == "json":
-            print(json.dumps({"event": "error", "message": str(exc)}), flush=True)
-        print(f"stereoforge: error: {exc}", file=sys.stderr)
+            print(json.dumps({"event": "error", "message": message}), flush=True)
+        print(f"stereoforge: error: {message}", file=sys.stderr)
         return 2
     except Cancelled as exc:
         print(f"stereoforge: {exc}", file=sys.stderr)
@@ -348,10 +374,12 @@ def main(argv: list[str] | None = None) -> int:
     except StereoForgeError as exc:
         print(f"stereoforge: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("stereoforge: interrupted; finished frames are kept, run the same command again to resume",
+    except KeyboardInterrupt as exc:
+        how, status = ("stopped by SIGTERM", 128 + signal.SIGTERM) if isinstance(exc, Terminated) else (
+            "interrupted", 130)
+        print(f"stereoforge: {how}; finished frames are kept, run the same command again to resume",
               file=sys.stderr)
-        return 130
+        return status
 
 
 if __name__ == "__main__":

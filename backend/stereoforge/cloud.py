@@ -25,7 +25,7 @@ import numpy as np
 from pxr import Gf, Sdf, Usd, UsdGeom, Vt
 
 from .camera import FULL_FRAME_SENSOR_MM, Intrinsics
-from .io.images import atomic_path
+from .io.images import atomic_path, temporary_path
 
 CLOUD_PRIM = "/Shot/Cloud"
 CAMERA_PRIM = "/Shot/Camera"
@@ -91,8 +91,7 @@ def _define_cloud_attributes(stage: Usd.Stage) -> UsdGeom.Points:
 @contextlib.contextmanager
 def _replace_if_changed(path: str) -> Iterator[str]:
     """Like an atomic write, but an unchanged file is left alone (its time stamp says when it was made)."""
-    folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f".{name}.tmp{os.getpid()}{os.path.splitext(name)[1]}")
+    tmp = str(temporary_path(path))
     try:
         yield tmp
         if os.path.exists(path) and filecmp.cmp(tmp, path, shallow=False):

@@ -123,11 +123,13 @@ class GenerateSpec:
 
 
 def _read_shot_json(shot: str) -> dict:
+    """The shot's record; {} when there is none or it cannot be read (a new take is made then)."""
     try:
         with open(os.path.join(shot, "shot.json")) as f:
-            return json.load(f)
+            record = json.load(f)
     except (OSError, ValueError):
         return {}
+    return record if isinstance(record, dict) else {}
 
 
 def _write_shot_json(shot: str, meta: dict) -> None:

@@ -17,10 +17,12 @@ batch of frames is in memory at a time.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -34,15 +36,24 @@ import torch
 
 from . import __version__
 from .camera import DEFAULT_LENS_MM, Intrinsics
-from .cloud import cloud_points, frame_clip_path, write_cloud_stage, write_frame_clip
+from .cloud import CLIP_FOLDER, cloud_points, frame_clip_path, write_cloud_stage, write_frame_clip
 from .comfort import far_limit_px, window_edges
 from .composite import STEREO_METADATA, compose, stream_names
 from .curve import parse_curve, sample
 from .depth import DepthConverter, DepthStats, observe, sharpen_edges
-from .errors import Cancelled, InputError
+from .errors import Cancelled, InputError, disk_error
 from .inpaint import INPAINTERS, ClipReader, EyeFrame
-from .io.frames import open_depth, open_source
-from .io.images import atomic_path, read_depth_file, read_exr_channels, read_image, to_uint8_srgb, write_exr, write_png
+from .io.frames import DepthSource, OutsideSource, Source, open_depth, open_source
+from .io.images import (
+    atomic_path,
+    read_depth_file,
+    read_exr_channels,
+    read_image,
+    remove_stale_temporaries,
+    to_uint8_srgb,
+    write_exr,
+    write_png,
+)
 from .io.video import VideoWriter
 from .rig import ANIMATED_RIG, StereoRig, eye_views, harmonic_middle, interocular_for_budget, parallax_px
 from .spec import DEFAULT_FPS, DEFAULT_INTEROCULAR, ConvertSpec
@@ -97,6 +108,9 @@ class Plan:
     frame_ranges: tuple[np.ndarray, np.ndarray] | None = None
     #: Frames whose rig the comfort limits narrowed, for shot.json.
     clamped: list[int] = dataclasses.field(default_factory=list)
+
+    #: The torch device that splats, checked with the rest of the input.
+    device: torch.device = torch.device("cpu")
 
     @property
     def rig(self) -> StereoRig:
@@ -153,6 +167,24 @@ def _check_paths(spec: ConvertSpec) -> None:
                          "give a new or empty folder (or an existing shot folder to resume it)")
     if os.path.exists(out) and not os.path.isdir(out):
         raise InputError(f"output '{spec.output_dir}' is a file; give a folder")
+    _check_can_write(out)
+    record = os.path.join(out, "shot.json")
+    if os.path.lexists(record) and not os.path.isfile(record):
+        raise InputError(f"'{record}' is not a file: a shot folder's record must be; move it away and run again")
+
+
+def _check_can_write(folder: str) -> None:
+    """``folder`` exists as a folder that may be written, or can be made: its nearest existing ancestor is a
+    folder that may be written (no file in the way, no read-only disk, no missing permission)."""
+    existing = folder
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        where = "" if existing == folder else f" (where the folder '{folder}' is to be made)"
+        raise InputError(f"'{existing}' is a file where a folder belongs{where}; move the file away and run again")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write into '{existing}': no permission, or a read-only disk; give a folder "
+                         "that may be written")
 
 
 def plan(spec: ConvertSpec, progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
@@ -170,19 +202,17 @@ def plan(spec: ConvertSpec, progress: Progress | None = None, cancel: Callable[[
 
         check_available(spec)
     requested, models = spec, {}
+    # The inputs are read where they resolve now: a symlink swapped while the job runs changes nothing.
+    spec = dataclasses.replace(spec, source=os.path.realpath(spec.source),
+                               depth=None if spec.depth is None else os.path.realpath(spec.depth))
     if spec.depth_model is not None:
         from .models.depth import estimate_into_shot
 
         estimated = estimate_into_shot(spec, progress, cancel, log)
         spec = dataclasses.replace(spec, depth=estimated.folder, depth_kind=estimated.kind)
         models["depth"] = estimated.info
-    frames = None
-    if spec.frames is not None:
-        first, last = spec.frames
-        frames = ((first or 1) - 1, last)
-    source = open_source(spec.source, frames=frames)
-    depth = open_depth(spec.depth, count=source.count, frames=frames, size=(source.height, source.width),
-                       total=source.total)
+    source, depth = open_inputs(spec)
+    device = _device(spec.device)
 
     if spec.focal_px is not None:
         k = Intrinsics.from_focal(source.width, source.height, spec.focal_px)
@@ -200,6 +230,7 @@ def plan(spec: ConvertSpec, progress: Progress | None = None, cancel: Callable[[
                 focal_px=k.fx, baseline=baseline)
         if progress:
             progress("depth range", i + 1, depth.count)
+    source.check(None if progress is None else lambda done: progress("source check", done, source.count))
     fps = spec.fps or source.fps or DEFAULT_FPS
     converter = DepthConverter.from_stats(stats, spec.depth_smoothing * fps, scale=spec.depth_scale,
                                           near=spec.near, far=spec.far, focal_px=k.fx, baseline=baseline)
@@ -218,7 +249,7 @@ def plan(spec: ConvertSpec, progress: Progress | None = None, cancel: Callable[[
             "first_frame": source.first_index + 1, "is_float": source.is_float}
     return Plan(spec, os.path.abspath(spec.output_dir), name, k, rigs, (near, far), fps, source.count, info,
                 converter, requested=requested if requested is not spec else None, models=models,
-                frame_ranges=converter.frame_ranges(stats), clamped=clamped)
+                frame_ranges=converter.frame_ranges(stats), clamped=clamped, device=device)
 
 
 def _frame_rigs(spec: ConvertSpec, count: int, k: Intrinsics, depth_range: tuple[float, float], mode: str,
@@ -256,6 +287,22 @@ def _frame_rigs(spec: ConvertSpec, count: int, k: Intrinsics, depth_range: tuple
     return tuple(rigs), clamped
 
 
+def open_inputs(spec: ConvertSpec) -> tuple[Source, DepthSource]:
+    """The spec's source and depth, narrowed to ``--frames`` (1-based, inclusive, as the option is written)."""
+    first, last = spec.frames or (None, None)
+    frames = None if spec.frames is None else ((first or 1) - 1, last)
+    try:
+        source = open_source(spec.source, frames=frames)
+    except OutsideSource as exc:
+        asked = f"{first or 1}:{'' if last is None else last}"
+        raise InputError(f"--frames {asked} does not fit '{spec.source}', which has {exc.total} frame"
+                         f"{'s' if exc.total != 1 else ''}; choose A:B with 1 <= A <= B <= {exc.total} "
+                         "(both ends included)") from None
+    depth = open_depth(spec.depth, count=source.count, frames=frames, size=(source.height, source.width),
+                       total=source.total)
+    return source, depth
+
+
 class _Job:
     def __init__(self, plan: Plan, progress: Progress | None, cancel: Callable[[], bool] | None, log):
         self.plan = plan
@@ -263,12 +310,37 @@ class _Job:
         self.progress = progress or (lambda stage, done, total: None)
         self.cancel = cancel or (lambda: False)
         self.log = log or (lambda message: None)
-        self.device = _device(plan.spec.device)
+        self.device = plan.device
         self._eye_images: dict[tuple[str, int], EyeImage] = {}  # splat_eye writes each batch into the last one's
         self.timings: dict[str, float] = {}
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.dir, *parts)
+
+    def check_stages(self, stages: tuple[str, ...]) -> None:
+        """Before anything is cleared or written: each stage to run finds the files its upstream stage made
+        (when that one does not run now) and may write its folders."""
+        for stage in stages:
+            if UPSTREAM.get(stage) not in stages:
+                self.require_inputs(stage)
+            for folder in self.stage_dirs(stage):
+                _check_can_write(folder)
+
+    def stage_dirs(self, stage: str) -> list[str]:
+        """The folders ``stage`` writes its frames into."""
+        streams = [s for layout in self.plan.spec.layouts for s in stream_names(layout)]
+        return {
+            "ingest": [self.path("source"), self.path("depth")],
+            "cloud": [self.path(CLIP_FOLDER)],
+            "eyes": [self.path(kind, eye) for kind in ("eyes", "masks") for eye in EYES],
+            "inpaint": [self.path("filled", eye) for eye in EYES],
+            "composite": [self.path("out", "frames", stream) for stream in streams],
+            "encode": [self.path("out", "video")],
+        }[stage]
+
+    def make_dirs(self, stage: str) -> None:
+        for folder in self.stage_dirs(stage):
+            os.makedirs(folder, exist_ok=True)
 
     def require_inputs(self, stage: str) -> None:
         """Before a stage runs on its own: the files it reads must be there, for the first and last frame."""
@@ -310,8 +382,7 @@ class _Job:
 
     def ingest(self) -> None:
         spec, source_ext = self.plan.spec, self.plan.source_ext
-        for folder in ("source", "depth"):
-            os.makedirs(self.path(folder), exist_ok=True)
+        self.make_dirs("ingest")
         outputs = lambda n: [self.path("source", frame_name(n, source_ext)), self.path("depth", frame_name(n, "exr"))]
         total = self.plan.count
         todo = {n for n in range(1, total + 1) if not all(os.path.exists(p) for p in outputs(n))}
@@ -319,10 +390,7 @@ class _Job:
         self.progress("ingest", done, total)
         if not todo:
             return
-        frames = None if spec.frames is None else ((spec.frames[0] or 1) - 1, spec.frames[1])
-        source = open_source(spec.source, frames=frames)
-        depth = open_depth(spec.depth, count=source.count, frames=frames, size=(source.height, source.width),
-                           total=source.total)
+        source, depth = open_inputs(spec)
         # Decoding is sequential (a video cannot skip ahead cheaply): frames already written are decoded and passed.
         for (i, rgb), (_, raw) in zip(source.frames(), depth.frames(), strict=True):
             n = i + 1
@@ -331,6 +399,7 @@ class _Job:
             if self.cancel():
                 raise Cancelled(f"cancelled during ingest; the frames finished so far are kept in '{self.dir}'")
             if source_ext == "exr":
+                rgb = _storable_half(rgb)
                 write_exr(self.path("source", frame_name(n, "exr")), {c: rgb[..., j] for j, c in enumerate("RGB")},
                           half=True)
             else:
@@ -347,24 +416,24 @@ class _Job:
 
     def cloud(self) -> None:
         spec, k = self.plan.spec, self.plan.intrinsics
-        os.makedirs(self.path("cloud"), exist_ok=True)
+        self.make_dirs("cloud")
         for n in self.frames_to_do("cloud", lambda n: [frame_clip_path(self.dir, n)]):
             rgb, depth = self.read_frame(n)
             points, colors, widths = cloud_points(rgb, depth, k, stride=spec.cloud_stride)
-            write_frame_clip(frame_clip_path(self.dir, n), n, points, colors, widths)
+            with _usd_writing(frame_clip_path(self.dir, n)):
+                write_frame_clip(frame_clip_path(self.dir, n), n, points, colors, widths)
         # The top-level stage is tiny and records the rig and the frame rate: made on every run (and replaced
         # when it differs), so it never goes stale when only those change.
-        write_cloud_stage(self.dir, self.plan.count, self.plan.fps, k,
-                          custom={"rig": self.plan.rig.to_dict(), "focal_px": k.fx, "width": k.width,
-                                  "height": k.height, **_rig_frames(self.plan)})
+        with _usd_writing(self.path("cloud.usdc")):
+            write_cloud_stage(self.dir, self.plan.count, self.plan.fps, k,
+                              custom={"rig": self.plan.rig.to_dict(), "focal_px": k.fx, "width": k.width,
+                                      "height": k.height, **_rig_frames(self.plan)})
 
     def eyes(self) -> None:
         """Both eyes of each frame, splatted a batch at a time; a batch holds frames of one rig (an animated
         rig splats frame by frame)."""
         k, batch, rigs = self.plan.intrinsics, self.plan.spec.batch, self.plan.rigs
-        for eye in EYES:
-            os.makedirs(self.path("eyes", eye), exist_ok=True)
-            os.makedirs(self.path("masks", eye), exist_ok=True)
+        self.make_dirs("eyes")
         outputs = lambda n: [self.path(kind, eye, frame_name(n, ext)) for eye in EYES
                              for kind, ext in (("eyes", "exr"), ("masks", "png"))]
         pending: list[int] = []
@@ -402,8 +471,7 @@ class _Job:
 
             return inpaint_stage(self)
         make = INPAINTERS[self.plan.spec.inpaint]
-        for eye in EYES:
-            os.makedirs(self.path("filled", eye), exist_ok=True)
+        self.make_dirs("inpaint")
         # One inpainter per eye, reading its window of frames from eyes/ (whether or not they are filled yet)
         # and, when resuming, the fill of the frame before the first one to do from filled/.
         inpainters = {eye: make(ClipReader(partial(self._eye_frame, eye), partial(self._filled_frame, eye)))
@@ -441,8 +509,7 @@ class _Job:
 
     def composite(self) -> None:
         streams = [s for layout in self.plan.spec.layouts for s in stream_names(layout)]
-        for stream in streams:
-            os.makedirs(self.path("out", "frames", stream), exist_ok=True)
+        self.make_dirs("composite")
         outputs = lambda n: [self.composite_frame(stream, n) for stream in streams]
         for n in self.frames_to_do("composite", outputs):
             left, right = (read_image(self.path("filled", eye, frame_name(n, "png"))) for eye in EYES)
@@ -463,7 +530,7 @@ class _Job:
 
     def encode(self) -> list[str]:
         spec = self.plan.spec
-        os.makedirs(self.path("out", "video"), exist_ok=True)
+        self.make_dirs("encode")
         written = []
         for layout in spec.layouts:
             for stream in stream_names(layout):
@@ -483,6 +550,26 @@ class _Job:
                         video.write(_composite_png(self.composite_frame(stream, n)))
                         self.progress(f"encode {stream}", n, self.plan.count)
         return written
+
+
+@contextlib.contextmanager
+def _usd_writing(path: str) -> Iterator[None]:
+    """USD reports a failed write (a full disk, a folder that may not be written) as its own exception."""
+    from pxr import Tf
+
+    try:
+        yield
+    except Tf.ErrorException as exc:
+        reason = (re.findall(r" : '(.*?)'", str(exc)) or [" ".join(str(exc).split())])[0]
+        raise InputError(f"cannot write '{path}': USD says: {reason}; check that the disk has space and the "
+                         "folder may be written, then run the same command again to resume") from None
+
+
+def _storable_half(rgb: np.ndarray) -> np.ndarray:
+    """Float colour as a half-float EXR can hold it: NaN (no colour) black, infinities and values past half's
+    range at its largest, so that nothing downstream meets a non-finite value (nor numpy warns of one)."""
+    limit = float(np.finfo(np.float16).max)
+    return np.clip(np.nan_to_num(rgb, nan=0.0, posinf=limit, neginf=-limit), -limit, limit)
 
 
 def read_png8(path: str) -> np.ndarray | None:
@@ -562,26 +649,27 @@ def _prepare_shot(plan: Plan, stages: tuple[str, ...], log) -> None:
     Stages not run now keep their files and their recorded settings: another tool (Blender rendering the
     eyes) may have made them.
     """
-    os.makedirs(plan.shot_dir, exist_ok=True)
     meta_path = os.path.join(plan.shot_dir, "shot.json")
     prints = plan.fingerprints()
-    previous_meta: dict = {}
-    if os.path.exists(meta_path):
-        try:
-            with open(meta_path) as f:
-                previous_meta = json.load(f)
-        except (OSError, ValueError):
-            previous_meta = {}
+    previous_meta = _read_record(meta_path)
+    if previous_meta is None:
+        log(f"'{meta_path}' cannot be read (cut short or not a shot record): remaking every stage run now")
+        previous_meta = {}
+        unknown = set(stages)
+    else:
+        unknown = set()
+    os.makedirs(plan.shot_dir, exist_ok=True)
     previous = previous_meta.get("stages", {})
     for stage in stages:
-        if stage in previous and previous[stage] != prints[stage]:
+        if stage in unknown or (stage in previous and previous[stage] != prints[stage]):
             for rel in STAGE_OUTPUTS[stage]:
                 target = os.path.join(plan.shot_dir, rel)
                 if os.path.isdir(target):
                     shutil.rmtree(target)
                 elif os.path.exists(target):
                     os.remove(target)
-            log(f"settings of '{stage}' changed since the last run: remaking it")
+            if stage not in unknown:
+                log(f"settings of '{stage}' changed since the last run: remaking it")
     k = plan.intrinsics
     requested = plan.requested or plan.spec
     meta = {
@@ -633,22 +721,52 @@ def _parallax_report(plan: Plan) -> dict:
                         "screen_width_m": plan.spec.screen_width, "narrowed_frames": plan.clamped}}
 
 
+def _read_record(path: str) -> dict | None:
+    """A shot's shot.json: {} when there is none yet, None when it cannot be read or is not a record (then
+    nothing in the shot can be trusted to match the settings; a record cut short by a crash is the usual
+    cause)."""
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    stages = record.get("stages", {}) if isinstance(record, dict) else None
+    if not isinstance(stages, dict) or not all(isinstance(v, str) for v in stages.values()):
+        return None
+    return record
+
+
 def convert(spec: ConvertSpec, progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
             log: Callable[[str], None] | None = None) -> dict:
     """Run (or resume) a convert job; returns ``{"shot_dir", "videos", "timings"}``.
 
-    Raises :class:`InputError` for bad input (before writing anything) and :class:`Cancelled` when
-    ``cancel()`` turns true (the finished frames stay).
+    Raises :class:`InputError` for bad input, found before anything in the shot is cleared or written (and
+    for a full disk or a folder that may not be written, met later: the frames finished before stay), and
+    :class:`Cancelled` when ``cancel()`` turns true (the finished frames stay).
     """
+    try:
+        return _convert(spec, progress, cancel, log)
+    except OSError as exc:
+        raise disk_error(exc) from None
+
+
+def _convert(spec: ConvertSpec, progress: Progress | None, cancel: Callable[[], bool] | None,
+             log: Callable[[str], None] | None) -> dict:
     started = time.perf_counter()
+    log = log or (lambda m: None)
     p = plan(spec, progress, cancel, log)
     stages = tuple(st for st in STAGES if st in (spec.stages or STAGES) and (st != "cloud" or spec.cloud))
-    _prepare_shot(p, stages, log or (lambda m: None))
     job = _Job(p, progress, cancel, log)
+    job.check_stages(stages)
+    if os.path.isdir(p.shot_dir):
+        for path in remove_stale_temporaries(p.shot_dir):
+            log(f"removed '{path}', left half-written by a run that was stopped")
+    _prepare_shot(p, stages, log)
     timings = {"plan": time.perf_counter() - started}
     videos: list[str] = []
     for stage in stages:
-        job.require_inputs(stage)
         t0 = time.perf_counter()
         result = getattr(job, stage)()
         if stage == "encode":

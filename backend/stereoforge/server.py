@@ -16,16 +16,20 @@ starts a new worker for the next one. The worker keeps models loaded between job
 Security: the server binds to loopback unless told otherwise, and refuses another address without a token; with
 a token, every request needs ``Authorization: Bearer TOKEN`` (401 without, 403 with a wrong one). Every folder a
 job writes (``output_dir``) resolves inside ``--root``: ``..``, absolute paths elsewhere and symlinks that lead
-out are refused (422, naming the field), and checked again when the job starts. Relative input paths (source,
-depth, first frame, model folders) are taken from ``--root``; inputs are only read. Request bodies are validated
-by pydantic: a bad one is a 422 that names the field. Models never run code from their repository over HTTP
-unless the server was started with ``--allow-remote-code``.
+out are refused (422, naming the field), and checked again when the job starts. Input files (source, depth,
+first frame) are only read, and must resolve the same way inside ``--root`` or inside a folder the server was
+started with as ``--read-root DIR``; relative ones are taken from ``--root``, model folders too. Request bodies
+are at most ``MAX_BODY_BYTES`` (a larger one is a 413, read no further) and are validated by pydantic: a bad one
+is a 422 that names the field. Job views shorten long text fields (a prompt) to ``_SHOWN_CHARS`` characters.
+With a token, ``/docs`` and ``/openapi.json`` need it like every other path. Models never run code from their
+repository over HTTP unless the server was started with ``--allow-remote-code``.
 """
 
 import argparse
 import contextlib
 import dataclasses
 import ipaddress
+import json
 import multiprocessing
 import os
 import queue
@@ -46,13 +50,19 @@ DEFAULT_PORT = 8765
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 #: Log lines kept per job.
 _LOG_LINES = 100
+#: The largest request body taken: a job's options are a few kB, a long prompt included.
+MAX_BODY_BYTES = 1 << 20
+#: Text fields longer than this are shortened in job views (the job keeps them whole).
+_SHOWN_CHARS = 256
+#: Job fields naming files that a job reads.
+INPUT_FIELDS = ("source", "depth", "image")
 
 
 def phase_of(stage: str) -> str:
     """The phase the API reports for a pipeline stage name."""
     if stage == "generate":
         return "generating"
-    if stage in ("depth model", "depth range", "ingest"):
+    if stage in ("depth model", "source check", "depth range", "ingest"):
         return "depth"
     if stage in ("cloud", "eyes"):
         return "rendering"
@@ -74,11 +84,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def confine(root: str, path: str) -> str:
-    """``path`` (relative to ``root``, or absolute) as a real path strictly inside ``root``.
+def confine(root: str, path: str, *also: str) -> str:
+    """``path`` (relative to ``root``, or absolute) as a real path strictly inside ``root`` (or one of the
+    real folders ``also``).
 
     Raises:
-        ValueError: empty, with a ``..`` component, or resolving (symlinks followed) outside ``root``.
+        ValueError: empty, with a ``..`` component, or resolving (symlinks followed) outside them.
     """
     if not isinstance(path, str) or not path.strip():
         raise ValueError("give a folder relative to the server's root")
@@ -87,10 +98,19 @@ def confine(root: str, path: str) -> str:
     if ".." in path.replace("\\", "/").split("/"):
         raise ValueError(f"'{path}' contains '..'; give a folder inside the server's root")
     real = os.path.realpath(os.path.join(root, path))
-    if real == root or os.path.commonpath([root, real]) != root:  # root may be '/' (the add-on's local server)
-        raise ValueError(f"'{path}' resolves to '{real}', which is not inside the server's root '{root}'; "
-                         "absolute paths and symlinks must stay inside it")
+    if not any(real != folder and os.path.commonpath([folder, real]) == folder for folder in (root, *also)):
+        # (a root of '/' is the add-on's local server, which may read and write anywhere)
+        where = f"the server's root '{root}'" + "".join(f" or '{folder}'" for folder in also)
+        raise ValueError(f"'{path}' resolves to '{real}', which is not inside {where}; absolute paths and "
+                         "symlinks must stay inside it" + ("" if also else " (a server reads other folders "
+                                                            "only when started with --read-root DIR)"))
     return real
+
+
+def confine_job(data: dict, root: str, read_roots: tuple[str, ...]) -> dict:
+    """A job's paths checked again where it runs: a symlink may have been swapped since it was accepted."""
+    inputs = {key: confine(root, data[key], *read_roots) for key in INPUT_FIELDS if data.get(key)}
+    return {**data, **inputs, "output_dir": confine(root, data["output_dir"])}
 
 
 # -------------------------------------------------------------------------------------------- the worker
@@ -119,7 +139,7 @@ def _device_info() -> dict:
     return info
 
 
-def _worker_main(inbox, outbox, cancel_flag, root: str) -> None:
+def _worker_main(inbox, outbox, cancel_flag, root: str, read_roots: tuple[str, ...] = ()) -> None:
     """The worker process: runs jobs one at a time, keeps models loaded between them."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TQDM_DISABLE", "1")
@@ -148,7 +168,7 @@ def _worker_main(inbox, outbox, cancel_flag, root: str) -> None:
             return cancel_flag.value == number
 
         try:
-            data = {**data, "output_dir": confine(root, data["output_dir"])}
+            data = confine_job(data, root, read_roots)
             result = run_job(kind, data, progress, cancel, lambda m, number=number: outbox.put(("log", number, m)))
             outbox.put(("succeeded", number, _plain(result), loaded()))
         except Cancelled as exc:
@@ -197,6 +217,7 @@ class Job:
     finished: float | None = None
 
     def view(self) -> dict:
+        """The job as the API shows it; long text (a prompt) shortened."""
         shot = self.spec["output_dir"]
         outputs = {"shot_dir": shot, "shot_json": os.path.join(shot, "shot.json"), "videos": []}
         if self.result:
@@ -204,7 +225,7 @@ class Job:
         return {"id": self.id, "kind": self.kind, "state": self.state, "phase": self.phase, "stage": self.stage,
                 "progress": self.progress, "error": self.error, "cancel_requested": self.cancel_requested,
                 "outputs": outputs, "result": self.result, "log": list(self.log), "created": self.created,
-                "started": self.started, "finished": self.finished, "spec": self.spec,
+                "started": self.started, "finished": self.finished, "spec": _shortened(self.spec),
                 "done": self.done, "total": self.total, "logged": self.logged}
 
     def add_log(self, line: str) -> None:
@@ -212,11 +233,17 @@ class Job:
         self.logged += 1
 
 
+def _shortened(spec: dict) -> dict:
+    return {key: f"{value[:_SHOWN_CHARS]}... ({len(value)} characters)"
+            if isinstance(value, str) and len(value) > _SHOWN_CHARS else value for key, value in spec.items()}
+
+
 class JobManager:
     """The queue, and the worker process that runs it; one scheduler thread moves jobs and messages."""
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, read_roots: tuple[str, ...] = ()):
         self.root = root
+        self.read_roots = read_roots
         self.jobs: dict[str, Job] = {}
         self.queue: deque[str] = deque()
         self.lock = threading.Lock()
@@ -262,7 +289,8 @@ class JobManager:
         self.worker_info = None
         self.loaded = {}
         self.worker = self.context.Process(target=_worker_main, name="stereoforge-worker", daemon=True,
-                                           args=(self.inbox, self.outbox, self.cancel_flag, self.root))
+                                           args=(self.inbox, self.outbox, self.cancel_flag, self.root,
+                                                 self.read_roots))
         self.worker.start()
 
     # -- requests
@@ -384,7 +412,7 @@ def _dataclass_fields(cls, skip: tuple[str, ...] = (), defaults: dict | None = N
     return out
 
 
-def job_models(root: str, allow_remote_code: bool = False):
+def job_models(root: str, allow_remote_code: bool = False, read_roots: tuple[str, ...] = ()):
     """The pydantic models of POST /jobs bodies, with paths checked against ``root``: ``(Convert, Generate)``."""
     from pydantic import ConfigDict, create_model, field_validator, model_validator
 
@@ -395,9 +423,7 @@ def job_models(root: str, allow_remote_code: bool = False):
         return confine(root, value)
 
     def input_path(cls, value):
-        if value is None or os.path.isabs(value):
-            return value
-        return os.path.join(root, value)
+        return None if value is None else confine(root, value, *read_roots)
 
     def model_path(cls, value):
         if value is None:
@@ -426,7 +452,7 @@ def job_models(root: str, allow_remote_code: bool = False):
 
     validators = {
         "v_output_dir": field_validator("output_dir")(output_dir),
-        "v_inputs": field_validator("source", "depth", "image", check_fields=False)(input_path),
+        "v_inputs": field_validator(*INPUT_FIELDS, check_fields=False)(input_path),
         "v_models": field_validator("depth_model", "inpaint_model", "video_model", check_fields=False)(model_path),
         "v_remote_code": field_validator("trust_remote_code")(remote_code),
     }
@@ -444,14 +470,20 @@ def job_models(root: str, allow_remote_code: bool = False):
 
 
 def create_app(root: str, token: str | None = None, model_dirs: tuple[str, ...] = (),
-               allow_remote_code: bool = False):
-    """The FastAPI app of a server writing under ``root``; the worker starts with the app (lifespan)."""
+               allow_remote_code: bool = False, read_roots: tuple[str, ...] = ()):
+    """The FastAPI app of a server writing under ``root`` and reading inputs there or under ``read_roots``; the
+    worker starts with the app (lifespan)."""
     from fastapi import Body, Depends, FastAPI, HTTPException
+    from fastapi.encoders import jsonable_encoder
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import JSONResponse
     from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
     root = os.path.realpath(root)
-    manager = JobManager(root)
-    convert_job, generate_job = job_models(root, allow_remote_code)
+    read_roots = tuple(os.path.realpath(folder) for folder in read_roots)
+    manager = JobManager(root, read_roots)
+    convert_job, generate_job = job_models(root, allow_remote_code, read_roots)
     bearer = HTTPBearer(auto_error=False)
 
     def authorise(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
@@ -471,8 +503,25 @@ def create_app(root: str, token: str | None = None, model_dirs: tuple[str, ...] 
         finally:
             manager.stop()
 
-    app = FastAPI(title="StereoForge", version=__version__, lifespan=lifespan, dependencies=[Depends(authorise)])
+    # The documentation is served by routes of our own, so that the token guards it like every other path.
+    app = FastAPI(title="StereoForge", version=__version__, lifespan=lifespan, dependencies=[Depends(authorise)],
+                  docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     app.state.manager = manager
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request, exc: RequestValidationError):
+        # pydantic's errors carry the input they failed on, which may be the whole body: not echoed.
+        errors = [{key: value for key, value in error.items() if key != "input"} for error in exc.errors()]
+        return JSONResponse(status_code=422, content={"detail": jsonable_encoder(errors)})
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi() -> dict:
+        return app.openapi()
+
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="StereoForge API")
     JobBody = Annotated[convert_job | generate_job, Body(discriminator="kind")]
 
     def find(job_id: str) -> Job:
@@ -518,6 +567,48 @@ def create_app(root: str, token: str | None = None, model_dirs: tuple[str, ...] 
     return app
 
 
+class BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes is answered 413 without being read further."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None:
+            if not length.isdigit() or int(length) > self.limit:
+                return await self._refuse(send)
+            return await self.app(scope, receive, send)
+        # No length given (chunked): the body is read here, up to the limit, and handed on whole.
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return await self.app(scope, receive, send)
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.limit:
+                return await self._refuse(send)
+        pending = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+        async def replay():  # the body once, then what the client sends next (its disconnect)
+            return pending.pop() if pending else await receive()
+
+        return await self.app(scope, replay, send)
+
+    async def _refuse(self, send) -> None:
+        detail = (f"the request body is larger than this server takes ({self.limit} bytes); a job's options "
+                  "are a few kB: send paths to files, not their contents")
+        payload = json.dumps({"detail": detail}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(payload)).encode()), (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": payload})
+
+
 # ------------------------------------------------------------------------------------------------ the CLI
 
 
@@ -541,6 +632,9 @@ def register(sub) -> None:
                         "from it too")
     p.add_argument("--token", default=os.environ.get("STEREOFORGE_TOKEN"),
                    help="require 'Authorization: Bearer TOKEN' on every request (default: $STEREOFORGE_TOKEN)")
+    p.add_argument("--read-root", action="append", default=[], metavar="DIR",
+                   help="also let jobs read their inputs (source, depth, image) from DIR; repeat for more "
+                        "(default: inputs only from --root)")
     p.add_argument("--models-dir", action="append", default=[], metavar="FOLDER",
                    help="also list the models in FOLDER at GET /models (ROOT/models always is)")
     p.add_argument("--allow-remote-code", action="store_true",
@@ -572,8 +666,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _stop_with_stdin()
     if not os.path.isdir(args.root):
         raise InputError(f"--root '{args.root}' is not a folder; create it first")
+    for folder in args.read_root:
+        if not os.path.isdir(folder):
+            raise InputError(f"--read-root '{folder}' is not a folder; give a folder that holds the inputs")
     app = create_app(args.root, token=args.token, model_dirs=tuple(args.models_dir),
-                     allow_remote_code=args.allow_remote_code)
+                     allow_remote_code=args.allow_remote_code, read_roots=tuple(args.read_root))
     print(f"stereoforge {__version__} serving jobs under '{os.path.realpath(args.root)}' at "
           f"http://{args.host}:{args.port} ({'token required' if args.token else 'no token'})", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

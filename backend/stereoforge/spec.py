@@ -89,7 +89,7 @@ class ConvertSpec:
         if self.depth_kind not in DEPTH_KINDS:
             raise InputError(f"--depth-kind {self.depth_kind!r} is not one of {', '.join(DEPTH_KINDS)}")
         for name in ("focal_px", "hfov", "interocular", "convergence_distance", "baseline", "fps",
-                     "max_parallax", "max_far_parallax", "screen_width"):
+                     "max_parallax", "max_far_parallax", "screen_width", "depth_scale"):
             value = getattr(self, name)
             if value is not None and (not math.isfinite(value) or value <= 0):
                 raise InputError(f"--{name.replace('_', '-')} {value} is not valid; it must be a positive number")
@@ -131,7 +131,8 @@ class ConvertSpec:
             first, last = self.frames
             if (first is not None and first < 1) or (last is not None and last < 1) or (
                     first is not None and last is not None and last < first):
-                raise InputError(f"--frames {first or ''}:{last or ''} is not valid; frames are numbered from 1, "
+                shown = ":".join("" if n is None else str(n) for n in self.frames)
+                raise InputError(f"--frames {shown} is not valid; frames are numbered from 1, "
                                  "A:B takes frames A to B inclusive")
 
     def _check_curves(self) -> None:

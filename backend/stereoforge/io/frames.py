@@ -8,7 +8,8 @@ A..B-1 (B exclusive, ``None`` for "to the end"), like a Python slice.
 Video is decoded with PyAV. Its pixels are taken to be sRGB-encoded, as for PNG and JPEG, and decoded to
 linear light; strictly, most video uses the BT.709 transfer curve, which differs from sRGB mainly in the deep
 shadows. The YUV -> RGB matrix and range come from the stream's tags (BT.709 for untagged HD, BT.601 for
-untagged SD, as players guess). Rotation metadata (phone videos) is not applied: frames come back as stored.
+untagged SD, as players guess). A video tagged to be shown turned (phone videos) is refused rather than read
+sideways: frames come back as stored.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import mmap
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,9 +79,18 @@ def select_range(total: int, frames: FrameRange | None, path: str | os.PathLike)
     stop = total if stop is None else stop
     if not (0 <= start < stop <= total):
         shown = f"{frames[0]}..{'end' if frames[1] is None else frames[1]}"
-        raise InputError(f"frame range {shown} does not fit '{path}', which has {total} frames "
-                         f"(0..{total - 1}); choose A..B with 0 <= A < B <= {total} (B exclusive)")
+        raise OutsideSource(f"frame range {shown} does not fit '{path}', which has {total} frames "
+                            f"(0..{total - 1}); choose A..B with 0 <= A < B <= {total} (B exclusive)", total)
     return start, stop
+
+
+class OutsideSource(InputError):
+    """A frame selection reaching outside its source; ``total`` is the source's frame count, so that a caller
+    with other frame numbers (the CLI's 1-based ``--frames``) can say it in its own terms."""
+
+    def __init__(self, message: str, total: int):
+        super().__init__(message)
+        self.total = total
 
 
 def _check_path(path: Path, what: str) -> None:
@@ -133,6 +143,20 @@ def _count_video_frames(container: av.container.InputContainer, path: Path) -> i
         return sum(1 for packet in container.demux(stream) if packet.size > 0 and not packet.is_discard)
     except av.FFmpegError as err:
         raise undecodable(path, err) from err
+
+
+def _display_turn(path: Path) -> str | None:
+    """How a player turns the video's frames (its display matrix), None when it shows them as stored."""
+    container = open_video(path)
+    try:
+        first = next(container.decode(container.streams.video[0]), None)
+    except av.FFmpegError as err:
+        raise undecodable(path, err) from err
+    finally:
+        container.close()
+    clockwise = round(-first.rotation) % 360 if first is not None else 0  # FFmpeg counts anticlockwise
+    return {0: None, 180: "180 degrees", 270: "90 degrees anticlockwise"}.get(clockwise, f"{clockwise} degrees "
+                                                                                     "clockwise")
 
 
 def _frame_to_linear(frame: av.VideoFrame) -> np.ndarray:
@@ -190,7 +214,15 @@ class Source:
                                  f"{self.width}x{self.height}; give every frame one size")
             yield i, rgb
 
-    def _video_frames(self) -> Iterator[tuple[int, np.ndarray]]:
+    def check(self, progress: Callable[[int], None] | None = None) -> None:
+        """Decode every selected frame, keeping none: a damaged frame stops a job before it writes anything,
+        where the headers read by :func:`open_source` looked fine. ``progress(done)`` follows it."""
+        decoded = self._video_frames(convert=False) if self.kind == "video" else self.frames()
+        for i, _ in decoded:
+            if progress:
+                progress(i + 1)
+
+    def _video_frames(self, convert: bool = True) -> Iterator[tuple[int, np.ndarray | None]]:
         stop = self.first_index + self.count
         index = 0
         container = open_video(self.path)
@@ -200,7 +232,7 @@ class Source:
             # Frames before the selection are decoded (the codec needs them) but not converted.
             for frame in container.decode(stream):
                 if index >= self.first_index:
-                    yield index - self.first_index, _frame_to_linear(frame)
+                    yield index - self.first_index, _frame_to_linear(frame) if convert else None
                 index += 1
                 if index >= stop:
                     break
@@ -254,9 +286,18 @@ def open_source(path: str | os.PathLike, frames: FrameRange | None = None) -> So
             stream = container.streams.video[0]
             width, height = stream.codec_context.width, stream.codec_context.height
             rate = stream.average_rate or stream.guessed_rate
+            listed = stream.frames  # from the container's index where it has one (mp4, mov), else 0
             total = _count_video_frames(container, path)
         finally:
             container.close()
+        if total < listed:
+            raise undecodable(path, f"its index lists {listed} frames but only {total} are in the file: it is cut "
+                                    "short")
+        turn = _display_turn(path)
+        if turn:
+            raise InputError(f"video '{path}' is tagged to be shown turned {turn} (its display "
+                             "matrix, as phones record), and StereoForge reads the frames as stored; re-encode it "
+                             "with the turn applied (ffmpeg -i IN.mp4 OUT.mp4 applies it) and run again")
         if total == 0 or not width or not height:
             raise undecodable(path, "no frames found")
         start, stop = select_range(total, frames, path)

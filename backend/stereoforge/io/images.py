@@ -12,10 +12,15 @@ folder be resumed after a crash.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
+import hashlib
 import os
+import re
 import secrets
+import socket
 import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,6 +134,9 @@ def _decode_with_opencv(path: Path, what: str) -> np.ndarray:
     except OSError as err:
         raise InputError(f"cannot read {what} '{path}': {err.strerror or err}; check the file's "
                          "permissions") from err
+    problem = _damage(path.suffix.lower(), memoryview(data))
+    if problem is not None:  # found before OpenCV's decoder, which would print its own line on stderr
+        raise InputError(f"cannot read {what} '{path}': {problem}")
     pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if pixels is None:
         raise InputError(f"cannot read {what} '{path}': not a valid {path.suffix.lstrip('.').upper()} file; "
@@ -136,8 +144,123 @@ def _decode_with_opencv(path: Path, what: str) -> np.ndarray:
     return pixels
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_EXIF_ORIENTATION_TAG = 0x0112
+_ORIENTATIONS = {2: "mirrored", 3: "turned 180 degrees", 4: "flipped", 5: "mirrored and turned",
+                 6: "turned 90 degrees clockwise", 7: "mirrored and turned", 8: "turned 90 degrees anticlockwise"}
+
+
+def _damage(ext: str, data: memoryview) -> str | None:
+    """What is wrong with a PNG or JPEG file's bytes that its decoder would stumble on, or None."""
+    if ext == ".png" and data[:8] == _PNG_SIGNATURE:
+        return _png_damage(data)
+    if ext in (".jpg", ".jpeg") and data[:2] == b"\xff\xd8":
+        # Entropy-coded data never holds FF D9 (an FF there is followed by 00 or a restart marker), so a
+        # file whose end-of-image marker is missing was cut short; the decoder would fill the rest with grey.
+        if b"\xff\xd9" not in data[-1024:].tobytes():
+            return "it ends before its end-of-image marker: the file is cut short; re-export it"
+        orientation = _jpeg_orientation(data)
+        if orientation in _ORIENTATIONS:
+            return (f"it is tagged to be shown {_ORIENTATIONS[orientation]} (EXIF orientation {orientation}), "
+                    "and StereoForge reads the pixels as stored; save the pixels turned (e.g. exiftran -ai) "
+                    "or re-export it without the tag")
+    return None
+
+
+def _png_damage(data: memoryview) -> str | None:
+    """Each chunk whole and matching its CRC, up to IEND."""
+    pos = len(_PNG_SIGNATURE)
+    while pos + 12 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        end = pos + 12 + length
+        name = kind.decode("latin-1")
+        if end > len(data):
+            return f"its {name} chunk is cut short: the file is incomplete; re-export it"
+        if zlib.crc32(data[pos + 4:end - 4]) != struct.unpack_from(">I", data, end - 4)[0]:
+            return f"its {name} chunk is damaged (CRC mismatch); re-export it"
+        if kind == b"IEND":
+            return None
+        pos = end
+    return "it ends before its IEND chunk: the file is cut short; re-export it"
+
+
+def _jpeg_orientation(data: memoryview) -> int:
+    """The EXIF orientation of a JPEG (1, as stored, when it has none)."""
+    pos = 2
+    try:
+        while data[pos] == 0xFF and data[pos + 1] not in (0xD9, 0xDA):  # up to the end or the scan
+            length = struct.unpack_from(">H", data, pos + 2)[0]
+            body = pos + 4
+            if data[pos + 1] == 0xE1 and data[body:body + 6] == b"Exif\0\0":
+                tiff = body + 6
+                order = "<" if data[tiff:tiff + 2] == b"II" else ">"
+                ifd = tiff + struct.unpack_from(order + "I", data, tiff + 4)[0]
+                for i in range(struct.unpack_from(order + "H", data, ifd)[0]):
+                    tag, _, _, value = struct.unpack_from(order + "HHIH", data, ifd + 2 + 12 * i)
+                    if tag == _EXIF_ORIENTATION_TAG:
+                        return value
+                return 1
+            pos = body + length - 2
+    except (struct.error, IndexError):  # a damaged EXIF block is not ours to judge: the decoder reads it
+        return 1
+    return 1
+
+
+#: Scanlines per chunk of each EXR compression (its number in the header).
+_EXR_LINES_PER_CHUNK = {0: 1, 1: 1, 2: 1, 3: 16, 4: 32, 5: 16, 6: 32, 7: 32, 8: 32, 9: 256}
+_EXR_TILED, _EXR_MULTIPART, _EXR_DEEP = 0x200, 0x1000, 0x800
+
+
+def _exr_damage(path: Path) -> str | None:
+    """Whether a single-part scanline EXR (what renderers and StereoForge write) holds every chunk its
+    offset table lists; None when it does, or for other layouts, left to OpenEXR."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8 or head[:4] != b"\x76\x2f\x31\x01":
+                return None
+            if struct.unpack("<I", head[4:])[0] & (_EXR_TILED | _EXR_MULTIPART | _EXR_DEEP):
+                return None
+            attributes = {}
+            while name := _exr_string(f):
+                kind, size = _exr_string(f), struct.unpack("<i", f.read(4))[0]
+                attributes[name] = (kind, f.read(size))
+            lines = _EXR_LINES_PER_CHUNK.get(attributes.get("compression", ("", b"\xff"))[1][0])
+            if lines is None or "dataWindow" not in attributes:
+                return None
+            _, y_min, _, y_max = struct.unpack("<4i", attributes["dataWindow"][1])
+            count = -(-(y_max - y_min + 1) // lines)
+            table = f.read(8 * count)
+            end = f.seek(0, os.SEEK_END)
+            if len(table) < 8 * count:
+                return "it ends inside its offset table: the file is cut short"
+            last = max(struct.unpack(f"<{count}Q", table))
+            f.seek(last)
+            leader = f.read(8)
+            if len(leader) < 8 or last + 8 + struct.unpack("<ii", leader)[1] > end:
+                return "its last block of pixels is missing: the file is cut short"
+    except (struct.error, IndexError, UnicodeDecodeError, OverflowError, ValueError):
+        return "its header is damaged"
+    return None
+
+
+def _exr_string(f) -> str:
+    """A NUL-terminated EXR header name (at most 255 bytes)."""
+    name = bytearray()
+    while (byte := f.read(1)) not in (b"\0", b""):
+        name += byte
+        if len(name) > 255:
+            raise ValueError("name too long")
+    if not byte:
+        raise ValueError("header cut short")
+    return name.decode("ascii")
+
+
 def read_exr_channels(path: str | os.PathLike, what: str = "EXR file") -> dict[str, np.ndarray]:
     """All channels of all parts of an EXR, name -> 2-D array (the first part wins on a repeated name)."""
+    problem = _exr_damage(Path(path))
+    if problem is not None:  # found before OpenEXR, which would print its own lines on stderr
+        raise InputError(f"cannot read {what} '{path}': {problem}; re-export it")
     try:
         with OpenEXR.File(str(path), separate_channels=True) as exr:
             channels: dict[str, np.ndarray] = {}
@@ -168,8 +291,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     PNG, JPEG and TIFF of 8 or 16 bits are sRGB-decoded; grey becomes RGB, alpha is dropped, palettes are
     expanded. A float TIFF is taken to be linear already. EXR is read as-is (linear): channels R, G, B (with
     or without A), or one layer's ``<layer>.R/G/B`` (Blender multilayer; ``Combined`` preferred), or
-    luminance ``Y`` (or the only channel) as grey. JPEG EXIF orientation is not applied: pixels come back as
-    stored.
+    luminance ``Y`` (or the only channel) as grey. A JPEG tagged to be shown turned or mirrored (EXIF
+    orientation) is refused rather than read sideways: pixels are read as stored.
 
     Args:
         path: the image file.
@@ -393,27 +516,74 @@ def read_depth_file(path: str | os.PathLike) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------- writing
 
 
+#: A temporary file's name: ``.<stem>.tmp-<host>-<pid>-<random><suffix>``; the host and the process that
+#: writes it are in the name so that a later run can tell a dead run's leftovers from a live run's files.
+_TEMPORARY = re.compile(r"^\..+\.tmp-(?P<host>[0-9a-f]{6})-(?P<pid>\d+)-[0-9a-f]{8}(\.[^.]+)?$")
+
+
+@functools.lru_cache(maxsize=1)
+def _host_tag() -> str:
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
+
+
+def temporary_path(final_path: str | os.PathLike) -> Path:
+    """A fresh hidden name beside ``final_path`` for writing it, keeping its extension (encoders choose the
+    format by it); :func:`remove_stale_temporaries` recognises it once its writer is gone."""
+    final_path = Path(final_path)
+    return final_path.with_name(f".{final_path.stem}.tmp-{_host_tag()}-{os.getpid()}-{secrets.token_hex(4)}"
+                                f"{final_path.suffix}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files under ``folder`` that a killed run left half-written; returns them.
+
+    Only files written from this host by a process that no longer runs are removed: another run may be
+    writing the same shot (two machines each doing half a clip), and its files are left alone.
+    """
+    removed = []
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            match = _TEMPORARY.match(name)
+            if match and match["host"] == _host_tag() and not _alive(int(match["pid"])):
+                path = Path(parent, name)
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(final_path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path to write to, moved onto ``final_path`` only when the block succeeds.
 
-    The temporary file lies in the same folder (so the move is an atomic ``os.replace`` on one filesystem),
-    is hidden (its name starts with ``.``), contains ``.tmp``, and keeps ``final_path``'s extension so that
-    encoders that choose a format by extension still do. If the block raises, the temporary file is removed
-    and ``final_path`` is left as it was. The parent folder is created if needed.
+    The temporary file (:func:`temporary_path`) lies in the same folder, so the move is an atomic
+    ``os.replace`` on one filesystem. If the block raises, the temporary file is removed and ``final_path``
+    is left as it was. The parent folder is created if needed.
 
     Yields:
         The temporary :class:`~pathlib.Path`; nothing exists there yet.
     """
     final_path = Path(final_path)
     final_path.parent.mkdir(parents=True, exist_ok=True)
-    temp = final_path.with_name(f".{final_path.stem}.tmp{secrets.token_hex(4)}{final_path.suffix}")
+    temp = temporary_path(final_path)
     try:
         yield temp
         os.replace(temp, final_path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.remove(temp)
+        if isinstance(exc, OSError) and exc.errno and not exc.filename:  # a write's error names no file
+            raise OSError(exc.errno, exc.strerror, str(final_path)) from exc
         raise
 
 
@@ -436,8 +606,8 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
     ok, encoded = cv2.imencode(".png", np.ascontiguousarray(array))
     if not ok:
         raise OSError(f"OpenCV could not encode '{path}' as PNG")
-    with atomic_path(path) as temp:
-        encoded.tofile(temp)
+    with atomic_path(path) as temp, open(temp, "wb") as f:
+        f.write(memoryview(encoded))  # not ndarray.tofile, whose error on a full disk names no reason
 
 
 def write_exr(path: str | os.PathLike, channels: dict[str, np.ndarray], half: bool = False) -> None:
@@ -458,4 +628,9 @@ def write_exr(path: str | os.PathLike, channels: dict[str, np.ndarray], half: bo
         raise ValueError(f"write_exr needs (H, W) channels of one size, got {shapes}")
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
     with atomic_path(path) as temp, OpenEXR.File(header, pixels) as exr:
-        exr.write(str(temp))
+        try:
+            exr.write(str(temp))
+        except RuntimeError as err:  # OpenEXR's own exception; its text ends with the system's reason
+            reason = str(err).rsplit(". ", 1)[-1].rstrip(".")
+            code = {os.strerror(c): c for c in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS)}.get(reason, 0)
+            raise OSError(code, reason, str(path)) from None
