@@ -27,6 +27,16 @@ def _estimate(image, known, rows, cols, steps, radius, band, reach, candidates, 
         y, x, step = rows[i], cols[i], steps[i]
         for q in range(candidates):
             best_d[q] = 1e30
+        # The pixels of the patch known here: a candidate is compared on all of them, or not at all, so its
+        # sum can stop as soon as it exceeds the worst of the best so far.
+        count = 0
+        for py in range(-radius, radius + 1):
+            for px in range(-radius, radius + 1):
+                ty, tx = y + py, x + px
+                if 0 <= ty < h and 0 <= tx < w and seen[ty, tx]:
+                    count += 1
+        if count < 6:  # too little known around it to judge a match
+            continue
         for dy in range(-band, band + 1):
             sy = y + dy
             if sy < radius or sy >= h - radius:
@@ -37,22 +47,24 @@ def _estimate(image, known, rows, cols, steps, radius, band, reach, candidates, 
                     break
                 if not known[sy, sx]:
                     continue
+                limit = best_d[candidates - 1] * count
                 total = 0.0
-                count = 0
                 for py in range(-radius, radius + 1):
                     ty = y + py
                     if ty < 0 or ty >= h:
                         continue
                     for px in range(-radius, radius + 1):
                         tx = x + px
-                        if tx < 0 or tx >= w or not seen[ty, tx] or not known[sy + py, sx + px]:
+                        if tx < 0 or tx >= w or not seen[ty, tx]:
                             continue
+                        if not known[sy + py, sx + px]:
+                            total = 1e30
+                            break
                         for c in range(3):
                             e = work[ty, tx, c] - image[sy + py, sx + px, c]
                             total += e * e
-                        count += 1
-                if count < 6:  # too little overlap to judge a match
-                    continue
+                    if total >= limit:
+                        break
                 d = total / count
                 if d < best_d[candidates - 1]:
                     j = candidates - 1

@@ -294,7 +294,7 @@ class BackgroundInpainter:
             known[f.rows[~todo], f.cols[~todo]] = True
             synth[opened] = _exemplar_blend(out, known, rows[opened], cols[opened], side[opened])
             synth[opened] = _smooth_by_distance(synth[opened], rows[opened], cols[opened],
-                                                np.abs(cols[opened] - side[opened]), out.shape[:2])
+                                                np.abs(cols[opened] - side[opened]))
         before = self._frame(n - 1)
         previous = self._previous[1] if self._previous and self._previous[0] == n - 1 else self.clip.filled(n - 1)
         if previous is None or before is None or self.persistence == 0.0:
@@ -513,27 +513,29 @@ def _background_band(inv_depth: np.ndarray, holes: np.ndarray, rows: np.ndarray,
 
 
 def _smooth_by_distance(values: np.ndarray, rows: np.ndarray, cols: np.ndarray, distance: np.ndarray,
-                        shape: tuple[int, int], per_px: float = 0.15,
-                        sigmas: tuple[float, ...] = (1.0, 2.0, 4.0)) -> np.ndarray:
+                        per_px: float = 0.15, sigmas: tuple[float, ...] = (1.0, 2.0, 4.0)) -> np.ndarray:
     """(N, 3): ``values`` of the hole pixels ``rows``, ``cols`` smoothed among themselves with a Gaussian of
     ``per_px * distance`` pixels at each (``distance``: from its background side): what a hole hides is less
     certain the deeper into it, and the mean of what it may be is the closer guess. Interpolated between the
     values themselves (width 0) and blurs of ``sigmas`` (in log sigma between those), capped at the last: wider,
     the fill of the real pairs' wide holes in textured ground (KITTI's road) lost more than the others gained,
     and narrow holes (the Blender scenes') keep their fill as it is."""
-    inside = np.zeros(shape, np.float32)
-    inside[rows, cols] = 1.0
-    image = np.zeros((*shape, 3), np.float32)
-    image[rows, cols] = values
-    levels = [values]
-    for sigma in sigmas:
-        blur = lambda x, sigma=sigma: cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
-        levels.append((_channels(blur(image), 3) / np.maximum(blur(inside), 1e-12)[..., None])[rows, cols])
     width = per_px * distance
-    logs = np.interp(np.log2(np.maximum(width, sigmas[0])), np.log2(sigmas), np.arange(1, len(sigmas) + 1))
-    at = np.where(width < sigmas[0], width / sigmas[0], logs)
+    used = [sigma for k, sigma in enumerate(sigmas) if k == 0 or sigmas[k - 1] < width.max()]
+    # Blurred over the pixels' bounding box only: outside it all is zero, as the constant border is.
+    y, x = rows - rows.min(), cols - cols.min()
+    inside = np.zeros((y.max() + 1, x.max() + 1), np.float32)
+    inside[y, x] = 1.0
+    image = np.zeros((*inside.shape, 3), np.float32)
+    image[y, x] = values
+    levels = [values]
+    for sigma in used:
+        blur = lambda a, sigma=sigma: cv2.GaussianBlur(a, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
+        levels.append(_channels(blur(image), 3)[y, x] / np.maximum(blur(inside)[y, x], 1e-12)[:, None])
+    logs = np.interp(np.log2(np.maximum(width, used[0])), np.log2(used), np.arange(1, len(used) + 1))
+    at = np.where(width < used[0], width / used[0], logs)
     low = np.floor(at).astype(int)
-    high = np.minimum(low + 1, len(sigmas))
+    high = np.minimum(low + 1, len(used))
     t = (at - low)[:, None]
     levels = np.stack(levels)
     every = np.arange(rows.size)
