@@ -250,8 +250,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     same)."""
     g = p.add_argument_group("models (a Hugging Face id or a local folder each)")
     g.add_argument("--inpaint-model", metavar="MODEL",
-                   help="fill dropout with a diffusers inpainting pipeline (e.g. a Stable Diffusion inpainting "
-                        "model) instead of --inpaint")
+                   help="fill dropout with a diffusers inpainting pipeline instead of --inpaint: an image "
+                        "inpainter (e.g. Stable Diffusion inpainting) or a video inpainter that fills each chunk "
+                        "as one clip under a mask video (e.g. Wan VACE)")
     g.add_argument("--inpaint-prompt", default="", metavar="TEXT",
                    help="prompt for the inpainting model (default: none; the surroundings guide the fill)")
     g.add_argument("--inpaint-steps", type=int, metavar="N", help="denoising steps of the inpainting model")
