@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from stereoforge.camera import Intrinsics
+from stereoforge.exemplar import exemplar_estimates
 from stereoforge.inpaint import DEFAULT_INPAINTER, INPAINTERS, BackgroundInpainter, EyeFrame, FrameList, fill_clip
 from stereoforge.io.images import to_uint8_srgb
 from stereoforge.quality import score_eye, ssim_map
@@ -307,3 +308,29 @@ def test_score_of_the_truth_itself():
     assert score["all"]["psnr"] == float("inf") and score["all"]["ssim"] == pytest.approx(1.0)
     assert score["all"]["flicker"] == pytest.approx(1.0)
     assert score["dropout_fraction"] == pytest.approx(100 / (H * W) / 3)
+
+
+def test_exemplar_estimates_continue_the_backgrounds_texture_and_never_copy_the_foreground():
+    """Diagonal stripes (period 8) behind a hole 6 pixels wide, with a red object on the hole's other side: the
+    estimates, made outwards from the background side, follow the stripes into the hole, where continuing the
+    background side's pixel along the row cannot."""
+    h, w = 40, 60
+    y, x = np.mgrid[0:h, 0:w]
+    stripes = 0.5 + 0.4 * np.sin(2 * np.pi * (x + y) / 8.0)
+    truth = np.repeat(stripes[..., None], 3, axis=2).astype(np.float32)
+    image = truth.copy()
+    image[:, 14:20] = RED  # the foreground, left of the hole
+    hole = np.zeros((h, w), bool)
+    hole[4:36, 20:26] = True
+    image[hole] = 0.0
+    known = ~hole
+    known[:, 14:20] = False  # the foreground is not the hole's background
+    rows, cols = np.nonzero(hole)
+    order = np.argsort(-cols, kind="stable")  # from the background side (right) inwards
+    rows, cols = rows[order], cols[order]
+    estimates = exemplar_estimates(image, known, rows, cols, np.ones(rows.size, int))
+    assert not np.isnan(estimates).any()
+    error = np.abs(estimates - truth[rows, cols]).mean()
+    along_row = np.abs(truth[rows, 26] - truth[rows, cols]).mean()  # the background side's neighbour, continued
+    assert error < 0.05 < 0.2 < along_row
+    assert np.all(np.abs(estimates[:, 0] - estimates[:, 1]) < 0.02)  # grey like the stripes: no red came in

@@ -23,7 +23,7 @@ import tiny_models  # noqa: E402
 from stereoforge.cli import main  # noqa: E402
 from stereoforge.depth import DepthConverter, DepthStats, observe  # noqa: E402
 from stereoforge.errors import Cancelled, InputError  # noqa: E402
-from stereoforge.io.images import read_depth_file, read_image, write_png  # noqa: E402
+from stereoforge.io.images import read_depth_file, read_image, to_uint8_srgb, write_png  # noqa: E402
 from stereoforge.models import depth as depth_models  # noqa: E402
 from stereoforge.models import loading, registry  # noqa: E402
 from stereoforge.models.depth import load_depth_model  # noqa: E402
@@ -297,6 +297,49 @@ def test_sd_inpainting_fills_only_dropout_in_tiles(tiny):
         assert 0.0 <= filled.min() and filled.max() <= 1.0
 
 
+def test_wan_vace_fills_a_17_frame_shot_in_overlapping_chunks_and_tiles_keeping_covered_pixels(tiny, tmp_path,
+                                                                                               monkeypatch):
+    """A video inpainter (Wan VACE: a clip and its mask video) through ``convert --inpaint-model``: chunks of 8
+    frames, each carrying the last 2 of the one before, padded to Wan's 4k + 1 frames, and 2 tiles across."""
+    from stereoforge.models.inpaint import InpaintModel
+    from stereoforge.pipeline import read_eye, read_mask, read_png8
+
+    source = frames_folder(tmp_path / "plate", 17, height=48, width=96)
+    depth = np.full((17, 48, 96), 4.0, np.float32)
+    for n in range(17):  # a near box moving right: holes open beside it in both eyes, in every frame
+        depth[n, 12:36, 30 + n:54 + n] = 1.0
+    np.save(tmp_path / "depth.npy", depth)
+    calls = []
+    real_call = InpaintModel.fill
+
+    def counted(self, images, masks):
+        calls.append((len(images), images[0].shape[:2]))
+        return real_call(self, images, masks)
+
+    monkeypatch.setattr(InpaintModel, "fill", counted)
+    shot = tmp_path / "shot"
+    code = main(["convert", str(source), "--depth", str(tmp_path / "depth.npy"), "--depth-kind", "metric",
+                 "-o", str(shot), "--inpaint-model", tiny["wan_vace"], "--inpaint-steps", "1",
+                 "--inpaint-chunk", "8", "--inpaint-overlap", "2", "--inpaint-tile", "64",
+                 "--inpaint-tile-overlap", "16", "--interocular", "0.3", "--layout", "sbs", "--no-cloud",
+                 "--device", "cpu", "-q"])
+    assert code == 0
+    # Per eye: chunks of 8, 2 + 8 and 2 + 1 frames, each in 2 tiles (64 px wide, 32 px overlap) of the whole clip.
+    assert [count for count, _ in calls] == [8, 8, 10, 10, 3, 3] * 2
+    assert {size for _, size in calls} == {(48, 64)}
+    assert json.loads((shot / "shot.json").read_text())["spec"]["inpaint_model"] == tiny["wan_vace"]
+    model = load_inpaint_model(tiny["wan_vace"], CPU)
+    assert model.name == "WanVACEPipeline" and model.whole_clip and model.multiple == 16
+    for eye in EYES:
+        assert count_files(shot / "filled" / eye, ".png") == 17
+        for n in (1, 7, 8, 9, 17):  # frames in one chunk, in the overlap of two, the last one
+            rgb, _, _ = read_eye(str(shot / "eyes" / eye / f"{n:06d}.exr"))
+            dropout = read_mask(str(shot / "masks" / eye / f"{n:06d}.png"))
+            filled = read_png8(str(shot / "filled" / eye / f"{n:06d}.png"))
+            assert 0 < dropout.sum() < dropout.size // 4
+            np.testing.assert_array_equal(filled[~dropout], to_uint8_srgb(rgb)[~dropout])
+
+
 # --------------------------------------------------------------------------------------- generate, whole
 
 
@@ -402,7 +445,7 @@ def test_generate_refuses_depth_files(tiny, tmp_path, capsys):
 
 def test_models_lists_what_is_here_by_stage(tiny, tmp_path, capsys):
     for name in ("text_to_video_sd", "ltx_image_to_video", "dpt", "depth_anything_metric", "marigold",
-                 "sd_inpaint"):
+                 "sd_inpaint", "wan_vace"):
         tiny[name]
     found = registry.by_stage(registry.scan([str(tiny.folder)]))
     stages = {stage: {os.path.basename(m["id"]): m["detail"] for m in models} for stage, models in found.items()}
@@ -411,5 +454,6 @@ def test_models_lists_what_is_here_by_stage(tiny, tmp_path, capsys):
     assert stages["depth"]["dpt"] == "relative" and stages["depth"]["depth_anything_metric"] == "metric"
     assert stages["depth"]["marigold"] == "affine"
     assert "sd_inpaint" in stages["inpaint"]
+    assert stages["inpaint"]["wan_vace"] == "video"  # a clip and a mask video: no text-to-video model
     assert main(["models", "--dir", str(tiny.folder), "--json"]) == 0
     assert "sd_inpaint" in json.dumps(json.loads(capsys.readouterr().out)["inpaint"])

@@ -40,12 +40,13 @@ def clip_text_encoder():
                                         projection_dim=HIDDEN, pad_token_id=0, bos_token_id=1, eos_token_id=2))
 
 
-def t5_text_encoder():
-    from transformers import T5Config, T5EncoderModel
+def t5_text_encoder(umt5: bool = False):
+    """A T5 encoder (LTX-Video's), or with ``umt5`` the UMT5 one Wan uses (the same layout)."""
+    from transformers import T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
 
-    return T5EncoderModel(T5Config(vocab_size=len(WORDS) + 4, d_model=HIDDEN, d_kv=8, d_ff=32, num_layers=1,
-                                   num_heads=2, relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=2,
-                                   decoder_start_token_id=0))
+    model, config = (UMT5EncoderModel, UMT5Config) if umt5 else (T5EncoderModel, T5Config)
+    return model(config(vocab_size=len(WORDS) + 4, d_model=HIDDEN, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
+                        relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=2, decoder_start_token_id=0))
 
 
 def vae():
@@ -186,4 +187,24 @@ def sd_inpaint(folder) -> str:
     pipe = StableDiffusionInpaintPipeline(vae=vae(), text_encoder=clip_text_encoder(), tokenizer=tokenizer(),
                                           unet=unet_2d(9), scheduler=ddim(), safety_checker=None,
                                           feature_extractor=None, requires_safety_checker=False)
+    return _save(pipe, folder)
+
+
+def wan_vace(folder) -> str:
+    """Wan VACE: a Wan transformer with a control stream that takes a video and a mask video (video inpainting;
+    frames 4k+1, sizes a multiple of 16)."""
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanVACEPipeline, WanVACETransformer3DModel
+
+    torch.manual_seed(0)
+    # Three spatial halvings (8x) and two temporal (4x), as Wan 2.1's VAE; 4 latent channels.
+    vae_ = AutoencoderKLWan(base_dim=4, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                            temperal_downsample=[False, True, True], latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
+    # The control stream sees the video's two halves (kept and to fill: 2 x 4 latent channels) and the mask
+    # folded from each 8 x 8 block into channels (64).
+    transformer = WanVACETransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8,
+                                            in_channels=4, out_channels=4, text_dim=HIDDEN, freq_dim=16, ffn_dim=16,
+                                            num_layers=2, cross_attn_norm=True, rope_max_seq_len=32,
+                                            vace_layers=[0], vace_in_channels=2 * 4 + 64)
+    pipe = WanVACEPipeline(tokenizer=tokenizer(), text_encoder=t5_text_encoder(umt5=True), vae=vae_,
+                           scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), transformer=transformer)
     return _save(pipe, folder)

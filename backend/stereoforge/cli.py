@@ -269,7 +269,7 @@ def _report(result: dict, started: float, progress: str = "bar") -> None:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    spec = _spec_from_args(args, args.source, args.output)
+    spec = generate.with_model_options(_spec_from_args(args, args.source, args.output), args)
     if args.server:
         result = run_on_server(args, "convert", spec.to_dict())
     else:
@@ -330,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an image (png/jpg/exr/tif), a folder of frames, or a video (mp4/mov/mkv/webm)")
     p.add_argument("-o", "--output", required=True, metavar="SHOT_DIR", help="the shot folder to write")
     add_convert_options(p)
+    generate.add_model_options(p)
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("demo", help="run the whole pipeline on the embedded demo clip (no download, no GPU)",

@@ -255,11 +255,13 @@ def generate(spec: GenerateSpec, progress: Progress | None = None, cancel: Calla
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
-    """Where and how models run, and the inpainting model (``generate``; the job server takes the same)."""
+    """Where and how models run, and the inpainting model (``convert`` and ``generate``; the job server takes the
+    same)."""
     g = p.add_argument_group("models (a Hugging Face id or a local folder each)")
     g.add_argument("--inpaint-model", metavar="MODEL",
-                   help="fill dropout with a diffusers inpainting pipeline (e.g. a Stable Diffusion inpainting "
-                        "model) instead of --inpaint")
+                   help="fill dropout with a diffusers inpainting pipeline instead of --inpaint: an image "
+                        "inpainter (e.g. Stable Diffusion inpainting) or a video inpainter that fills each chunk "
+                        "as one clip under a mask video (e.g. Wan VACE)")
     g.add_argument("--inpaint-prompt", default="", metavar="TEXT",
                    help="prompt for the inpainting model (default: none; the surroundings guide the fill)")
     g.add_argument("--inpaint-steps", type=int, metavar="N", help="denoising steps of the inpainting model")
@@ -284,6 +286,16 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="noise seed of the models (default: drawn at random and recorded in shot.json)")
     g.add_argument("--trust-remote-code", action="store_true",
                    help="let a model run code from its own repository (off by default: read that code first)")
+
+
+def with_model_options(spec: ConvertSpec, args: argparse.Namespace) -> ConvertSpec:
+    """``spec`` with the options of :func:`add_model_options` from ``args``."""
+    return dataclasses.replace(
+        spec, inpaint_model=args.inpaint_model, inpaint_prompt=args.inpaint_prompt,
+        inpaint_steps=args.inpaint_steps, inpaint_chunk=args.inpaint_chunk, inpaint_overlap=args.inpaint_overlap,
+        inpaint_tile=args.inpaint_tile, inpaint_tile_overlap=args.inpaint_tile_overlap,
+        model_dtype=args.model_dtype, model_offload=args.model_offload, attention_slicing=args.attention_slicing,
+        vae_tiling=args.vae_tiling, seed=args.seed, trust_remote_code=args.trust_remote_code)
 
 
 def register(sub) -> None:
@@ -325,13 +337,7 @@ def spec_from_args(args: argparse.Namespace) -> GenerateSpec:
 
     if args.depth is not None:
         raise InputError("generate estimates the depth with --depth-model; --depth is for convert")
-    options = _spec_from_args(args, "", args.output)
-    options = dataclasses.replace(
-        options, inpaint_model=args.inpaint_model, inpaint_prompt=args.inpaint_prompt,
-        inpaint_steps=args.inpaint_steps, inpaint_chunk=args.inpaint_chunk, inpaint_overlap=args.inpaint_overlap,
-        inpaint_tile=args.inpaint_tile, inpaint_tile_overlap=args.inpaint_tile_overlap,
-        model_dtype=args.model_dtype, model_offload=args.model_offload, attention_slicing=args.attention_slicing,
-        vae_tiling=args.vae_tiling, seed=args.seed, trust_remote_code=args.trust_remote_code)
+    options = with_model_options(_spec_from_args(args, "", args.output), args)
     return GenerateSpec(prompt=args.prompt, output_dir=args.output, video_model=args.video_model, image=args.image,
                         negative_prompt=args.negative_prompt, num_frames=args.num_frames, height=args.height,
                         width=args.width, steps=args.steps, guidance=args.guidance, video_only=args.video_only,

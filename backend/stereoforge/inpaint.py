@@ -30,9 +30,11 @@ The inpainters here need no model weights:
      more.
   4. *The previous frame's fill*, where no frame saw the background: moved here by the same flow, where it
      was a hole too, blended (``persistence``) with a fill of this frame from the background side alone (the
-     background-side neighbour continued along the row, smoothed a little down the columns). The same
-     background behind a still object is filled the same way in every frame, and a fill that moves follows
-     the background.
+     background-side neighbour continued along the row, smoothed a little down the columns; in a
+     disocclusion, half of it exemplars: the background's continuations, found in the hole's depth band
+     beyond its background side, that agree with what surrounds each pixel, see :mod:`.exemplar`; then
+     smoothed the more the deeper into the hole). The same background behind a still object is filled the
+     same way in every frame, and a fill that moves follows the background.
 
   Dropout that the edge of a covered surface covers in part (coverage under half) keeps that part over the
   fill: an antialiased edge stays antialiased. The state carried from frame to frame is the previous
@@ -52,6 +54,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from .exemplar import exemplar_estimates
 from .io.images import linear_to_srgb, srgb_integers_to_linear, srgb_to_linear, to_uint8_srgb
 
 
@@ -189,6 +192,8 @@ class _Frame:
     srgb: np.ndarray  # (H, W, 3) float32 sRGB in [0, 1]; cracks filled, holes the background-side fill
     rows: np.ndarray  # (N,) int: the rows of the holes' pixels ...
     cols: np.ndarray  # (N,) int: ... and their columns
+    side: np.ndarray  # (N,) int: a disocclusion pixel's background-side column; -1 for other hole pixels
+    band: np.ndarray  # (H, W) bool: covered pixels in the holes' depth band (see :func:`_background_band`)
     edge: np.ndarray  # (H, W) float32: coverage of dropout pixels at the edge of a covered surface, else 0
     blank: np.ndarray  # (H, W) float32 1/0: holes whose output is the fill alone
     source: np.ndarray  # (H, W) float32 1/0: a clean covered pixel other frames may copy
@@ -253,7 +258,7 @@ class BackgroundInpainter:
             seen = weight > 0
             out[rows[seen], cols[seen]] = colour[seen] / weight[seen][:, None]
             if not seen.all():
-                out[rows[~seen], cols[~seen]] = self._made_up(n, f, at[~seen], ~seen)
+                out[rows[~seen], cols[~seen]] = self._made_up(n, f, at[~seen], ~seen, out)
         codes = np.rint(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
         # Covered pixels are the eye's own, encoded exactly as the other inpainters encode them; dropout that
         # the edge of a covered surface covers in part keeps that part, over the fill.
@@ -266,19 +271,30 @@ class BackgroundInpainter:
         self._previous = (n, codes)
         return codes
 
-    def _made_up(self, n: int, f: _Frame, at: np.ndarray, todo: np.ndarray) -> np.ndarray:
+    def _made_up(self, n: int, f: _Frame, at: np.ndarray, todo: np.ndarray, out: np.ndarray) -> np.ndarray:
         """The fill of hole pixels that no other frame saw: the previous frame's output moved here by the flow,
-        where that was a hole filled alone, blended by ``persistence`` with the background-side fill.
+        where that was a hole filled alone, blended by ``persistence`` with this frame's own fill: the
+        background-side fill, and in a disocclusion, half of it the background's continuations that agree with
+        what surrounds each pixel (:func:`_exemplar_blend`; what other frames showed of the hole counts there).
 
         Args:
             n: the frame; f: its analysis.
             at: (M, 1, 2) positions of the pixels to fill; todo: (N,) bool, which of the frame's hole pixels
                 they are.
+            out: (H, W, 3) the frame so far: sRGB in [0, 1], the hole pixels other frames saw filled.
 
         Returns:
             (M, 3) sRGB in [0, 1].
         """
-        synth = f.srgb[f.rows[todo], f.cols[todo]]
+        rows, cols, side = f.rows[todo], f.cols[todo], f.side[todo]
+        synth = f.srgb[rows, cols]
+        opened = side >= 0
+        if opened.any():
+            known = f.band.copy()
+            known[f.rows[~todo], f.cols[~todo]] = True
+            synth[opened] = _exemplar_blend(out, known, rows[opened], cols[opened], side[opened])
+            synth[opened] = _smooth_by_distance(synth[opened], rows[opened], cols[opened],
+                                                np.abs(cols[opened] - side[opened]))
         before = self._frame(n - 1)
         previous = self._previous[1] if self._previous and self._previous[0] == n - 1 else self.clip.filled(n - 1)
         if previous is None or before is None or self.persistence == 0.0:
@@ -354,8 +370,11 @@ class BackgroundInpainter:
         edge = _edge_coverage(eye.alpha, eye.depth, dropout)
         blank = (holes & (edge <= 0.0)).astype(np.float32)
         rows, cols = np.nonzero(holes)
-        return _Frame(srgb, rows, cols, edge, blank, _clean_source(eye.alpha, dropout, inv_depth), inv_depth,
-                      inv_limit, grey, _flow_samples(rows, cols, bg_col, inv_depth, holes))
+        side = np.where(other_col[rows, cols] < 0, bg_col[rows, cols], -1)
+        opened = side >= 0
+        band = _background_band(inv_depth, holes, rows[opened], cols[opened], side[opened])
+        return _Frame(srgb, rows, cols, side, band, edge, blank, _clean_source(eye.alpha, dropout, inv_depth),
+                      inv_depth, inv_limit, grey, _flow_samples(rows, cols, bg_col, inv_depth, holes))
 
 
 def _sample(image: np.ndarray, where: np.ndarray, interpolation: int = cv2.INTER_LINEAR,
@@ -463,6 +482,64 @@ def _background_fill(srgb: np.ndarray, inv_depth: np.ndarray, holes: np.ndarray,
     smooth = _channels(blur(fill * inside[..., None]), 3) / np.maximum(blur(inside), 1e-12)[..., None]
     fill[holes] = smooth[holes]
     return fill
+
+
+def _exemplar_blend(image: np.ndarray, known: np.ndarray, rows: np.ndarray, cols: np.ndarray, side: np.ndarray,
+                    share: float = 0.5, ramp_px: tuple[int, int] = (1, 4)) -> np.ndarray:
+    """(N, 3): the pixels ``rows``, ``cols`` of ``image`` (a disocclusion's, whose background side is column
+    ``side``), blended with exemplar estimates from the ``known`` pixels (:mod:`stereoforge.exemplar`), made in
+    order from the background side inwards. The estimates' share grows from 0 at ``ramp_px[0]`` pixels from the
+    background side to ``share`` at ``ramp_px[1]``: next to it, the side's own colour continued is the surer
+    guess (in the Blender scenes' narrow holes, exemplars there cost a little)."""
+    order = np.argsort(np.abs(cols - side), kind="stable")
+    estimate = np.empty((rows.size, 3), np.float32)
+    estimate[order] = exemplar_estimates(image, known, rows[order], cols[order],
+                                         np.where(side[order] > cols[order], 1, -1))
+    start, full = ramp_px
+    weight = share * np.clip((np.abs(cols - side) - start) / (full - start), 0.0, 1.0)[:, None]
+    own = image[rows, cols]
+    return np.where(np.isnan(estimate), own, weight * estimate + (1.0 - weight) * own)
+
+
+def _background_band(inv_depth: np.ndarray, holes: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                     side: np.ndarray, band_px: int = 7) -> np.ndarray:
+    """(H, W) bool: covered pixels no more than 10 % nearer than the background side of the hole pixels
+    (``rows``, ``cols``, background side at column ``side``) within ``band_px`` of them: the hole's depth band,
+    where its background may be found (the foreground never is)."""
+    limit = np.zeros(holes.shape, np.float32)
+    limit[rows, cols] = 1.1 * inv_depth[rows, side]
+    near = cv2.dilate(limit, np.ones((2 * band_px + 1, 2 * band_px + 1), np.uint8))
+    return ~holes & ((near == 0.0) | (inv_depth <= near))
+
+
+def _smooth_by_distance(values: np.ndarray, rows: np.ndarray, cols: np.ndarray, distance: np.ndarray,
+                        per_px: float = 0.15, sigmas: tuple[float, ...] = (1.0, 2.0, 4.0)) -> np.ndarray:
+    """(N, 3): ``values`` of the hole pixels ``rows``, ``cols`` smoothed among themselves with a Gaussian of
+    ``per_px * distance`` pixels at each (``distance``: from its background side): what a hole hides is less
+    certain the deeper into it, and the mean of what it may be is the closer guess. Interpolated between the
+    values themselves (width 0) and blurs of ``sigmas`` (in log sigma between those), capped at the last: wider,
+    the fill of the real pairs' wide holes in textured ground (KITTI's road) lost more than the others gained,
+    and narrow holes (the Blender scenes') keep their fill as it is."""
+    width = per_px * distance
+    used = [sigma for k, sigma in enumerate(sigmas) if k == 0 or sigmas[k - 1] < width.max()]
+    # Blurred over the pixels' bounding box only: outside it all is zero, as the constant border is.
+    y, x = rows - rows.min(), cols - cols.min()
+    inside = np.zeros((y.max() + 1, x.max() + 1), np.float32)
+    inside[y, x] = 1.0
+    image = np.zeros((*inside.shape, 3), np.float32)
+    image[y, x] = values
+    levels = [values]
+    for sigma in used:
+        blur = lambda a, sigma=sigma: cv2.GaussianBlur(a, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
+        levels.append(_channels(blur(image), 3)[y, x] / np.maximum(blur(inside)[y, x], 1e-12)[:, None])
+    logs = np.interp(np.log2(np.maximum(width, used[0])), np.log2(used), np.arange(1, len(used) + 1))
+    at = np.where(width < used[0], width / used[0], logs)
+    low = np.floor(at).astype(int)
+    high = np.minimum(low + 1, len(used))
+    t = (at - low)[:, None]
+    levels = np.stack(levels)
+    every = np.arange(rows.size)
+    return (1.0 - t) * levels[low, every] + t * levels[high, every]
 
 
 def _side_colour(srgb: np.ndarray, inv_depth: np.ndarray, holes: np.ndarray, rows: np.ndarray, cols: np.ndarray,

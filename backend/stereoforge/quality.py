@@ -162,24 +162,29 @@ class _Sums:
                 "change": ours, "true_change": truth, "flicker": (ours + 1.0) / (truth + 1.0)}
 
 
-def score_eye(filled: list[np.ndarray], truth: list[np.ndarray], dropout: list[np.ndarray]) -> dict:
+def score_eye(filled: list[np.ndarray], truth: list[np.ndarray], dropout: list[np.ndarray],
+              trusted: list[np.ndarray] | None = None) -> dict:
     """Figures of one eye over a clip.
 
     Args:
         filled, truth: uint8 sRGB (H, W, 3) frames, ours and the true eye's.
         dropout: bool (H, W) masks of the pixels that were filled.
+        trusted: bool (H, W) masks of the pixels whose truth holds (a real pair's, see :func:`trusted_pixels`);
+            None: all. Only they are scored.
 
     Returns:
         ``{"dropout_fraction", "covered": {...}, "dropout": {...}, "all": {...}}``, each set with ``psnr``,
         ``ssim``, ``change`` and ``true_change`` (8-bit levels) and ``flicker`` (see the module docstring).
     """
     sets = {"covered": _Sums(), "dropout": _Sums(), "all": _Sums()}
-    for ours, true, holes in zip(filled, truth, dropout, strict=True):
+    trusted = trusted or [np.ones_like(holes) for holes in dropout]
+    for ours, true, holes, sure in zip(filled, truth, dropout, trusted, strict=True):
         ssim = ssim_map(ours, true)
-        for name, mask in (("covered", ~holes), ("dropout", holes), ("all", np.ones_like(holes))):
+        for name, mask in (("covered", ~holes & sure), ("dropout", holes & sure), ("all", sure)):
             sets[name].add_frame(ours, true, ssim, mask)
     for n in range(len(filled) - 1):
         where, reliable = true_flow(truth[n], truth[n + 1])
+        reliable &= trusted[n]
         ours, true = (_change(frames[n], frames[n + 1], where) for frames in (filled, truth))
         sets["dropout"].add_change(ours, true, reliable & dropout[n])
         sets["all"].add_change(ours, true, reliable)
@@ -288,25 +293,172 @@ def real_pair_truth(name: str, cache: str) -> tuple[str, dict]:
         raise InputError(f"the real stereo pair '{name}' comes with scikit-image: pip install scikit-image, or "
                          "leave it out of --scenes") from exc
     folder = os.path.join(cache, f"{name}-skimage{skimage.__version__}")
-    done = os.path.join(folder, "truth.json")
-    if not os.path.exists(done):
+    if not os.path.exists(os.path.join(folder, "trusted", "000001.png")):  # made before the trusted pixels
         left, right, disparity = stereo_motorcycle()
-        partial = folder + ".partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        for sub in ("center", "depth", "left", "right"):
-            os.makedirs(os.path.join(partial, sub))
-        for sub, image in (("center", left), ("left", left), ("right", right)):
-            cv2.imwrite(os.path.join(partial, sub, "000001.png"), np.ascontiguousarray(image[..., ::-1]))
-        # Unknown disparity is +inf in the data: no point there (the converter drops non-finite values).
-        np.save(os.path.join(partial, "depth", "000001.npy"), disparity.astype(np.float32))
-        info = {"scene": name, "description": REAL_PAIRS[name], "width": left.shape[1], "height": left.shape[0],
-                "frames": 1, "depth_kind": "disparity", "baseline": 1.0, "interocular": 1.0,
-                "convergence_mode": "PARALLEL", "pivot": "LEFT", "eyes": ["right"]}
-        with open(os.path.join(partial, "truth.json"), "w") as f:
-            json.dump(info, f, indent=2)
-        os.replace(partial, folder)
-    with open(done) as f:
+        # Unknown disparity is +inf in the data.
+        disparity = np.where(np.isfinite(disparity), disparity, np.nan).astype(np.float32)
+        write_pair_truth(folder, StereoPair(name, left, right, disparity, 1.0), REAL_PAIRS[name])
+    with open(os.path.join(folder, "truth.json")) as f:
         return folder, json.load(f)
+
+
+def write_pair_truth(folder: str, pair: StereoPair, description: str) -> None:
+    """``pair`` as a truth folder like the Blender scenes' (``center/`` = the left view, ``depth/`` = its
+    disparity in pixels, ``left/`` and ``right/`` = the true eyes), with ``trusted/``, the right-view pixels
+    whose truth holds (:func:`trusted_pixels`); written whole or not at all."""
+    partial = folder + ".partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    for sub in ("center", "depth", "left", "right", "trusted"):
+        os.makedirs(os.path.join(partial, sub))
+    for sub, image in (("center", pair.left), ("left", pair.left), ("right", pair.right)):
+        cv2.imwrite(os.path.join(partial, sub, "000001.png"), np.ascontiguousarray(image[..., ::-1]))
+    cv2.imwrite(os.path.join(partial, "trusted", "000001.png"), trusted_pixels(pair.disparity).astype(np.uint8) * 255)
+    # No truth is NaN: no point there (the converter drops non-finite values).
+    np.save(os.path.join(partial, "depth", "000001.npy"), pair.disparity.astype(np.float32))
+    h, w = pair.disparity.shape
+    info = {"scene": pair.name, "description": description, "width": w, "height": h, "frames": 1,
+            "depth_kind": "disparity", "disparity_scale": pair.scale, "baseline": 1.0, "interocular": 1.0,
+            "convergence_mode": "PARALLEL", "pivot": "LEFT", "eyes": ["right"]}
+    with open(os.path.join(partial, "truth.json"), "w") as f:
+        json.dump(info, f, indent=2)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(partial, folder)
+
+
+# -- folders of real stereo pairs ----------------------------------------------------------------------------
+
+#: The divisors public data sets store disparity with (Middlebury 2014 and quarter sizes: 1; 2003: 4; 2001: 8,
+#: Tsukuba 16; KITTI: 256); a pair without ``pair.json`` gets the one whose warp matches its right view best.
+DISPARITY_SCALES = (1.0, 4.0, 8.0, 16.0, 256.0)
+PAIR_MANIFEST = "pair.json"
+_IMAGE_SUFFIXES = (".png", ".pgm", ".ppm", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".pfm")
+
+
+@dataclass(frozen=True)
+class StereoPair:
+    """One rectified pair with the left view's true disparity (right-view x = left x - disparity)."""
+
+    name: str
+    left: np.ndarray  # (H, W, 3) uint8 RGB
+    right: np.ndarray  # (H, W, 3) uint8 RGB
+    disparity: np.ndarray  # (H, W) float32 pixels; NaN where there is no truth
+    scale: float  # what the stored values were divided by
+
+
+def _read_image(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise InputError(f"cannot read '{path}': give PNG, PGM/PPM, JPEG, TIFF or BMP files")
+    return image
+
+
+def _pair_files(folder: Path) -> tuple[Path, Path, Path]:
+    """(left, right, disparity) of a pair folder without ``pair.json``: the disparity is the image named
+    ``disp*`` or ``*gt*``; of the two views, names that say left and right, else the first in name order (data
+    sets number views from left to right: Middlebury's im2 / im6, KITTI's image_0 / image_1)."""
+    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+    truth = [p for p in images if p.stem.lower().startswith("disp") or "gt" in p.stem.lower().split("_")]
+    views = [p for p in images if p not in truth]
+    if len(truth) != 1 or len(views) != 2:
+        raise InputError(f"stereo pair folder '{folder}' holds {[p.name for p in images]}: give two views and one "
+                         f"disparity file named disp* or *_gt*, or a {PAIR_MANIFEST} naming them")
+    named = {side: [p for p in views if side in p.stem.lower()] for side in ("left", "right")}
+    if len(named["left"]) == 1 and len(named["right"]) == 1:
+        views = [named["left"][0], named["right"][0]]
+    return views[0], views[1], truth[0]
+
+
+def _best_scale(left: np.ndarray, right: np.ndarray, stored: np.ndarray) -> float:
+    """The divisor of :data:`DISPARITY_SCALES` under which the left view, moved by the disparity, matches the
+    right view best (mean absolute difference; a point that lands outside the view differs by 255)."""
+    grey = [cv2.cvtColor(v, cv2.COLOR_RGB2GRAY).astype(np.float32) for v in (left, right)]
+    rows, cols = np.nonzero(stored > 0)
+
+    def error(scale: float) -> float:
+        x = np.rint(cols - stored[rows, cols] / scale).astype(np.int64)
+        inside = x >= 0
+        differ = np.abs(grey[0][rows[inside], cols[inside]] - grey[1][rows[inside], x[inside]])
+        return (float(differ.sum()) + 255.0 * np.count_nonzero(~inside)) / max(rows.size, 1)
+
+    return min(DISPARITY_SCALES, key=error)
+
+
+def read_pair(folder: Path) -> StereoPair:
+    """A pair folder (see the README, "Scoring on real stereo pairs"): two views and the left view's disparity,
+    named in ``pair.json`` (``{"left", "right", "disparity", "scale", "no_truth"}``, each optional) or
+    recognised by name; the stored value ``no_truth`` (default 0) means no truth, and the scale is found when
+    not given (see :func:`_best_scale`)."""
+    manifest = folder / PAIR_MANIFEST
+    spec = json.loads(manifest.read_text()) if manifest.exists() else {}
+    found = _pair_files(folder) if not {"left", "right", "disparity"} <= spec.keys() else ()
+    left, right, disparity = (folder / spec[key] if key in spec else found[i]
+                              for i, key in enumerate(("left", "right", "disparity")))
+    views = []
+    for path in (left, right):
+        image = _read_image(path)
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image[..., 2::-1]
+        views.append(np.ascontiguousarray(image[..., :3]).astype(np.uint8))
+    from .io.images import read_depth_file
+
+    stored = (read_depth_file(disparity) if disparity.suffix.lower() == ".pfm" else
+              _read_image(disparity)).astype(np.float32)
+    if stored.ndim == 3:
+        stored = stored[..., 0]
+    if not (views[0].shape == views[1].shape and views[0].shape[:2] == stored.shape):
+        raise InputError(f"stereo pair '{folder}': the left view ({views[0].shape[1]}x{views[0].shape[0]}), "
+                         f"right view ({views[1].shape[1]}x{views[1].shape[0]}) and disparity "
+                         f"({stored.shape[1]}x{stored.shape[0]}) must have one size")
+    stored = np.where(np.isfinite(stored) & (stored != float(spec.get("no_truth", 0))), stored, 0.0)
+    scale = float(spec.get("scale") or _best_scale(views[0], views[1], stored))
+    disparity_px = np.where(stored > 0, stored / scale, np.nan).astype(np.float32)
+    return StereoPair(folder.name, views[0], views[1], disparity_px, scale)
+
+
+def pair_folders(root: str) -> list[Path]:
+    """The pair folders under ``root``: its sub-folders with images in them, by name."""
+    base = Path(root)
+    if not base.is_dir():
+        raise InputError(f"--pairs {root}: no such folder; give a folder of stereo pair folders")
+    folders = sorted(p for p in base.iterdir() if p.is_dir() and any(
+        q.suffix.lower() in _IMAGE_SUFFIXES for q in p.iterdir()))
+    if not folders:
+        raise InputError(f"--pairs {root}: no pair folders in it (each pair is a folder with its two views and "
+                         "the left view's disparity)")
+    return folders
+
+
+def trusted_pixels(disparity: np.ndarray, window: int = 10) -> np.ndarray:
+    """(H, W) bool: the right-view pixels whose truth holds, made from the left view's ``disparity`` (NaN =
+    no truth): those a left pixel with truth lands on, and those no left pixel without truth could reach. Such a
+    pixel's disparity is taken to lie within 1 px of the range of the known ones within ``window`` px of it
+    (the pair's whole range where none is known around it). The rest might show a surface whose depth nobody
+    knows."""
+    h, w = disparity.shape
+    valid = np.isfinite(disparity)
+    landed = np.zeros((h, w), bool)
+    rows, cols = np.nonzero(valid)
+    x = cols - disparity[rows, cols]
+    for snap in (np.floor, np.ceil):
+        at = snap(x).astype(np.int64)
+        inside = (at >= 0) & (at < w)
+        landed[rows[inside], at[inside]] = True
+    if valid.all() or not valid.any():
+        return np.ones((h, w), bool)
+    square = np.ones((2 * window + 1, 2 * window + 1), np.uint8)
+    low_all, high_all = float(disparity[valid].min()), float(disparity[valid].max())
+    # (OpenCV's erosion does not keep infinity: "unknown" is a value no disparity reaches.)
+    none = np.float32(1e9)
+    high = cv2.dilate(np.where(valid, disparity, -none).astype(np.float32), square)
+    low = cv2.erode(np.where(valid, disparity, none).astype(np.float32), square)
+    rows, cols = np.nonzero(~valid)
+    high = np.where(high[rows, cols] < -1.0, high_all, high[rows, cols]) + 1.0
+    low = np.where(low[rows, cols] >= none, low_all, low[rows, cols]) - 1.0
+    reach = np.zeros((h, w), bool)
+    for d in range(int(np.floor(low_all)) - 1, int(np.ceil(high_all)) + 2):
+        at = cols - d
+        can = (low <= d) & (d <= high) & (at >= 0) & (at < w)
+        reach[rows[can], at[can]] = True
+    return landed | ~reach
 
 
 # -- the benchmark --------------------------------------------------------------------------------------------
@@ -376,11 +528,14 @@ def default_scenes() -> tuple[str, ...]:
 def bench_quality(scenes: tuple[str, ...] | None = None, inpainters: tuple[str, ...] | None = None,
                   models: bool = True, settings: TruthSettings = TruthSettings(), cache: str | None = None,
                   blender_python: str | None = None, script: str | None = None, workdir: str | None = None,
-                  log=print, soft_depth: float = 0.0, depth_edge_radius: int | None = None) -> dict:
+                  log=print, soft_depth: float = 0.0, depth_edge_radius: int | None = None,
+                  pairs: str | None = None) -> dict:
     """Render (or reuse) the truth, convert, fill with each inpainter and score; see the module docstring.
 
     ``soft_depth`` > 0 converts the truth's depth with soft outlines (see :func:`soften_depth`) instead of the
-    hard depth; ``depth_edge_radius`` is convert's ``--depth-edge-radius`` (None: its default).
+    hard depth; ``depth_edge_radius`` is convert's ``--depth-edge-radius`` (None: its default). ``pairs``: a
+    folder of real stereo pair folders (see :func:`read_pair`), scored after ``scenes`` (which default to none
+    then), each under its folder's name, and as their mean under ``"pairs_mean"``.
 
     Returns ``{"settings": {...}, "scenes": {scene: {inpainter: {"seconds_per_frame", "left": score,
     "right": score}}}}`` with each eye's score as :func:`score_eye` gives it.
@@ -388,7 +543,8 @@ def bench_quality(scenes: tuple[str, ...] | None = None, inpainters: tuple[str, 
     from .inpaint import DEFAULT_INPAINTER, INPAINTERS
     from .pipeline import read_mask
 
-    scenes = tuple(scenes) if scenes else default_scenes()
+    scenes = tuple(scenes) if scenes else (() if pairs else default_scenes())
+    folders = pair_folders(pairs) if pairs else []
     for scene in scenes:
         if scene not in (*SCENES, *ANIMATED_RIGS, *REAL_PAIRS):
             raise InputError(f"scene {scene!r} is not one of {', '.join((*SCENES, *ANIMATED_RIGS, *REAL_PAIRS))}")
@@ -408,15 +564,25 @@ def bench_quality(scenes: tuple[str, ...] | None = None, inpainters: tuple[str, 
     own_workdir = workdir is None
     work = tempfile.mkdtemp(prefix="stereoforge-quality-") if own_workdir else workdir
     results: dict = {}
-    try:
+
+    def truths():
         for scene in scenes:
             if scene in REAL_PAIRS:
-                folder, info = real_pair_truth(scene, cache)
+                yield scene, *real_pair_truth(scene, cache)
             else:
                 folder = truth_folder(cache, scene, settings, script_path)
                 python = sys.executable if os.path.exists(os.path.join(folder, "truth.json")) else \
                     find_blender_python(blender_python)
-                info = render_truth(scene, folder, settings, script_path, python, log)
+                yield scene, folder, render_truth(scene, folder, settings, script_path, python, log)
+        for path in folders:
+            pair = read_pair(path)
+            folder = os.path.join(work, "pairs", pair.name)
+            write_pair_truth(folder, pair, str(path))
+            with open(os.path.join(folder, "truth.json")) as f:
+                yield pair.name, folder, json.load(f)
+
+    try:
+        for scene, folder, info in truths():
             eyes = tuple(info.get("eyes", EYES))  # a real pair's left eye is its source: nothing to fill
             shot = os.path.join(work, scene)
             shutil.rmtree(shot, ignore_errors=True)
@@ -428,6 +594,8 @@ def bench_quality(scenes: tuple[str, ...] | None = None, inpainters: tuple[str, 
                      for eye in eyes}
             masks = {eye: [read_mask(os.path.join(shot, "masks", eye, f"{n:06d}.png")) for n in range(1, count + 1)]
                      for eye in eyes}
+            trusted = [read_mask(path) for path in (os.path.join(folder, "trusted", f"{n:06d}.png")
+                                                    for n in range(1, count + 1)) if os.path.exists(path)] or None
             results[scene] = {}
             for label, options in runs:
                 log(f"{scene}: filling with {label}")
@@ -435,32 +603,54 @@ def bench_quality(scenes: tuple[str, ...] | None = None, inpainters: tuple[str, 
                 entry = {"seconds_per_frame": timings["inpaint"] / count}
                 for eye in eyes:
                     filled = [_read_rgb(Path(shot, "filled", eye, f"{n:06d}.png")) for n in range(1, count + 1)]
-                    entry[eye] = score_eye(filled, truth[eye], masks[eye])
+                    entry[eye] = score_eye(filled, truth[eye], masks[eye], trusted)
                 results[scene][label] = entry
     finally:
         if own_workdir:
             shutil.rmtree(work, ignore_errors=True)
-    return {"settings": {**settings.__dict__, "cache": cache, "soft_depth": soft_depth,
-                         "depth_edge_radius": depth_edge_radius}, "scenes": results}
+    result = {"settings": {**settings.__dict__, "cache": cache, "soft_depth": soft_depth,
+                           "depth_edge_radius": depth_edge_radius}, "scenes": results}
+    if folders:
+        result["pairs_mean"] = mean_scores([results[p.name] for p in folders])
+    return result
+
+
+def mean_scores(scenes: list[dict]) -> dict:
+    """The mean over scenes of each figure (PSNR in dB, as tables of stereo pairs give it), per inpainter and
+    eye, of the inpainters every scene has."""
+    def mean(values: list):
+        if isinstance(values[0], dict):
+            return {key: mean([v[key] for v in values]) for key in values[0]}
+        return float(np.mean(values))
+
+    labels = [label for label in scenes[0] if all(label in s for s in scenes)]
+    return {label: mean([s[label] for s in scenes]) for label in labels}
 
 
 def print_table(result: dict) -> None:
     s = result["settings"]
-    print(f"bench quality: filled eyes against Blender's true eyes, {s['frames']} frames at "
-          f"{s['width']}x{s['height']}, interocular {s['interocular']} m, convergence {s['convergence_distance']} m"
-          + (f", depth softened (sigma {s['soft_depth']} px)" if s.get("soft_depth") else "")
+    if any(scene in SCENES for scene in result["scenes"]):
+        print(f"bench quality: filled eyes against Blender's true eyes, {s['frames']} frames at "
+              f"{s['width']}x{s['height']}, interocular {s['interocular']} m, convergence "
+              f"{s['convergence_distance']} m")
+    print("settings:" + (f" depth softened (sigma {s['soft_depth']} px)" if s.get("soft_depth") else " hard depth")
           + (f", --depth-edge-radius {s['depth_edge_radius']}" if s.get("depth_edge_radius") is not None else ""))
     print("PSNR (dB) and SSIM on covered / dropout / all pixels; flicker = (ours + 1) / (truth + 1) of the "
           "motion-compensated change between frames, on dropout / all pixels (1 = as steady as the truth)")
-    head = (f"{'scene':<8} {'inpainter':<12} {'eye':<5} {'drop%':>6} {'PSNR cov':>8} {'drop':>6} {'all':>6} "
+    if "pairs_mean" in result:
+        print("real pairs: the right eye made from the left view and its true disparity, scored on the pixels "
+              "whose truth holds")
+    rows = {**result["scenes"], **({"mean": result["pairs_mean"]} if "pairs_mean" in result else {})}
+    width = max(8, *(len(scene) for scene in rows))
+    head = (f"{'scene':<{width}} {'inpainter':<12} {'eye':<5} {'drop%':>6} {'PSNR cov':>8} {'drop':>6} {'all':>6} "
             f"{'SSIM cov':>8} {'drop':>6} {'all':>6} {'flick drop':>10} {'all':>5} {'s/frame':>8}")
     print(head)
     print("-" * len(head))
-    for scene, by_inpainter in result["scenes"].items():
+    for scene, by_inpainter in rows.items():
         for label, entry in by_inpainter.items():
             for eye in (eye for eye in EYES if eye in entry):
                 r = entry[eye]
-                print(f"{scene:<8} {label[:12]:<12} {eye:<5} {100 * r['dropout_fraction']:6.2f} "
+                print(f"{scene:<{width}} {label[:12]:<12} {eye:<5} {100 * r['dropout_fraction']:6.2f} "
                       f"{r['covered']['psnr']:8.2f} {r['dropout']['psnr']:6.2f} {r['all']['psnr']:6.2f} "
                       f"{r['covered']['ssim']:8.4f} {r['dropout']['ssim']:6.4f} {r['all']['ssim']:6.4f} "
                       f"{r['dropout']['flicker']:10.2f} {r['all']['flicker']:5.2f} "
@@ -481,7 +671,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
     log = (lambda message: print(message, file=sys.stderr)) if args.json else print
     result = bench_quality(args.scenes, args.inpainters, not args.no_models, settings, args.cache,
                            args.blender_python, args.truth_script, args.workdir, log, args.soft_depth,
-                           args.depth_edge_radius)
+                           args.depth_edge_radius, args.pairs)
     print_table(result)
     if args.json:
         print(json.dumps(_finite(result), allow_nan=False))
@@ -504,6 +694,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"{ANIMATED_RIGS['demo-rig'][1]} to {ANIMATED_RIGS['demo-rig'][2]} m over the clip), and "
                         f"real stereo pairs, of {', '.join(REAL_PAIRS)} (default: all; the real pairs when "
                         "scikit-image is installed)")
+    p.add_argument("--pairs", metavar="DIR", default=None,
+                   help="also score real stereo pairs: DIR holds one folder per pair, with its two views and the "
+                        f"left view's disparity (named disp* or *_gt*, or in a {PAIR_MANIFEST}); the right eye is "
+                        "made from the left view and scored per pair and as a mean (without --scenes, only the "
+                        "pairs)")
     p.add_argument("--inpainters", type=_names, default=None, metavar="NAME[,NAME...]",
                    help="inpainters to score (default: none, telea and the default)")
     p.add_argument("--no-models", action="store_true",

@@ -1,13 +1,18 @@
-"""Dropout filled by a diffusers inpainting pipeline (Stable Diffusion / SDXL inpainting, Kandinsky, Flux Fill...).
+"""Dropout filled by a diffusers inpainting pipeline: an image inpainter (Stable Diffusion / SDXL inpainting,
+Kandinsky, Flux Fill...: a call takes ``mask_image``) or a video inpainter (Wan VACE, and any pipeline whose call
+takes a ``video`` and a ``mask`` video: it fills a whole clip at once).
 
 Long clips and large frames are cut the way seed 002 (StereoCrafter) cuts them, so memory stays bounded:
 
-* Frames go to the pipeline in chunks (one batched call per chunk). The last ``overlap`` frames of a chunk are
-  kept as context: they are filled again at the head of the next chunk, and the two fills are cross-faded over
-  those frames, so the fill does not jump where chunks meet. Every frame is denoised from the same noise (one
-  seed), so a hole that stays put is filled the same way from frame to frame.
-* A frame larger than ``tile`` is cut into overlapping tiles; tiles without dropout are skipped, and overlapping
-  fills are blended with linear ramps, so no seam shows where tiles meet.
+* Frames go to the pipeline in chunks (one call per chunk: a batch of images, or one clip). The last ``overlap``
+  frames of a chunk are kept as context: they are filled again at the head of the next chunk, and the two fills
+  are cross-faded over those frames, so the fill does not jump where chunks meet. Every frame is denoised from
+  the same noise (one seed), so a hole that stays put is filled the same way from frame to frame.
+* A frame larger than ``tile`` is cut into overlapping tiles; tiles without dropout are skipped (for a video
+  inpainter, tiles where no frame of the chunk has dropout), and overlapping fills are blended with linear
+  ramps, so no seam shows where tiles meet.
+* A video inpainter is given the weight-free default's fill under the mask as its starting point (VACE encodes
+  the masked part of the video as a condition of its own).
 
 Only dropout pixels change: every covered pixel of the eye is kept exactly. The functions that cut and blend
 (:func:`tile_starts`, :func:`fill_tiled`, :func:`fill_in_chunks`) take any fill function, so they are tested
@@ -19,6 +24,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 
 import numpy as np
 import torch
@@ -26,6 +32,7 @@ import torch
 from ..errors import Cancelled, InputError
 from ..io.images import to_uint8_srgb
 from .loading import LoadOptions, Log, cached, load_pipeline, locate, provenance
+from .registry import takes_video_and_mask
 
 #: ``fill(images, masks)``: uint8 sRGB (h, w, 3) crops and bool (h, w) dropout -> float32 sRGB (h, w, 3) in [0, 1].
 Fill = Callable[[list[np.ndarray], list[np.ndarray]], list[np.ndarray]]
@@ -52,7 +59,7 @@ def _ramp(size: int, fade_in: int, fade_out: int) -> np.ndarray:
 
 
 def fill_tiled(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], fill: Fill, tile: int,
-               overlap: int) -> list[np.ndarray]:
+               overlap: int, whole_clip: bool = False) -> list[np.ndarray]:
     """Fill dropout in frames of one size, tile by tile.
 
     Args:
@@ -60,6 +67,8 @@ def fill_tiled(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], fill: 
         masks: bool (H, W), True where a pixel must be filled.
         fill: fills a batch of crops of one size (see :data:`Fill`).
         tile: largest crop side in pixels; overlap: pixels shared by neighbouring tiles.
+        whole_clip: ``fill`` takes the frames as one clip (a video inpainter): a tile goes with every frame
+            when any has dropout in it, not only with those that have.
 
     Returns:
         float32 sRGB (H, W, 3) in [0, 1]: the fill blended across tiles under the masks, the frame elsewhere.
@@ -79,6 +88,8 @@ def fill_tiled(images: Sequence[np.ndarray], masks: Sequence[np.ndarray], fill: 
             todo = [i for i, m in enumerate(masks) if m[y:y + th, x:x + tw].any()]
             if not todo:
                 continue
+            if whole_clip:
+                todo = list(range(len(images)))
             filled = fill([images[i][y:y + th, x:x + tw] for i in todo], [masks[i][y:y + th, x:x + tw] for i in todo])
             for i, crop in zip(todo, filled, strict=True):
                 acc[i][y:y + th, x:x + tw] += crop * ramp[..., None]
@@ -117,7 +128,11 @@ def fill_in_chunks(numbers: Sequence[int], load: Callable[[int], tuple[np.ndarra
 
 
 class InpaintModel:
-    """A diffusers inpainting pipeline with one entry point: :meth:`fill`, a batch of crops of one size."""
+    """A diffusers inpainting pipeline with one entry point: :meth:`fill`, a batch of crops of one size.
+
+    An image inpainter fills each crop on its own (one batched call); a video inpainter (``whole_clip``) fills
+    them as one clip, in order, padded with copies of the last frame to a frame count its VAE takes (Wan: 4k + 1).
+    """
 
     def __init__(self, pipe, info: dict, prompt: str = "", steps: int | None = None, seed: int = 0):
         self.pipe = pipe
@@ -127,11 +142,17 @@ class InpaintModel:
         self.seed = seed
         self.name = type(pipe).__name__
         self.params = inspect.signature(pipe.__call__).parameters
-        self.multiple = int(getattr(pipe, "vae_scale_factor", 8) or 8)
-        if "mask_image" not in self.params:
-            raise InputError(f"inpaint model '{info.get('id')}' is a {self.name}, which takes no mask_image: it "
-                             "does not inpaint; give a diffusers inpainting pipeline (e.g. Stable Diffusion "
-                             "inpainting)")
+        self.whole_clip = takes_video_and_mask(self.params)
+        if not self.whole_clip and "mask_image" not in self.params:
+            raise InputError(f"inpaint model '{info.get('id')}' is a {self.name}, which takes no mask_image, nor a "
+                             "video and a mask: it does not inpaint; give a diffusers inpainting pipeline (e.g. "
+                             "Stable Diffusion inpainting, Wan VACE)")
+        # Frame sides are a multiple of the VAE's scale (times the transformer's patch, for video transformers).
+        transformer = getattr(pipe, "transformer", None)
+        patch = getattr(getattr(transformer, "config", None), "patch_size", None)
+        scale = getattr(pipe, "vae_scale_factor_spatial", None) or getattr(pipe, "vae_scale_factor", 8) or 8
+        self.multiple = int(scale) * (int(patch[-1]) if isinstance(patch, (list, tuple)) else 1)
+        self.frames_step = int(getattr(pipe, "vae_scale_factor_temporal", 1) or 1)
 
     def fill(self, images: list[np.ndarray], masks: list[np.ndarray]) -> list[np.ndarray]:
         from PIL import Image
@@ -143,10 +164,17 @@ class InpaintModel:
         pil_images = [Image.fromarray(np.pad(im, pad + ((0, 0),), mode=mode)) for im in images]
         pil_masks = [Image.fromarray(np.pad(m.astype(np.uint8) * 255, pad, mode="edge")) for m in masks]
         n = len(images)
-        kwargs = {"image": pil_images, "mask_image": pil_masks, "height": h + ph, "width": w + pw,
-                  "generator": [torch.Generator(device="cpu").manual_seed(self.seed) for _ in range(n)]}
+        kwargs = {"height": h + ph, "width": w + pw}
+        if self.whole_clip:
+            count = n + (-(n - 1) % self.frames_step)
+            kwargs |= {"video": pil_images + pil_images[-1:] * (count - n),
+                       "mask": pil_masks + pil_masks[-1:] * (count - n), "num_frames": count,
+                       "generator": torch.Generator(device="cpu").manual_seed(self.seed)}
+        else:
+            kwargs |= {"image": pil_images, "mask_image": pil_masks,
+                       "generator": [torch.Generator(device="cpu").manual_seed(self.seed) for _ in range(n)]}
         if "prompt" in self.params:
-            kwargs["prompt"] = [self.prompt] * n
+            kwargs["prompt"] = self.prompt if self.whole_clip else [self.prompt] * n
         if "output_type" in self.params:
             kwargs["output_type"] = "np"
         if self.steps is not None:
@@ -156,7 +184,7 @@ class InpaintModel:
                 result = self.pipe(**kwargs)
         except (ValueError, TypeError) as exc:
             raise InputError(f"inpaint model '{self.info.get('id')}' ({self.name}) refused the request: {exc}") from exc
-        filled = result.images
+        filled = result.frames[0][:n] if self.whole_clip else result.images
         if not isinstance(filled, np.ndarray):
             filled = np.stack([np.asarray(im, dtype=np.float32) / 255.0 for im in filled])
         return [np.asarray(f[:h, :w, :3], dtype=np.float32) for f in filled]
@@ -174,14 +202,33 @@ def load_inpaint_model(model_id: str, options: LoadOptions, prompt: str = "", st
     return cached("inpaint", (model_id, options, prompt, steps, seed), load)
 
 
+class _InOrder:
+    """``fill(n)`` of an inpainter that fills frames in increasing order, for a caller that asks for the last
+    few again (the frames a chunk holds back): each frame is filled once and kept while ``keep`` newer ones are
+    not."""
+
+    def __init__(self, fill: Callable[[int], np.ndarray], keep: int):
+        self._fill = fill
+        self.keep = keep
+        self._made: dict[int, np.ndarray] = {}
+
+    def __call__(self, n: int) -> np.ndarray:
+        if n not in self._made:
+            self._made = {m: image for m, image in self._made.items() if m > n - self.keep}
+            self._made[n] = self._fill(n)
+        return self._made[n]
+
+
 def inpaint_stage(job) -> None:
     """The pipeline's inpaint stage when ``spec.inpaint_model`` is set: ``filled/{left,right}/`` from the eyes and
     their dropout masks, eye by eye and chunk by chunk; resumable (frames already filled are skipped).
 
-    ``job`` is the pipeline's running job (its paths, progress, cancel and log).
+    ``job`` is the pipeline's running job (its paths, progress, cancel, log, and each eye's frames for an
+    inpainter).
     """
+    from ..inpaint import DEFAULT_INPAINTER, INPAINTERS, ClipReader
     from ..io.images import write_png
-    from ..pipeline import COVERAGE_THRESHOLD, EYES, frame_name, read_eye, read_mask
+    from ..pipeline import EYES, frame_name
     from .depth import model_options
 
     spec, total = job.plan.spec, job.plan.count
@@ -191,7 +238,8 @@ def inpaint_stage(job) -> None:
     def fill(images: list[np.ndarray], masks: list[np.ndarray]) -> list[np.ndarray]:
         if job.cancel():
             raise Cancelled(f"cancelled during inpainting; the frames finished so far are kept in '{job.dir}'")
-        return fill_tiled(images, masks, model.fill, spec.inpaint_tile, spec.inpaint_tile_overlap)
+        return fill_tiled(images, masks, model.fill, spec.inpaint_tile, spec.inpaint_tile_overlap,
+                          whole_clip=model.whole_clip)
 
     for eye in EYES:
         os.makedirs(job.path("filled", eye), exist_ok=True)
@@ -199,12 +247,14 @@ def inpaint_stage(job) -> None:
         numbers = [n for n in range(1, total + 1) if not os.path.exists(target(n))]
         done = total - len(numbers)
         job.progress(f"inpaint {eye}", done, total)
+        frame = partial(job._eye_frame, eye)
+        # A video inpainter starts from the weight-free default's fill (the same frames, covered pixels kept).
+        start = _InOrder(INPAINTERS[DEFAULT_INPAINTER](ClipReader(frame, partial(job._filled_frame, eye))).fill,
+                         spec.inpaint_chunk + spec.inpaint_overlap) if model.whole_clip else None
 
-        def load(n: int, eye: str = eye) -> tuple[np.ndarray, np.ndarray]:
-            rgb, alpha, _ = read_eye(job.path("eyes", eye, frame_name(n, "exr")))
-            mask_path = job.path("masks", eye, frame_name(n, "png"))
-            dropout = read_mask(mask_path) if os.path.exists(mask_path) else alpha < COVERAGE_THRESHOLD
-            return to_uint8_srgb(rgb), dropout
+        def load(n: int, frame=frame, start=start) -> tuple[np.ndarray, np.ndarray]:
+            eye_frame = frame(n)
+            return (start(n) if start else to_uint8_srgb(eye_frame.rgb)), eye_frame.dropout
 
         for n, filled in fill_in_chunks(numbers, load, fill, spec.inpaint_chunk, spec.inpaint_overlap):
             write_png(target(n), np.clip(filled * 255.0 + 0.5, 0, 255).astype(np.uint8))

@@ -30,7 +30,8 @@ class Available:
         where: ``cache`` or ``folder``.
         path: the folder (for the cache, its newest snapshot).
         class_name: the pipeline or model class.
-        detail: ``text-to-video`` / ``image-to-video``; the depth kind (``relative``, ``metric``, ``affine``).
+        detail: ``text-to-video`` / ``image-to-video``; the depth kind (``relative``, ``metric``, ``affine``);
+            ``video`` for an inpainter that fills a whole clip under a mask video.
     """
 
     stage: str
@@ -51,6 +52,11 @@ def _pipeline_params(class_name: str):
     return inspect.signature(cls.__call__).parameters
 
 
+def takes_video_and_mask(params) -> bool:
+    """Whether a pipeline's call parameters make it a video inpainter: a whole clip and its mask video (Wan VACE)."""
+    return "video" in params and "mask" in params
+
+
 def classify(library: str | None, class_name: str | None, config: dict) -> tuple[str, str | None] | None:
     """``(stage, detail)`` of a model from its config, or ``None`` when it is no model of ours."""
     if library == "transformers":
@@ -69,6 +75,8 @@ def classify(library: str | None, class_name: str | None, config: dict) -> tuple
     params = _pipeline_params(class_name)
     if params is None:
         return None
+    if takes_video_and_mask(params):
+        return "inpaint", "video"
     if "mask_image" in params:
         return "inpaint", None
     if "num_frames" in params:
