@@ -80,7 +80,8 @@ def check_prompt_shot(found: dict, shot: Path, masks: bool = True) -> None:
     assert found["takes"] == ["take_001"]
     assert found["clouds"] == [f"{shot.name} cloud"] and found["modifiers"] == ["MESH_SEQUENCE_CACHE"]
     assert len(found["points_per_frame"]) == FRAMES and min(found["points_per_frame"]) > 0
-    assert found["camera"] == f"{shot.name} stereo camera" and found["render"]["use_multiview"]
+    assert found["camera"] == f"{shot.name} stereo camera"
+    assert not found["render"]["use_multiview"]  # the eyes render in the add-on's own scene: the artist's stays mono
 
 
 def test_prompt_becomes_a_stereo_shot_on_the_warm_local_backend(addon_zip, models, tmp_path):  # noqa: F811
@@ -185,7 +186,8 @@ def test_image_to_video_takes_and_a_script_on_another_scene(addon_zip, models, t
         assert record["pipeline"] == "LTXImageToVideoPipeline"
     assert found["again"]["frames"] == 9 and found["again"]["videos"]
     assert found["objects_in_current"] == ["Camera", "Cube", "Light"]  # the script's scene got the shot
-    assert "sh050 cloud" in found["objects_in_shot_scene"] and found["frames"] == [1, 9]
+    # The shot lands in the script's scene, whose frame range (Blender's default) is left as it was.
+    assert "sh050 cloud" in found["objects_in_shot_scene"] and found["frames"] == [1, 250]
 
 
 def test_a_plate_without_depth_files_gets_its_depth_from_the_depth_model(addon_zip, models, tmp_path):  # noqa: F811
@@ -214,7 +216,7 @@ def test_panels_show_the_model_settings_and_which_depth_runs(addon_zip, tmp_path
     labels = lambda case, panel: [text for kind, text in found[f"{case} STEREOFORGE_PT_{panel}"] if kind == "label"]
     operators = lambda case, panel: [n for kind, n in found[f"{case} STEREOFORGE_PT_{panel}"] if kind == "operator"]
     assert props("prompt", "source") == ["source", "prompt", "negative_prompt", "video_model", "num_frames", "width",
-                                         "height", "steps", "guidance", "seed", "take"]
+                                         "height", "steps", "guidance", "seed", "take", "frame_first", "frame_last"]
     assert {"stereoforge.new_seed", "stereoforge.refresh_models"} <= set(operators("prompt", "source"))
     assert labels("prompt", "depth") == ["The Depth Model estimates the depth"]
     assert props("prompt", "inpaint") == ["inpaint", "inpaint_model", "inpaint_prompt", "inpaint_steps",
