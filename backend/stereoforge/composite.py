@@ -63,7 +63,9 @@ def compose(left: np.ndarray, right: np.ndarray, layout: str,
     """
     if layout == VR180:
         size = eye_size(eyes["left"])
-        return {layout: np.concatenate([to_uint8_srgb(to_half_sphere(eye, eyes[name], size))
+        # Resampled as 8-bit codes, as the half layouts are: the picture is 20 times the eye's pixels, most
+        # of them black, and encoding them all from float took 0.83 s a frame at 854x480 (0.18 s so).
+        return {layout: np.concatenate([to_half_sphere(to_uint8_srgb(eye), eyes[name], size)
                                         for name, eye in (("left", left), ("right", right))], axis=1)}
     if layout == "anaglyph":
         return {layout: to_uint8_srgb(anaglyph(left, right))}

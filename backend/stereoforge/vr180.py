@@ -56,8 +56,8 @@ def half_sphere_maps(k: Intrinsics, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def to_half_sphere(eye: np.ndarray, k: Intrinsics, size: int) -> np.ndarray:
-    """A pinhole eye (H, W, C) seen through ``k`` -> its half-sphere picture (size, size, C), black outside
-    its field of view. Bilinear; works on linear light (float32) so that blending is right."""
+    """A pinhole eye (H, W, C) seen through ``k`` -> its half-sphere picture (size, size, C), of the same
+    dtype (float32 or uint8), black outside its field of view. Bilinear."""
     map_x, map_y = half_sphere_maps(k, size)
     return cv2.remap(eye, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                      borderValue=0)
