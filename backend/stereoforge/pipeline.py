@@ -6,8 +6,9 @@ Stages, each a loop over frames that reads what the stage before wrote into the 
     cloud      cloud/000001.usdc ..., cloud.usdc          per-frame RGB-D point clouds (USD)
     eyes       eyes/{left,right}/000001.exr, masks/...    both eyes splatted, alpha = coverage, dropout masks
     inpaint    filled/{left,right}/000001.png             dropout filled
-    composite  out/frames/<layout>/<layout>_000001.png   the stereo frames of each layout
-    encode     out/video/<shot>_<layout>.mp4              the videos, with stereo metadata
+    composite  out/frames/<layout>/<layout>_000001.png   the stereo frames of each layout (.exr: exr-multiview)
+    encode     out/video/<shot>_<layout>.mp4              the videos (.mov for ProRes, --container), with stereo
+                                                          metadata and the source's audio
 
 Every file is written under a temporary name and renamed when complete, so a frame that exists is done: a re-run
 skips it (resume). Each stage's settings are fingerprinted in ``shot.json``; when they change, that stage's
