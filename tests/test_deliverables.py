@@ -237,8 +237,8 @@ def write_clip(path: Path, codec: str, stereo: str | None = "sbs", audio: AudioC
 
 
 # The mean error of a frame of colour noise (texture()) is mostly its colour subsampling: 4:4:4 keeps it.
-# x265 is left out of the same-bytes check: on a busy machine one run in 30 to 60 gives other bytes even on one
-# frame thread without its pool (see io/video.py's ENCODER_THREADS), and the cause is not found yet.
+# x265 is left out of the same-bytes check: on a busy machine 1 to 3 runs in 60 give other bytes even on one
+# frame thread without its pool, in a bare PyAV script too (see io/video.py's ENCODER_THREADS).
 @pytest.mark.parametrize("codec, ext, profile, pix_fmt, error, same_bytes", [
     ("prores", ".mov", "HQ", "yuv422p10le", 7, True),
     ("prores4444", ".mov", "4444", "yuv444p12le", 1, True),  # FFmpeg's ProRes decoder gives 4444 as 12-bit

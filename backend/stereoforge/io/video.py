@@ -55,8 +55,9 @@ from .spherical import add_spherical_metadata
 #: to the encoder, the count follows the cores this process may use, and the bytes with it (x264 cuts each
 #: frame into one slice per thread). Frame threads, not slices: as fast on 2 cores, and each frame one slice.
 #: x265 gets one frame thread: with four, 4 or 5 of 30 runs on a busy 2-core machine gave other bytes; with one
-#: (as fast there: its own pool still codes each frame's rows in parallel), 1 or 2 of 60 still do, even without
-#: the pool, and not in a bare PyAV script: the cause is not found, so x265's bytes are not promised.
+#: (as fast there: its own pool still codes each frame's rows in parallel), 1 to 3 of 60 still do, even without
+#: the pool and in a bare PyAV script: the cause (in libx265 or its FFmpeg wrapper) is not found, so x265's
+#: bytes are not promised.
 ENCODER_THREADS = 8
 
 
