@@ -578,9 +578,10 @@ def test_a_killed_runs_temporary_file_is_removed_by_the_next_run(long_clip, many
     clip = many_frames if stage == "encode" else long_clip
 
     def kill(process: subprocess.Popen) -> None:
-        # From the encode stage's first frame on, the run goes on in steps of a millisecond, stopped in
-        # between, until its video is there half-written. The other stages' files are written in a moment
-        # each, and may or may not be caught.
+        # For the encode stage, from the composite stage's first frame on (the progress lines may be read late
+        # on a busy machine: the encode could be over by the time its own first line is read), the run goes on
+        # in steps of a millisecond, stopped in between, until its video is there half-written. The other
+        # stages' files are written in a moment each, and may or may not be caught.
         while stage == "encode":
             process.send_signal(signal.SIGSTOP)
             if temporaries(shot / "out" / "video"):
@@ -591,7 +592,7 @@ def test_a_killed_runs_temporary_file_is_removed_by_the_next_run(long_clip, many
         process.kill()
         process.wait()
 
-    code, _ = run_and_signal(long_args(clip, shot), stage, kill)
+    code, _ = run_and_signal(long_args(clip, shot), "composite" if stage == "encode" else stage, kill)
     assert code == -signal.SIGKILL
     left = temporaries(shot)
     if stage == "encode":

@@ -18,13 +18,13 @@ import time
 from collections.abc import Iterator
 
 from . import __version__, addon_build, bench, generate, server
-from .composite import LAYOUTS
+from .composite import LAYOUTS, VR_TAGS
 from .depth import DEPTH_KINDS, EDGE_RADIUS
 from .errors import Cancelled, InputError, StereoForgeError, disk_error
 from .inpaint import DEFAULT_INPAINTER, INPAINTERS
 from .models import registry
 from .rig import CONVERGENCE_MODES, PIVOTS
-from .spec import CODECS, ConvertSpec, parse_frames
+from .spec import CODECS, VIDEO_CONTAINERS, ConvertSpec, parse_frames
 
 
 class _Parser(argparse.ArgumentParser):
@@ -157,12 +157,26 @@ def add_convert_options(p: argparse.ArgumentParser) -> None:
                         "(default: %(default)s)")
     g.add_argument("--layout", type=_layouts, default=("sbs",), metavar="LAYOUT[,LAYOUT...]",
                    help=f"one or more of {', '.join(LAYOUTS)}: side-by-side, half side-by-side, top-bottom, "
-                        "half top-bottom, Dubois red-cyan anaglyph, two separate eyes (default: sbs)")
+                        "half top-bottom, Dubois red-cyan anaglyph, two separate eyes; vr180: each eye as a "
+                        "half-sphere equirectangular picture (reprojected with the shot's focal length, black "
+                        "outside the camera's view), side by side, tagged for headsets (Spherical Video V2); "
+                        "exr-multiview: one EXR per frame with both eyes as the views left and right (linear, "
+                        "half float, a dropout channel), for Nuke and Blender, no video (default: sbs)")
     g.add_argument("--frames", type=_frames, metavar="A:B",
                    help="frames A to B of the source, numbered from 1, inclusive (A: or :B for open ends)")
     g.add_argument("--fps", type=_positive, help="frames per second of the output (default: the source's, or 24)")
-    g.add_argument("--codec", choices=CODECS, default="h264", help="video codec (default: %(default)s)")
-    g.add_argument("--crf", type=int, default=18, help="video quality, 0 lossless .. 51 worst (default: 18)")
+    g.add_argument("--codec", choices=tuple(CODECS), default="h264",
+                   help="video codec: h264, h265 (8-bit), h265-10 (10-bit Main 10), prores (ProRes 422 HQ) or "
+                        "prores4444 (ProRes 4444), for editorial; a video source's audio is copied into every "
+                        "video (default: %(default)s)")
+    g.add_argument("--crf", type=int, default=18,
+                   help="video quality, 0 lossless .. 51 worst; not used by ProRes (default: 18)")
+    g.add_argument("--container", choices=VIDEO_CONTAINERS,
+                   help="the videos' file type: mkv also carries Matroska's StereoMode, for any codec "
+                        "(default: mov for ProRes, else mp4)")
+    g.add_argument("--vr-tags", action="store_true",
+                   help="end the videos' names with the tags VR players read the layout from: "
+                        + ", ".join(f"{tag} ({layout})" for layout, tag in VR_TAGS.items()))
     g.add_argument("--no-cloud", dest="cloud", action="store_false",
                    help="do not write the USD point clouds (faster, less disk)")
     g.add_argument("--cloud-stride", type=int, default=2, metavar="N",
@@ -237,7 +251,8 @@ def _spec_from_args(args: argparse.Namespace, source: str, output: str) -> Conve
         max_parallax_curve=args.max_parallax_curve, max_far_parallax=args.max_far_parallax,
         screen_width=args.screen_width, floating_window=args.floating_window,
         inpaint=args.inpaint, layouts=args.layout, frames=args.frames, fps=args.fps, codec=args.codec,
-        crf=args.crf, cloud=args.cloud, cloud_stride=args.cloud_stride, device=args.device, batch=args.batch,
+        crf=args.crf, container=args.container, vr_tags=args.vr_tags, cloud=args.cloud,
+        cloud_stride=args.cloud_stride, device=args.device, batch=args.batch,
         stages=args.stages, depth_model=args.depth_model)
 
 

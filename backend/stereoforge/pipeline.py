@@ -6,8 +6,9 @@ Stages, each a loop over frames that reads what the stage before wrote into the 
     cloud      cloud/000001.usdc ..., cloud.usdc          per-frame RGB-D point clouds (USD)
     eyes       eyes/{left,right}/000001.exr, masks/...    both eyes splatted, alpha = coverage, dropout masks
     inpaint    filled/{left,right}/000001.png             dropout filled
-    composite  out/frames/<layout>/<layout>_000001.png   the stereo frames of each layout
-    encode     out/video/<shot>_<layout>.mp4              the videos, with stereo metadata
+    composite  out/frames/<layout>/<layout>_000001.png   the stereo frames of each layout (.exr: exr-multiview)
+    encode     out/video/<shot>_<layout>.mp4              the videos (.mov for ProRes, --container), with stereo
+                                                          metadata and the source's audio
 
 Every file is written under a temporary name and renamed when complete, so a frame that exists is done: a re-run
 skips it (resume). Each stage's settings are fingerprinted in ``shot.json``; when they change, that stage's
@@ -38,7 +39,17 @@ from . import __version__
 from .camera import DEFAULT_LENS_MM, Intrinsics
 from .cloud import CLIP_FOLDER, cloud_points, frame_clip_path, write_cloud_stage, write_frame_clip
 from .comfort import far_limit_px, window_edges
-from .composite import STEREO_METADATA, compose, stream_names
+from .composite import (
+    FRAME_ONLY_LAYOUTS,
+    MULTIVIEW_EXR,
+    STEREO_METADATA,
+    VR180,
+    VR_TAGS,
+    compose,
+    frame_ext,
+    stream_names,
+    write_multiview_frame,
+)
 from .curve import parse_curve, sample
 from .depth import DepthConverter, DepthStats, observe, sharpen_edges
 from .errors import Cancelled, InputError, disk_error
@@ -54,9 +65,9 @@ from .io.images import (
     write_exr,
     write_png,
 )
-from .io.video import VideoWriter
+from .io.video import AudioClip, VideoWriter, check_audio
 from .rig import ANIMATED_RIG, StereoRig, eye_views, harmonic_middle, interocular_for_budget, parallax_px
-from .spec import DEFAULT_FPS, DEFAULT_INTEROCULAR, ConvertSpec
+from .spec import DEFAULT_FPS, DEFAULT_INTEROCULAR, ConvertSpec, video_container
 from .splat import EyeImage, splat_eye
 
 EYES = ("left", "right")
@@ -135,7 +146,7 @@ class Plan:
                                        s.inpaint_overlap, s.inpaint_tile, s.inpaint_tile_overlap, s.seed,
                                        s.model_dtype] if s.inpaint_model else []),
             "composite": [list(s.layouts)] + (["floating window"] if s.floating_window else []),
-            "encode": [s.codec, s.crf, self.fps],
+            "encode": [s.codec, s.crf, self.fps, s.container, s.vr_tags],
         }
         prints: dict[str, str] = {}
         for stage in STAGES:
@@ -320,6 +331,8 @@ class _Job:
     def check_stages(self, stages: tuple[str, ...]) -> None:
         """Before anything is cleared or written: each stage to run finds the files its upstream stage made
         (when that one does not run now) and may write its folders."""
+        if "encode" in stages and self.audio() is not None:
+            check_audio(self.audio(), video_container(self.plan.spec))
         for stage in stages:
             if UPSTREAM.get(stage) not in stages:
                 self.require_inputs(stage)
@@ -351,7 +364,7 @@ class _Job:
                                self.path("depth", frame_name(n, "exr"))],
             "inpaint": lambda n: [self.path("eyes", eye, frame_name(n, "exr")) for eye in EYES],
             "composite": lambda n: [self.path("filled", eye, frame_name(n, "png")) for eye in EYES],
-            "encode": lambda n: [self.composite_frame(stream, n) for layout in self.plan.spec.layouts
+            "encode": lambda n: [self.composite_frame(stream, n) for layout in self.video_layouts()
                                  for stream in stream_names(layout)],
         }.get(stage)
         if needs is None:
@@ -511,30 +524,51 @@ class _Job:
         streams = [s for layout in self.plan.spec.layouts for s in stream_names(layout)]
         self.make_dirs("composite")
         outputs = lambda n: [self.composite_frame(stream, n) for stream in streams]
+        k = self.plan.intrinsics
         for n in self.frames_to_do("composite", outputs):
+            # Each eye's own camera (its lens shift follows the frame's rig), for the layouts that reproject.
+            eyes = {eye: dataclasses.replace(k, cx=k.cx - view.shift_px)
+                    for eye, view in eye_views(self.plan.rigs[n - 1], k.fx).items()}
             left, right = (read_image(self.path("filled", eye, frame_name(n, "png"))) for eye in EYES)
             if self.plan.spec.floating_window:
                 depth = read_depth_file(self.path("depth", frame_name(n, "exr")))
-                on_left, on_right = window_edges(depth, self.plan.rigs[n - 1], self.plan.intrinsics.fx)
+                on_left, on_right = window_edges(depth, self.plan.rigs[n - 1], k.fx)
                 left[:, :on_left] = 0
                 right[:, right.shape[1] - on_right:] = 0
             for layout in self.plan.spec.layouts:
-                for stream, frame in compose(left, right, layout).items():
+                if layout == MULTIVIEW_EXR:
+                    masks = [read_mask(self.path("masks", eye, frame_name(n, "png"))) for eye in EYES]
+                    write_multiview_frame(self.composite_frame(layout, n), left, right, *masks)
+                    continue
+                for stream, frame in compose(left, right, layout, eyes).items():
                     write_png(self.composite_frame(stream, n), frame)
 
     def composite_frame(self, stream: str, n: int) -> str:
-        return self.path("out", "frames", stream, f"{stream}_{n:06d}.png")
+        return self.path("out", "frames", stream, f"{stream}_{n:06d}.{frame_ext(stream)}")
 
-    def video_path(self, stream: str) -> str:
-        return self.path("out", "video", f"{self.plan.name}_{stream}.mp4")
+    def video_layouts(self) -> list[str]:
+        return [layout for layout in self.plan.spec.layouts if layout not in FRAME_ONLY_LAYOUTS]
+
+    def video_path(self, layout: str, stream: str) -> str:
+        spec = self.plan.spec
+        tag = VR_TAGS.get(layout, "") if spec.vr_tags else ""
+        return self.path("out", "video", f"{self.plan.name}_{stream}{tag}{video_container(spec)}")
+
+    def audio(self) -> AudioClip | None:
+        """A video source's audio, from the time of the first frame taken (--frames)."""
+        info = self.plan.source_info
+        if info["kind"] != "video":
+            return None
+        return AudioClip(self.plan.spec.source, (info["first_frame"] - 1) / info["fps"])
 
     def encode(self) -> list[str]:
         spec = self.plan.spec
         self.make_dirs("encode")
+        audio = self.audio()
         written = []
-        for layout in spec.layouts:
+        for layout in self.video_layouts():
             for stream in stream_names(layout):
-                path = self.video_path(stream)
+                path = self.video_path(layout, stream)
                 written.append(path)
                 if os.path.exists(path):
                     self.progress(f"encode {stream}", self.plan.count, self.plan.count)
@@ -542,7 +576,8 @@ class _Job:
                 first = read_image(self.composite_frame(stream, 1))
                 h, w = first.shape[:2]
                 with VideoWriter(path, w, h, self.plan.fps, codec=spec.codec, crf=spec.crf,
-                                 stereo=STEREO_METADATA.get(layout)) as video:
+                                 stereo=STEREO_METADATA.get(layout), audio=audio,
+                                 projection=VR180 if layout == VR180 else None) as video:
                     for n in range(1, self.plan.count + 1):
                         if self.cancel():
                             raise Cancelled(f"cancelled while encoding '{path}'; the frames are kept in "

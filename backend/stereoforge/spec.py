@@ -8,16 +8,18 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
-from .composite import LAYOUTS
+from .composite import LAYOUTS, VR180
 from .curve import parse_curve
 from .depth import DEPTH_KINDS, EDGE_RADIUS
 from .errors import InputError
 from .inpaint import DEFAULT_INPAINTER, INPAINTERS
+from .io.video import CODECS
 from .rig import CONVERGENCE_MODES, PIVOTS
 
-CODECS = ("h264", "h265")
 #: Options that take a curve over the shot's frames (stereoforge.curve).
 CURVES = ("interocular_curve", "convergence_curve", "max_parallax_curve")
+#: ``--container``: the videos' file type; by default .mov for ProRes (what editorial takes), else .mp4.
+VIDEO_CONTAINERS = ("mp4", "mov", "mkv")
 DEFAULT_INTEROCULAR = 0.065
 DEFAULT_FPS = 24.0
 
@@ -56,6 +58,8 @@ class ConvertSpec:
     fps: float | None = None
     codec: str = "h264"
     crf: int = 18
+    container: str | None = None
+    vr_tags: bool = False
     cloud: bool = True
     cloud_stride: int = 2
     device: str = "auto"
@@ -110,6 +114,13 @@ class ConvertSpec:
                 raise InputError(f"--layout {layout!r} is not one of {', '.join(LAYOUTS)}")
         if self.codec not in CODECS:
             raise InputError(f"--codec {self.codec!r} is not one of {', '.join(CODECS)}")
+        if self.container is not None and self.container not in VIDEO_CONTAINERS:
+            raise InputError(f"--container {self.container!r} is not one of {', '.join(VIDEO_CONTAINERS)}")
+        if self.container == "mp4" and ".mp4" not in CODECS[self.codec].containers:
+            raise InputError(f"--codec {self.codec} cannot go in --container mp4; use mov or mkv")
+        if VR180 in self.layouts and self.container == "mkv":
+            raise InputError("--layout vr180 needs --container mp4 or mov: StereoForge writes the VR180 "
+                             "(spherical video) metadata only there")
         if not 0 <= self.crf <= 51:
             raise InputError(f"--crf {self.crf} is not valid; give 0 (lossless) to 51 (worst); 18 looks clean")
         if self.cloud_stride < 1:
@@ -194,3 +205,8 @@ def parse_frames(text: str) -> tuple[int | None, int | None]:
         return (int(a) if a.strip() else None), (int(b) if b.strip() else None)
     except ValueError:
         raise InputError(f"--frames {text!r} is not valid; write A:B (1-based, inclusive), A: or :B") from None
+
+
+def video_container(spec: ConvertSpec) -> str:
+    """The videos' extension (with the dot): ``--container``, else .mov for ProRes and .mp4 for the rest."""
+    return "." + (spec.container or ("mp4" if ".mp4" in CODECS[spec.codec].containers else "mov"))

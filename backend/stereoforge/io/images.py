@@ -610,7 +610,8 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
         f.write(memoryview(encoded))  # not ndarray.tofile, whose error on a full disk names no reason
 
 
-def write_exr(path: str | os.PathLike, channels: dict[str, np.ndarray], half: bool = False) -> None:
+def write_exr(path: str | os.PathLike, channels: dict[str, np.ndarray], half: bool = False,
+              attributes: dict | None = None) -> None:
     """Write a single-part scanline EXR atomically, ZIP-compressed.
 
     Args:
@@ -618,6 +619,7 @@ def write_exr(path: str | os.PathLike, channels: dict[str, np.ndarray], half: bo
         channels: channel name -> (H, W) array, all the same size; e.g. ``{'R', 'G', 'B', 'A'}`` for an eye
             with coverage, ``{'Z'}`` for depth. Values are stored as they are (linear colour, metres).
         half: store 16-bit floats instead of 32-bit (fine for colour, too coarse for far depth).
+        attributes: more header attributes, e.g. ``{"multiView": ["left", "right"]}``.
     """
     if not channels:
         raise ValueError("write_exr needs at least one channel")
@@ -626,7 +628,7 @@ def write_exr(path: str | os.PathLike, channels: dict[str, np.ndarray], half: bo
     shapes = {name: values.shape for name, values in pixels.items()}
     if len(set(shapes.values())) != 1 or pixels[next(iter(pixels))].ndim != 2:
         raise ValueError(f"write_exr needs (H, W) channels of one size, got {shapes}")
-    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage, **(attributes or {})}
     with atomic_path(path) as temp, OpenEXR.File(header, pixels) as exr:
         try:
             exr.write(str(temp))
@@ -634,3 +636,17 @@ def write_exr(path: str | os.PathLike, channels: dict[str, np.ndarray], half: bo
             reason = str(err).rsplit(". ", 1)[-1].rstrip(".")
             code = {os.strerror(c): c for c in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS)}.get(reason, 0)
             raise OSError(code, reason, str(path)) from None
+
+
+def write_multiview_exr(path: str | os.PathLike, views: dict[str, dict[str, np.ndarray]]) -> None:
+    """Write the views of a stereo (or multi-view) frame into one half-float EXR, atomically.
+
+    The layout Nuke and Blender read as views: the ``multiView`` header attribute lists the views (the first
+    is the default one), and each channel is named ``<view>.<channel>`` (``left.R``, ``right.R``...).
+
+    Args:
+        path: where to write (an ``.exr`` name).
+        views: view name -> {channel name -> (H, W) array}, every channel the same size.
+    """
+    channels = {f"{view}.{name}": values for view, named in views.items() for name, values in named.items()}
+    write_exr(path, channels, half=True, attributes={"multiView": list(views)})
