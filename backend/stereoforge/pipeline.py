@@ -56,13 +56,12 @@ from .io.images import (
 )
 from .io.video import VideoWriter
 from .rig import ANIMATED_RIG, StereoRig, eye_views, harmonic_middle, interocular_for_budget, parallax_px
+from .shot import EYES, STAGES, frame_name
 from .spec import DEFAULT_FPS, DEFAULT_INTEROCULAR, ConvertSpec
 from .splat import EyeImage, splat_eye
 
-EYES = ("left", "right")
 #: A pixel covered less than this is dropout (the splatter's default, and the rule for Blender's alpha).
 COVERAGE_THRESHOLD = 0.5
-STAGES = ("ingest", "cloud", "eyes", "inpaint", "composite", "encode")
 #: Inputs a job makes inside its own shot folder (generated frames, a depth model's output), not the user's.
 JOB_INPUTS = ("generated", "estimated_depth")
 #: What each stage writes, relative to the shot folder: cleared when the stage's settings change.
@@ -78,11 +77,6 @@ STAGE_OUTPUTS = {
 
 #: ``progress(stage, done, total)``: called as frames finish (``done`` counts skipped frames too).
 Progress = Callable[[str, int, int], None]
-
-
-def frame_name(n: int, ext: str) -> str:
-    """File name of shot frame ``n`` (1-based)."""
-    return f"{n:06d}.{ext}"
 
 
 @dataclass

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import InputError
+from ..spec import OFFLOAD_MODES
 
-OFFLOAD_MODES = ("none", "model", "sequential")
 DTYPES = {"auto": None, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
           "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
