@@ -459,8 +459,9 @@ def _size_options(p: argparse.ArgumentParser, frames: int) -> None:
     p.add_argument("--json", action="store_true", help="end with one line of JSON holding the figures")
 
 
-def register(subparsers) -> None:
-    """Add ``bench splat``, ``bench pipeline`` and ``bench quality`` to the ``stereoforge`` command line."""
+def register(subparsers):
+    """Add ``bench splat`` and ``bench pipeline`` to the ``stereoforge`` command line; returns the sub-commands
+    of ``bench``, for ``bench quality`` and ``bench blender`` (which use this module)."""
     bench = subparsers.add_parser("bench", help="time the splatter or the whole pipeline; score the inpainters",
                                   description="Time the splatter alone (bench splat) or a whole convert, stage "
                                               "by stage (bench pipeline), on synthetic clips; score the "
@@ -497,11 +498,4 @@ def register(subparsers) -> None:
                                                      "folder)")
     p.add_argument("--keep", action="store_true", help="keep the clip and the shot folder")
     p.set_defaults(func=cmd_pipeline)
-
-    from .quality import register as register_quality  # bench quality: Blender ground truth, per inpainter
-
-    register_quality(sub)
-
-    from .bench_blender import register as register_blender  # bench blender: the add-on's eye renders
-
-    register_blender(sub)
+    return sub

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from . import __version__, addon_build, bench, generate, server
+from . import __version__, addon_build, bench, bench_blender, generate, quality, server
 from .console import (
     add_job_options,
     add_progress_options,
@@ -29,6 +29,7 @@ from .console import (
 )
 from .errors import Cancelled, InputError, StereoForgeError, disk_error
 from .models import registry
+from .shot import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED
 from .spec import ConvertSpec
 
 
@@ -137,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.register(sub)
     registry.register(sub)
     server.register(sub)
-    bench.register(sub)
+    benches = bench.register(sub)
+    quality.register(benches)  # bench quality: Blender ground truth, per inpainter
+    bench_blender.register(benches)  # bench blender: the add-on's eye renders
     addon_build.register(sub)
     return parser
 
@@ -160,16 +163,16 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "progress", None) == "json":
             print(json.dumps({"event": "error", "message": message}), flush=True)
         print(f"stereoforge: error: {message}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except Cancelled as exc:
         print(f"stereoforge: {exc}", file=sys.stderr)
-        return 130
+        return EXIT_CANCELLED
     except StereoForgeError as exc:
         print(f"stereoforge: error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     except KeyboardInterrupt as exc:
         how, status = ("stopped by SIGTERM", 128 + signal.SIGTERM) if isinstance(exc, Terminated) else (
-            "interrupted", 130)
+            "interrupted", EXIT_CANCELLED)
         print(f"stereoforge: {how}; finished frames are kept, run the same command again to resume",
               file=sys.stderr)
         return status

@@ -28,10 +28,9 @@ from dataclasses import dataclass, fields
 from . import __version__
 from .console import add_job_options, add_spec_options, report, run_job, run_on_server, spec_values
 from .errors import InputError
+from .shot import GENERATED, SHOT_JSON, frame_name
 from .spec import DEFAULT_FPS, ConvertSpec
 
-#: Where a shot keeps its generated mono frames.
-GENERATED = "generated"
 #: The depth model ``generate`` uses unless told otherwise (relative inverse depth, 25M parameters).
 DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
 #: ConvertSpec fields that ``generate`` sets itself.
@@ -125,7 +124,7 @@ class GenerateSpec:
 def _read_shot_json(shot: str) -> dict:
     """The shot's record; {} when there is none or it cannot be read (a new take is made then)."""
     try:
-        with open(os.path.join(shot, "shot.json")) as f:
+        with open(os.path.join(shot, SHOT_JSON)) as f:
             record = json.load(f)
     except (OSError, ValueError):
         return {}
@@ -135,21 +134,19 @@ def _read_shot_json(shot: str) -> dict:
 def _write_shot_json(shot: str, meta: dict) -> None:
     from .io.images import atomic_path
 
-    with atomic_path(os.path.join(shot, "shot.json")) as tmp, open(tmp, "w") as f:
+    with atomic_path(os.path.join(shot, SHOT_JSON)) as tmp, open(tmp, "w") as f:
         json.dump(meta, f, indent=2, default=str)
 
 
 def _check_output(shot: str, output_dir: str) -> None:
     if os.path.exists(shot) and not os.path.isdir(shot):
         raise InputError(f"output '{output_dir}' is a file; give a folder")
-    if os.path.isdir(shot) and os.listdir(shot) and not os.path.exists(os.path.join(shot, "shot.json")):
+    if os.path.isdir(shot) and os.listdir(shot) and not os.path.exists(os.path.join(shot, SHOT_JSON)):
         raise InputError(f"output folder '{output_dir}' exists, is not empty and holds no shot.json; give a new "
                          "or empty folder (or an existing shot folder to resume it)")
 
 
 def _generated_frames(folder: str, count: int) -> list[str]:
-    from .pipeline import frame_name
-
     return [os.path.join(folder, frame_name(n, "png")) for n in range(1, count + 1)]
 
 
@@ -157,7 +154,7 @@ def _start_over(shot: str) -> None:
     """A new take: everything made from the previous one goes (shot.json is rewritten next)."""
     for name in os.listdir(shot):
         path = os.path.join(shot, name)
-        if name == "shot.json":
+        if name == SHOT_JSON:
             continue
         if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)
@@ -169,8 +166,7 @@ def make_video(spec: GenerateSpec, progress: Progress, cancel: Callable[[], bool
     """Generate the mono frames into ``SHOT/generated/`` (or keep them when they are already there, made with
     the same settings); returns the ``generate`` record of shot.json."""
     from .io.images import read_image, to_uint8_srgb, write_png
-    from .models.depth import model_options
-    from .models.loading import versions
+    from .models.loading import model_options, versions
     from .models.video import VideoRequest, load_video_model
 
     shot = os.path.abspath(spec.output_dir)
@@ -234,7 +230,7 @@ def generate(spec: GenerateSpec, progress: Progress | None = None, cancel: Calla
     progress = progress or (lambda stage, done, total: None)
     cancel = cancel or (lambda: False)
     log = log or (lambda message: None)
-    from .models.loading import check_available
+    from .models.registry import check_available
 
     spec.check()
     shot = os.path.abspath(spec.output_dir)

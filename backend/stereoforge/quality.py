@@ -53,6 +53,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError
+from .shot import EYES, frame_name
 
 SCENES = ("demo", "planes", "orbit")
 #: Scenes whose stereo camera moves (issue 12): name -> (the Blender scene, interocular at the first and the last
@@ -62,7 +63,6 @@ ANIMATED_RIGS = {"demo-rig": ("demo", 0.03, 0.2)}
 REAL_PAIRS = {"motorcycle": "Middlebury 2014 Motorcycle (perfect rectification), from skimage.data"}
 #: Where the Blender ground truth script lives in a checkout of the repository.
 TRUTH_SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "blender_truth.py"
-EYES = ("left", "right")
 #: The consistency of the true eyes' flow, forwards then backwards, within which a pixel counts for flicker.
 _FLOW_CONSISTENCY_PX = 0.5
 
@@ -491,7 +491,7 @@ def soften_depth(truth_dir: str, info: dict, out_dir: str, sigma: float) -> str:
     os.makedirs(out_dir, exist_ok=True)
     inverse_kind = info.get("depth_kind") == "disparity"  # disparity is inverse depth already
     for n in range(1, info["frames"] + 1):
-        path = next(p for p in (os.path.join(truth_dir, "depth", f"{n:06d}{ext}") for ext in (".exr", ".npy"))
+        path = next(p for p in (os.path.join(truth_dir, "depth", frame_name(n, ext)) for ext in ("exr", "npy"))
                     if os.path.exists(p))
         values = read_depth_file(path).astype(np.float64)
         valid = np.isfinite(values) & (values > 0)
@@ -499,7 +499,7 @@ def soften_depth(truth_dir: str, info: dict, out_dir: str, sigma: float) -> str:
         weight = cv2.GaussianBlur(valid.astype(np.float64), (0, 0), sigma)
         blurred = cv2.GaussianBlur(inverse, (0, 0), sigma) / np.maximum(weight, 1e-12)
         soft = np.where(valid, blurred if inverse_kind else 1.0 / np.maximum(blurred, 1e-12), np.inf)
-        np.save(os.path.join(out_dir, f"{n:06d}.npy"), soft.astype(np.float32))
+        np.save(os.path.join(out_dir, frame_name(n, "npy")), soft.astype(np.float32))
     return out_dir
 
 
@@ -590,11 +590,12 @@ def bench_quality(scenes: tuple[str, ...] | None = None, inpainters: tuple[str, 
             edges = {} if depth_edge_radius is None else {"depth_edge_radius": depth_edge_radius}
             _convert(folder, info, shot, ("ingest", "eyes"), depth, **edges)
             count = info["frames"]
-            truth = {eye: [_read_rgb(Path(folder, eye, f"{n:06d}.png")) for n in range(1, count + 1)]
+            truth = {eye: [_read_rgb(Path(folder, eye, frame_name(n, "png"))) for n in range(1, count + 1)]
                      for eye in eyes}
-            masks = {eye: [read_mask(os.path.join(shot, "masks", eye, f"{n:06d}.png")) for n in range(1, count + 1)]
+            masks = {eye: [read_mask(os.path.join(shot, "masks", eye, frame_name(n, "png")))
+                           for n in range(1, count + 1)]
                      for eye in eyes}
-            trusted = [read_mask(path) for path in (os.path.join(folder, "trusted", f"{n:06d}.png")
+            trusted = [read_mask(path) for path in (os.path.join(folder, "trusted", frame_name(n, "png"))
                                                     for n in range(1, count + 1)) if os.path.exists(path)] or None
             results[scene] = {}
             for label, options in runs:
@@ -602,7 +603,7 @@ def bench_quality(scenes: tuple[str, ...] | None = None, inpainters: tuple[str, 
                 timings = _convert(folder, info, shot, ("inpaint",), depth, **edges, **options)["timings"]
                 entry = {"seconds_per_frame": timings["inpaint"] / count}
                 for eye in eyes:
-                    filled = [_read_rgb(Path(shot, "filled", eye, f"{n:06d}.png")) for n in range(1, count + 1)]
+                    filled = [_read_rgb(Path(shot, "filled", eye, frame_name(n, "png"))) for n in range(1, count + 1)]
                     entry[eye] = score_eye(filled, truth[eye], masks[eye], trusted)
                 results[scene][label] = entry
     finally:

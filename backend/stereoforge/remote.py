@@ -15,8 +15,7 @@ import urllib.request
 from collections.abc import Callable
 
 from .errors import Cancelled, InputError, StereoForgeError
-
-ENDED = ("succeeded", "failed", "cancelled")
+from .shot import ENDED
 
 
 class ServerError(StereoForgeError):
