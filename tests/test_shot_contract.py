@@ -6,7 +6,8 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from stereoforge import addon_build, shot
+from stereoforge import shot
+from stereoforge.dev import addon_build
 
 ROOT = Path(__file__).resolve().parents[1]
 BACKEND = Path(shot.__file__)

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from . import __version__, addon_build, bench, bench_blender, generate, quality, server
+from . import __version__, generate, server
 from .console import (
     add_job_options,
     add_progress_options,
@@ -27,6 +27,7 @@ from .console import (
     run_on_server,
     spec_values,
 )
+from .dev import addon_build, bench, bench_blender, quality
 from .errors import Cancelled, InputError, StereoForgeError, disk_error
 from .models import registry
 from .shot import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED

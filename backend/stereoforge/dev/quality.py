@@ -52,8 +52,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import InputError
-from .shot import EYES, frame_name
+from ..errors import InputError
+from ..shot import EYES, frame_name
 
 SCENES = ("demo", "planes", "orbit")
 #: Scenes whose stereo camera moves (issue 12): name -> (the Blender scene, interocular at the first and the last
@@ -62,7 +62,7 @@ ANIMATED_RIGS = {"demo-rig": ("demo", 0.03, 0.2)}
 #: Real stereo pairs with true disparity: name -> where they come from.
 REAL_PAIRS = {"motorcycle": "Middlebury 2014 Motorcycle (perfect rectification), from skimage.data"}
 #: Where the Blender ground truth script lives in a checkout of the repository.
-TRUTH_SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "blender_truth.py"
+TRUTH_SCRIPT = Path(__file__).resolve().parents[3] / "tools" / "blender_truth.py"
 #: The consistency of the true eyes' flow, forwards then backwards, within which a pixel counts for flicker.
 _FLOW_CONSISTENCY_PX = 0.5
 
@@ -398,7 +398,7 @@ def read_pair(folder: Path) -> StereoPair:
         image = _read_image(path)
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image[..., 2::-1]
         views.append(np.ascontiguousarray(image[..., :3]).astype(np.uint8))
-    from .io.images import read_depth_file
+    from ..io.images import read_depth_file
 
     stored = (read_depth_file(disparity) if disparity.suffix.lower() == ".pfm" else
               _read_image(disparity)).astype(np.float32)
@@ -467,14 +467,14 @@ def trusted_pixels(disparity: np.ndarray, window: int = 10) -> np.ndarray:
 def installed_models() -> list[str]:
     """Ids of the diffusers inpainting models on this machine (``stereoforge models``)."""
     try:
-        from .models.registry import scan
+        from ..models.registry import scan
     except ImportError:
         return []
     return [m.id for m in scan() if m.stage == "inpaint"]
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    from .pipeline import read_png8
+    from ..pipeline import read_png8
 
     image = read_png8(str(path))
     if image is None:
@@ -486,7 +486,7 @@ def soften_depth(truth_dir: str, info: dict, out_dir: str, sigma: float) -> str:
     """Write the truth's depth with soft outlines into ``out_dir`` (one ``.npy`` per frame), as a depth model
     gives it: inverse depth (or disparity) blurred with a Gaussian of ``sigma`` pixels, over the pixels that have
     depth. Returns ``out_dir``."""
-    from .io.images import read_depth_file
+    from ..io.images import read_depth_file
 
     os.makedirs(out_dir, exist_ok=True)
     inverse_kind = info.get("depth_kind") == "disparity"  # disparity is inverse depth already
@@ -505,8 +505,8 @@ def soften_depth(truth_dir: str, info: dict, out_dir: str, sigma: float) -> str:
 
 def _convert(truth_dir: str, info: dict, shot: str, stages: tuple[str, ...], depth: str | None = None,
              **options) -> dict:
-    from .pipeline import convert
-    from .spec import ConvertSpec
+    from ..pipeline import convert
+    from ..spec import ConvertSpec
 
     if info.get("depth_kind") == "disparity":  # a real pair: the disparity map fixes the rig
         geometry = {"depth_kind": "disparity", "baseline": info["baseline"], "interocular": info["interocular"]}
@@ -540,8 +540,8 @@ def bench_quality(scenes: tuple[str, ...] | None = None, inpainters: tuple[str, 
     Returns ``{"settings": {...}, "scenes": {scene: {inpainter: {"seconds_per_frame", "left": score,
     "right": score}}}}`` with each eye's score as :func:`score_eye` gives it.
     """
-    from .inpaint import DEFAULT_INPAINTER, INPAINTERS
-    from .pipeline import read_mask
+    from ..inpaint import DEFAULT_INPAINTER, INPAINTERS
+    from ..pipeline import read_mask
 
     scenes = tuple(scenes) if scenes else (() if pairs else default_scenes())
     folders = pair_folders(pairs) if pairs else []
@@ -740,7 +740,7 @@ def register(bench_subparsers) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stereoforge.quality",
+    parser = argparse.ArgumentParser(prog="python -m stereoforge.dev.quality",
                                      description="bench quality: " + __doc__.strip().splitlines()[0])
     add_arguments(parser)
     args = parser.parse_args(argv)

@@ -15,8 +15,8 @@ import re
 import zipfile
 from pathlib import Path
 
-from . import __version__
-from .errors import InputError
+from .. import __version__
+from ..errors import InputError
 
 MANIFEST = "blender_manifest.toml"
 EXTENSION_ID = "stereoforge"
@@ -27,7 +27,7 @@ _FIXED_DATE = (2024, 1, 1, 0, 0, 0)
 
 def checkout_root() -> Path:
     """The source checkout: the folder holding ``blender_manifest.toml`` and ``addon/``."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     if not (root / MANIFEST).is_file() or not (root / "addon" / "__init__.py").is_file():
         raise InputError(f"no Blender add-on sources next to this stereoforge ({root} has no {MANIFEST} and "
                          "addon/__init__.py); build the add-on from a source checkout installed with "
@@ -63,7 +63,7 @@ def addon_files(addon_dir: Path) -> list[Path]:
 def _source(root: Path, rel: Path) -> Path:
     """Where the zip's copy of an add-on file comes from: the shot contract from the backend, the rest from
     ``addon/``."""
-    return Path(__file__).with_name("shot.py") if rel.as_posix() == SHOT_CONTRACT else root / "addon" / rel
+    return Path(__file__).parents[1] / "shot.py" if rel.as_posix() == SHOT_CONTRACT else root / "addon" / rel
 
 
 def build(output_dir: str | os.PathLike, root: Path | None = None) -> Path:
