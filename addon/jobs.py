@@ -28,6 +28,7 @@ from . import scene as sflscene
 from . import shot as shotlib
 from .client import BackendError, JobCancelled
 from .props import abspath
+from .shot_contract import SHOT_JSON, STAGE_OUTPUTS
 
 #: What :meth:`Job.advance` returns: the job is over / it waits on something else (come back later).
 DONE = "done"
@@ -77,7 +78,7 @@ def check_inputs(context, stages: tuple[str, ...]) -> tuple[str, str, object]:
         except BackendError as exc:
             raise StepError(str(exc)) from None
     if "load" not in stages:
-        if not os.path.exists(os.path.join(shot_dir, "shot.json")):
+        if not os.path.exists(os.path.join(shot_dir, SHOT_JSON)):
             raise StepError(f"'{shot_dir}' holds no shot yet; run 'Load' (or Run) first")
         source, depth = _recorded_inputs(shot_dir)
         if "setup_camera" in stages or ("render_eyes" in stages and s.eye_renderer == "BLENDER"):
@@ -554,7 +555,7 @@ def _clear_ingest(shot_dir: str) -> None:
     """Remove what the backend made from an earlier Scene source render: it knows files by name, not content."""
     import shutil
 
-    for rel in ("source", "depth", "cloud", "cloud.usdc"):
+    for rel in STAGE_OUTPUTS["ingest"] + STAGE_OUTPUTS["cloud"]:
         path = os.path.join(shot_dir, rel)
         if os.path.isdir(path):
             shutil.rmtree(path)

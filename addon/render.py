@@ -25,6 +25,7 @@ import os
 import bpy
 
 from . import shot as shotlib
+from .shot_contract import frame_name
 
 #: EEVEE's engine name in Blender 4.2 to 4.5.
 EEVEE = "BLENDER_EEVEE_NEXT"
@@ -147,11 +148,11 @@ def begin_scene_frame(copy, color_dir: str, depth_dir: str, frame: int) -> dict:
 
 def finish_scene_frame(color_dir: str, depth_dir: str, frame: int) -> bool:
     scratch = glob.glob(os.path.join(depth_dir, ".render", "*.exr"))
-    if not os.path.exists(os.path.join(color_dir, f"{frame:06d}.png")) or len(scratch) != 1:
+    if not os.path.exists(os.path.join(color_dir, frame_name(frame, "png"))) or len(scratch) != 1:
         for path in scratch:
             os.remove(path)
         return False
-    os.replace(scratch[0], os.path.join(depth_dir, f"{frame:06d}.exr"))
+    os.replace(scratch[0], os.path.join(depth_dir, frame_name(frame, "exr")))
     return True
 
 

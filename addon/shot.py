@@ -13,23 +13,17 @@ import json
 import os
 import shutil
 
-EYES = ("left", "right")
+from .shot_contract import ANIMATED_RIG, CLOUD_USD, EYES, SHOT_JSON, STAGE_OUTPUTS, downstream, eye_path
+
 #: Written beside the eyes Blender rendered: the settings they were made with.
 BLENDER_EYES_RECORD = "blender.json"
-#: The rig values that may change from frame to frame (``shot.json``'s ``rig_frames``: one value per frame).
-ANIMATED_RIG = ("interocular_distance", "convergence_distance")
-#: What the backend makes from the eyes: stale as soon as the eyes change.
-DOWNSTREAM_OF_EYES = ("masks", "filled", os.path.join("out", "frames"), os.path.join("out", "video"))
-
-
-def frame_name(n: int, ext: str) -> str:
-    """File name of shot frame ``n`` (1-based), as the backend names them."""
-    return f"{n:06d}.{ext}"
+#: What the backend makes from the eyes: stale as soon as the eyes change (the masks, and every later stage's).
+DOWNSTREAM_OF_EYES = ("masks",) + tuple(rel for stage in downstream("eyes") for rel in STAGE_OUTPUTS[stage])
 
 
 def read_shot(shot_dir: str) -> dict:
     """``shot.json`` of a shot folder; raises ValueError with a message the user can act on."""
-    path = os.path.join(shot_dir, "shot.json")
+    path = os.path.join(shot_dir, SHOT_JSON)
     try:
         with open(path, encoding="utf-8") as f:
             meta = json.load(f)
@@ -67,11 +61,7 @@ def parallax_summary(meta: dict) -> str:
 
 
 def cloud_path(shot_dir: str) -> str:
-    return os.path.join(shot_dir, "cloud.usdc")
-
-
-def eye_path(shot_dir: str, eye: str, n: int) -> str:
-    return os.path.join(shot_dir, "eyes", eye, frame_name(n, "exr"))
+    return os.path.join(shot_dir, CLOUD_USD)
 
 
 def eyes_record(meta: dict, render: dict) -> dict:

@@ -129,7 +129,7 @@ def test_zip_holds_the_addon_only_and_blender_validates_it(addon_zip):
 
 
 def test_build_refuses_a_manifest_of_another_version(tmp_path):
-    from stereoforge.addon_build import build
+    from stereoforge.dev.addon_build import build
     from stereoforge.errors import InputError
 
     (tmp_path / "addon").mkdir()

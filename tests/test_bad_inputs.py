@@ -406,7 +406,7 @@ CASES = [
          setup=lambda ctx: (shutil.rmtree(ctx.shot / "eyes"), shutil.rmtree(ctx.shot / "masks"))),
     Case("--stages encode without frames", r"is missing, so the 'encode' stage cannot run",
          args=("--stages", "encode"), setup=lambda ctx: shutil.rmtree(ctx.shot / "out")),
-    Case("--stages unknown", r"--stages 'splat' is not valid", args=("--stages", "splat")),
+    Case("--stages unknown", r"--stages 'splat' is not one of ingest, cloud", args=("--stages", "splat")),
     Case("--focal-px 0", r"--focal-px 0\.0 is not valid", args=("--focal-px", "0")),
     Case("--focal-px nan", r"--focal-px nan is not valid", args=("--focal-px", "nan")),
     Case("--focal-px and --hfov", r"either --focal-px or --hfov", args=("--focal-px", "80", "--hfov", "50")),

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from stereoforge.camera import Intrinsics
+from stereoforge.dev.quality import score_eye, ssim_map
 from stereoforge.exemplar import exemplar_estimates
 from stereoforge.inpaint import DEFAULT_INPAINTER, INPAINTERS, BackgroundInpainter, EyeFrame, FrameList, fill_clip
 from stereoforge.io.images import to_uint8_srgb
-from stereoforge.quality import score_eye, ssim_map
 from stereoforge.rig import StereoRig, eye_views
 from stereoforge.splat import splat_eye
 

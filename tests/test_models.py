@@ -347,7 +347,7 @@ def test_generate_makes_a_finished_stereo_shot_and_records_how(tiny, tmp_path, c
     shot = tmp_path / "sh010"
     code = main(["generate", "a teddy bear dancing in the snow", "-o", str(shot),
                  "--video-model", tiny["text_to_video_sd"], "--depth-model", tiny["depth_anything"],
-                 "--frames", "3", "--height", "32", "--width", "48", "--steps", "2", "--seed", "7",
+                 "--num-frames", "3", "--height", "32", "--width", "48", "--steps", "2", "--seed", "7",
                  "--device", "cpu", "--layout", "sbs,anaglyph", "-q"])
     assert code == 0
     assert count_files(shot / "generated", ".png") == 3
@@ -381,7 +381,7 @@ def test_generate_from_a_first_frame_with_marigold_and_model_inpainting(tiny, tm
     code = main(["generate", "", "--image", str(first), "-o", str(shot),
                  "--video-model", tiny["ltx_image_to_video"], "--depth-model", tiny["marigold"],
                  "--inpaint-model", tiny["sd_inpaint"], "--inpaint-steps", "1", "--inpaint-chunk", "2",
-                 "--inpaint-overlap", "1", "--frames", "5", "--height", "32", "--width", "64", "--steps", "2",
+                 "--inpaint-overlap", "1", "--num-frames", "5", "--height", "32", "--width", "64", "--steps", "2",
                  "--device", "cpu", "--max-parallax", "8", "-q"])
     assert code == 0
     for eye in EYES:
@@ -398,7 +398,7 @@ def test_generate_resumes_and_a_changed_setting_makes_a_new_take(tiny, tmp_path,
     shot = tmp_path / "sh030"
     def args(frames: int) -> list[str]:
         return ["generate", "a cat", "-o", str(shot), "--video-model", tiny["text_to_video_sd"],
-                "--depth-model", tiny["dpt"], "--frames", str(frames), "--height", "32", "--width", "48",
+                "--depth-model", tiny["dpt"], "--num-frames", str(frames), "--height", "32", "--width", "48",
                 "--steps", "1", "--device", "cpu", "-q"]
 
     assert main(args(2)) == 0
@@ -438,6 +438,15 @@ def test_generate_refuses_depth_files(tiny, tmp_path, capsys):
     code = main(["generate", "a cat", "-o", str(tmp_path / "o"), "--video-model", tiny["text_to_video_sd"],
                  "--depth", str(tmp_path)])
     assert code == 2 and "--depth is for convert" in capsys.readouterr().err
+
+
+def test_generate_names_its_frame_count_as_the_server_does(tiny, tmp_path, capsys):
+    """One name per option: generate's frame count is --num-frames (the server's num_frames); the old --frames N
+    is answered in one line that names the new one, and nothing is written."""
+    code = main(["generate", "a cat", "-o", str(tmp_path / "o"), "--video-model", tiny["text_to_video_sd"],
+                 "--frames", "5"])
+    assert code == 2 and "generate's --frames is now --num-frames N" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 # ----------------------------------------------------------------------------------------------- listing

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from stereoforge.cli import main
+from stereoforge.dev.quality import bench_quality, read_pair, real_pair_truth, trusted_pixels
 from stereoforge.errors import InputError
-from stereoforge.quality import bench_quality, read_pair, real_pair_truth, trusted_pixels
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str, str]:

@@ -180,7 +180,7 @@ def test_floating_window_blacks_out_the_strip_one_eye_sees(tmp_path):
 def test_bench_quality_scores_a_scene_with_an_animated_rig(tmp_path):
     """``demo-rig``: Blender's stereo camera keyed from 0.03 to 0.2 m, converted with the same curve; the
     covered pixels score within 1 dB of the same scene with a rig held still."""
-    from stereoforge.quality import TruthSettings, bench_quality
+    from stereoforge.dev.quality import TruthSettings, bench_quality
 
     settings = TruthSettings(width=192, height=108, frames=FRAMES, samples=16)
     result = bench_quality(("demo-rig", "demo"), ("none",), models=False, settings=settings,

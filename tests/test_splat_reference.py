@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from stereoforge import splat_cpu
-from stereoforge.bench import numpy_reference_splat, synthetic_frames
 from stereoforge.camera import Intrinsics
+from stereoforge.dev.bench import numpy_reference_splat, synthetic_frames
 from stereoforge.errors import InputError
 from stereoforge.io.images import read_exr_channels, to_uint8_srgb
 from stereoforge.io.video import VideoWriter

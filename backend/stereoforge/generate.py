@@ -26,11 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 from . import __version__
+from .console import add_job_options, add_spec_options, report, run_job, run_on_server, spec_values
 from .errors import InputError
+from .shot import GENERATED, SHOT_JSON, frame_name
 from .spec import DEFAULT_FPS, ConvertSpec
 
-#: Where a shot keeps its generated mono frames.
-GENERATED = "generated"
 #: The depth model ``generate`` uses unless told otherwise (relative inverse depth, 25M parameters).
 DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
 #: ConvertSpec fields that ``generate`` sets itself.
@@ -81,8 +81,7 @@ class GenerateSpec:
         for name in ("num_frames", "height", "width", "steps"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                flag = {"num_frames": "frames"}.get(name, name)
-                raise InputError(f"--{flag} {value} is not valid; give a positive number")
+                raise InputError(f"--{name.replace('_', '-')} {value} is not valid; give a positive number")
         if self.guidance is not None and self.guidance < 0:
             raise InputError(f"--guidance {self.guidance} is not valid; give 0 or more")
         if self.image is not None and not os.path.isfile(self.image):
@@ -125,7 +124,7 @@ class GenerateSpec:
 def _read_shot_json(shot: str) -> dict:
     """The shot's record; {} when there is none or it cannot be read (a new take is made then)."""
     try:
-        with open(os.path.join(shot, "shot.json")) as f:
+        with open(os.path.join(shot, SHOT_JSON)) as f:
             record = json.load(f)
     except (OSError, ValueError):
         return {}
@@ -135,21 +134,19 @@ def _read_shot_json(shot: str) -> dict:
 def _write_shot_json(shot: str, meta: dict) -> None:
     from .io.images import atomic_path
 
-    with atomic_path(os.path.join(shot, "shot.json")) as tmp, open(tmp, "w") as f:
+    with atomic_path(os.path.join(shot, SHOT_JSON)) as tmp, open(tmp, "w") as f:
         json.dump(meta, f, indent=2, default=str)
 
 
 def _check_output(shot: str, output_dir: str) -> None:
     if os.path.exists(shot) and not os.path.isdir(shot):
         raise InputError(f"output '{output_dir}' is a file; give a folder")
-    if os.path.isdir(shot) and os.listdir(shot) and not os.path.exists(os.path.join(shot, "shot.json")):
+    if os.path.isdir(shot) and os.listdir(shot) and not os.path.exists(os.path.join(shot, SHOT_JSON)):
         raise InputError(f"output folder '{output_dir}' exists, is not empty and holds no shot.json; give a new "
                          "or empty folder (or an existing shot folder to resume it)")
 
 
 def _generated_frames(folder: str, count: int) -> list[str]:
-    from .pipeline import frame_name
-
     return [os.path.join(folder, frame_name(n, "png")) for n in range(1, count + 1)]
 
 
@@ -157,7 +154,7 @@ def _start_over(shot: str) -> None:
     """A new take: everything made from the previous one goes (shot.json is rewritten next)."""
     for name in os.listdir(shot):
         path = os.path.join(shot, name)
-        if name == "shot.json":
+        if name == SHOT_JSON:
             continue
         if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)
@@ -169,8 +166,7 @@ def make_video(spec: GenerateSpec, progress: Progress, cancel: Callable[[], bool
     """Generate the mono frames into ``SHOT/generated/`` (or keep them when they are already there, made with
     the same settings); returns the ``generate`` record of shot.json."""
     from .io.images import read_image, to_uint8_srgb, write_png
-    from .models.depth import model_options
-    from .models.loading import versions
+    from .models.loading import model_options, versions
     from .models.video import VideoRequest, load_video_model
 
     shot = os.path.abspath(spec.output_dir)
@@ -234,7 +230,7 @@ def generate(spec: GenerateSpec, progress: Progress | None = None, cancel: Calla
     progress = progress or (lambda stage, done, total: None)
     cancel = cancel or (lambda: False)
     log = log or (lambda message: None)
-    from .models.loading import check_available
+    from .models.registry import check_available
 
     spec.check()
     shot = os.path.abspath(spec.output_dir)
@@ -254,63 +250,23 @@ def generate(spec: GenerateSpec, progress: Progress | None = None, cancel: Calla
 # ------------------------------------------------------------------------------------------------ the CLI
 
 
-def add_model_options(p: argparse.ArgumentParser) -> None:
-    """Where and how models run, and the inpainting model (``convert`` and ``generate``; the job server takes the
-    same)."""
-    g = p.add_argument_group("models (a Hugging Face id or a local folder each)")
-    g.add_argument("--inpaint-model", metavar="MODEL",
-                   help="fill dropout with a diffusers inpainting pipeline instead of --inpaint: an image "
-                        "inpainter (e.g. Stable Diffusion inpainting) or a video inpainter that fills each chunk "
-                        "as one clip under a mask video (e.g. Wan VACE)")
-    g.add_argument("--inpaint-prompt", default="", metavar="TEXT",
-                   help="prompt for the inpainting model (default: none; the surroundings guide the fill)")
-    g.add_argument("--inpaint-steps", type=int, metavar="N", help="denoising steps of the inpainting model")
-    g.add_argument("--inpaint-chunk", type=int, default=8, metavar="N",
-                   help="frames per inpainting call (default: 8)")
-    g.add_argument("--inpaint-overlap", type=int, default=0, metavar="N",
-                   help="frames of the previous chunk filled again with the next one and cross-faded, so the "
-                        "fill cannot jump between chunks (default: 0)")
-    g.add_argument("--inpaint-tile", type=int, default=512, metavar="PX",
-                   help="frames larger than this are inpainted in overlapping tiles of this size (default: 512)")
-    g.add_argument("--inpaint-tile-overlap", type=int, default=64, metavar="PX",
-                   help="pixels shared by neighbouring tiles, blended (default: 64)")
-    g.add_argument("--dtype", dest="model_dtype", default="auto",
-                   choices=("auto", "float32", "float16", "bfloat16"),
-                   help="model precision (default: auto: bfloat16 or float16 on a GPU, float32 on the CPU)")
-    g.add_argument("--offload", dest="model_offload", default="none", choices=("none", "model", "sequential"),
-                   help="keep models in CPU memory and move each part to the GPU only while it runs: model "
-                        "(a little slower, much less VRAM) or sequential (slowest, least VRAM) (default: none)")
-    g.add_argument("--attention-slicing", action="store_true", help="attention in slices: less memory, slower")
-    g.add_argument("--vae-tiling", action="store_true", help="decode frames with the VAE tile by tile")
-    g.add_argument("--seed", type=int, metavar="K",
-                   help="noise seed of the models (default: drawn at random and recorded in shot.json)")
-    g.add_argument("--trust-remote-code", action="store_true",
-                   help="let a model run code from its own repository (off by default: read that code first)")
-
-
-def with_model_options(spec: ConvertSpec, args: argparse.Namespace) -> ConvertSpec:
-    """``spec`` with the options of :func:`add_model_options` from ``args``."""
-    return dataclasses.replace(
-        spec, inpaint_model=args.inpaint_model, inpaint_prompt=args.inpaint_prompt,
-        inpaint_steps=args.inpaint_steps, inpaint_chunk=args.inpaint_chunk, inpaint_overlap=args.inpaint_overlap,
-        inpaint_tile=args.inpaint_tile, inpaint_tile_overlap=args.inpaint_tile_overlap,
-        model_dtype=args.model_dtype, model_offload=args.model_offload, attention_slicing=args.attention_slicing,
-        vae_tiling=args.vae_tiling, seed=args.seed, trust_remote_code=args.trust_remote_code)
+#: Options of convert that generate refuses on its command line, and why.
+_REFUSED = {
+    "depth": "generate estimates the depth with --depth-model; --depth is for convert",
+    "frames": "generate's --frames is now --num-frames N, the frames to make (the server's num_frames); --frames "
+              "A:B is convert's range of a source's frames",
+}
 
 
 def register(sub) -> None:
     """The ``generate`` subcommand."""
-    from .cli import add_convert_options
-
     p = sub.add_parser(
         "generate", help="a prompt (and optionally a first frame) -> a stereo shot",
-        conflict_handler="resolve",
         description="Make a mono video with a diffusers text-to-video or image-to-video pipeline, estimate its "
                     "depth with a depth model, and convert it into a stereo shot folder: generated/ (the "
                     "video's frames), estimated_depth/, then everything convert writes. Re-running resumes.")
     p.add_argument("prompt", metavar="PROMPT", help="what the video shows (\"\" for image-only pipelines)")
     p.add_argument("-o", "--output", required=True, metavar="SHOT_DIR", help="the shot folder to write")
-    add_convert_options(p)
     g = p.add_argument_group("video model")
     g.add_argument("--video-model", required=True, metavar="MODEL",
                    help="a Hugging Face id or a local folder of a diffusers text-to-video or image-to-video "
@@ -318,26 +274,25 @@ def register(sub) -> None:
     g.add_argument("--image", metavar="FILE", help="the first frame, for image-to-video pipelines")
     g.add_argument("--video-only", action="store_true",
                    help="make the video only (SHOT_DIR/generated/ and shot.json: a take), no depth, no stereo")
-    g.add_argument("--depth-model", default=DEFAULT_DEPTH_MODEL, metavar="MODEL",
-                   help="the depth model: a Hugging Face id or a local folder of a transformers "
-                        "depth-estimation model or a diffusers Marigold pipeline (default: %(default)s)")
     g.add_argument("--negative-prompt", metavar="TEXT", help="what the video should not show")
-    g.add_argument("--frames", dest="num_frames", type=int, metavar="N",
+    g.add_argument("--num-frames", type=int, metavar="N",
                    help="frames to make (default: the model's; Wan makes 4k+1, LTX 8k+1)")
     g.add_argument("--height", type=int, metavar="PX", help="frame height (default: the model's)")
     g.add_argument("--width", type=int, metavar="PX", help="frame width (default: the model's)")
     g.add_argument("--steps", type=int, metavar="N", help="denoising steps (default: the model's)")
     g.add_argument("--guidance", type=float, metavar="G", help="classifier-free guidance scale (default: the model's)")
-    add_model_options(p)
-    p.set_defaults(func=cmd_generate, frames=None)
+    for name in _REFUSED:
+        p.add_argument(f"--{name}", help=argparse.SUPPRESS)
+    add_spec_options(p, skip=_SET_BY_GENERATE, defaults={"depth_model": DEFAULT_DEPTH_MODEL})
+    add_job_options(p)
+    p.set_defaults(func=cmd_generate)
 
 
 def spec_from_args(args: argparse.Namespace) -> GenerateSpec:
-    from .cli import _spec_from_args
-
-    if args.depth is not None:
-        raise InputError("generate estimates the depth with --depth-model; --depth is for convert")
-    options = with_model_options(_spec_from_args(args, "", args.output), args)
+    for name, why in _REFUSED.items():
+        if getattr(args, name) is not None:
+            raise InputError(why)
+    options = ConvertSpec(source="", output_dir=args.output, **spec_values(args, skip=_SET_BY_GENERATE))
     return GenerateSpec(prompt=args.prompt, output_dir=args.output, video_model=args.video_model, image=args.image,
                         negative_prompt=args.negative_prompt, num_frames=args.num_frames, height=args.height,
                         width=args.width, steps=args.steps, guidance=args.guidance, video_only=args.video_only,
@@ -345,26 +300,13 @@ def spec_from_args(args: argparse.Namespace) -> GenerateSpec:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    import sys
-
-    from .cli import _Bars, _json_progress, _report
-
     started = time.perf_counter()
     spec = spec_from_args(args)
     if args.server:
-        from .cli import run_on_server
-
         result = run_on_server(args, "generate", spec.to_dict())
-        _report(result, started, args.progress)
-        return 0
-    bars = _Bars(args.progress != "bar")
-    log = (lambda m: print(m, file=sys.stderr)) if args.progress != "json" else (
-        lambda m: print(json.dumps({"event": "notice", "message": m}), flush=True))
-    try:
-        result = generate(spec, progress=_json_progress if args.progress == "json" else bars, log=log)
-    finally:
-        bars.close()
-    _report(result, started, args.progress)
-    if args.progress != "json":
+    else:
+        result = run_job(lambda progress, log: generate(spec, progress=progress, log=log), args.progress)
+    report(result, started, args.progress)
+    if args.progress != "json" and not args.server:
         print(f"seed: {result['generate']['seed']} (recorded in shot.json)")
     return 0

@@ -66,34 +66,26 @@ from .io.images import (
     write_png,
 )
 from .io.video import AudioClip, VideoWriter, check_audio
-from .rig import ANIMATED_RIG, StereoRig, eye_views, harmonic_middle, interocular_for_budget, parallax_px
+from .rig import StereoRig, eye_views, harmonic_middle, interocular_for_budget, parallax_px
+from .shot import (
+    ANIMATED_RIG,
+    CLOUD_USD,
+    EYES,
+    JOB_INPUTS,
+    SHOT_JSON,
+    STAGE_OUTPUTS,
+    STAGES,
+    UPSTREAM,
+    frame_name,
+)
 from .spec import DEFAULT_FPS, DEFAULT_INTEROCULAR, ConvertSpec, video_container
 from .splat import EyeImage, splat_eye
 
-EYES = ("left", "right")
 #: A pixel covered less than this is dropout (the splatter's default, and the rule for Blender's alpha).
 COVERAGE_THRESHOLD = 0.5
-STAGES = ("ingest", "cloud", "eyes", "inpaint", "composite", "encode")
-#: Inputs a job makes inside its own shot folder (generated frames, a depth model's output), not the user's.
-JOB_INPUTS = ("generated", "estimated_depth")
-#: What each stage writes, relative to the shot folder: cleared when the stage's settings change.
-UPSTREAM = {"cloud": "ingest", "eyes": "ingest", "inpaint": "eyes", "composite": "inpaint", "encode": "composite"}
-STAGE_OUTPUTS = {
-    "ingest": ("source", "depth"),
-    "cloud": ("cloud", "cloud.usdc"),
-    "eyes": ("eyes", "masks"),
-    "inpaint": ("filled",),
-    "composite": ("out/frames",),
-    "encode": ("out/video",),
-}
 
 #: ``progress(stage, done, total)``: called as frames finish (``done`` counts skipped frames too).
 Progress = Callable[[str, int, int], None]
-
-
-def frame_name(n: int, ext: str) -> str:
-    """File name of shot frame ``n`` (1-based)."""
-    return f"{n:06d}.{ext}"
 
 
 @dataclass
@@ -173,13 +165,13 @@ def _check_paths(spec: ConvertSpec) -> None:
         if out.startswith(p + os.sep):
             raise InputError(f"the output folder '{spec.output_dir}' lies inside the {label} folder '{path}'; "
                              "give an output folder outside it")
-    if os.path.isdir(out) and os.listdir(out) and not os.path.exists(os.path.join(out, "shot.json")):
+    if os.path.isdir(out) and os.listdir(out) and not os.path.exists(os.path.join(out, SHOT_JSON)):
         raise InputError(f"output folder '{spec.output_dir}' exists, is not empty and holds no shot.json; "
                          "give a new or empty folder (or an existing shot folder to resume it)")
     if os.path.exists(out) and not os.path.isdir(out):
         raise InputError(f"output '{spec.output_dir}' is a file; give a folder")
     _check_can_write(out)
-    record = os.path.join(out, "shot.json")
+    record = os.path.join(out, SHOT_JSON)
     if os.path.lexists(record) and not os.path.isfile(record):
         raise InputError(f"'{record}' is not a file: a shot folder's record must be; move it away and run again")
 
@@ -209,7 +201,7 @@ def plan(spec: ConvertSpec, progress: Progress | None = None, cancel: Callable[[
     spec.check()
     _check_paths(spec)
     if spec.depth_model is not None or spec.inpaint_model is not None:
-        from .models.loading import check_available
+        from .models.registry import check_available
 
         check_available(spec)
     requested, models = spec, {}
@@ -437,7 +429,7 @@ class _Job:
                 write_frame_clip(frame_clip_path(self.dir, n), n, points, colors, widths)
         # The top-level stage is tiny and records the rig and the frame rate: made on every run (and replaced
         # when it differs), so it never goes stale when only those change.
-        with _usd_writing(self.path("cloud.usdc")):
+        with _usd_writing(self.path(CLOUD_USD)):
             write_cloud_stage(self.dir, self.plan.count, self.plan.fps, k,
                               custom={"rig": self.plan.rig.to_dict(), "focal_px": k.fx, "width": k.width,
                                       "height": k.height, **_rig_frames(self.plan)})
@@ -487,8 +479,7 @@ class _Job:
         self.make_dirs("inpaint")
         # One inpainter per eye, reading its window of frames from eyes/ (whether or not they are filled yet)
         # and, when resuming, the fill of the frame before the first one to do from filled/.
-        inpainters = {eye: make(ClipReader(partial(self._eye_frame, eye), partial(self._filled_frame, eye)))
-                      for eye in EYES}
+        inpainters = {eye: make(self.clip(eye)) for eye in EYES}
         outputs = lambda n: [self.path("filled", eye, frame_name(n, "png")) for eye in EYES]
 
         def fill(eye: str, n: int) -> None:
@@ -500,6 +491,11 @@ class _Job:
             for n in self.frames_to_do("inpaint", outputs):
                 for future in [pool.submit(fill, eye, n) for eye in EYES]:
                     future.result()
+
+    def clip(self, eye: str) -> ClipReader:
+        """One eye of the shot as an inpainter reads it: its frames from eyes/ and masks/, and the fills an
+        earlier run left in filled/ (the default inpainter and a model's inpaint stage read the same)."""
+        return ClipReader(partial(self._eye_frame, eye), partial(self._filled_frame, eye))
 
     def _eye_frame(self, eye: str, n: int) -> EyeFrame | None:
         """Frame ``n`` of ``eye`` for an inpainter, None past either end of the clip."""
@@ -684,7 +680,7 @@ def _prepare_shot(plan: Plan, stages: tuple[str, ...], log) -> None:
     Stages not run now keep their files and their recorded settings: another tool (Blender rendering the
     eyes) may have made them.
     """
-    meta_path = os.path.join(plan.shot_dir, "shot.json")
+    meta_path = os.path.join(plan.shot_dir, SHOT_JSON)
     prints = plan.fingerprints()
     previous_meta = _read_record(meta_path)
     if previous_meta is None:

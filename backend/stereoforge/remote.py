@@ -15,8 +15,7 @@ import urllib.request
 from collections.abc import Callable
 
 from .errors import Cancelled, InputError, StereoForgeError
-
-ENDED = ("succeeded", "failed", "cancelled")
+from .shot import ENDED
 
 
 class ServerError(StereoForgeError):
@@ -68,11 +67,14 @@ def run_remote(url: str, token: str | None, kind: str, body: dict,
         while job["state"] not in ENDED:
             time.sleep(poll_s)
             job = client.request("GET", f"/jobs/{job['id']}")
-            for line in job.get("log", [])[seen_log:]:
+            # The job keeps its last lines only: it counts all it logged, so the new ones are told apart (as the
+            # add-on's client does).
+            fresh = job["logged"] - seen_log
+            for line in (job["log"][-fresh:] if fresh > 0 else []):
                 log(line)
-            seen_log = len(job.get("log", []))
+            seen_log = job["logged"]
             if job.get("stage"):
-                progress(job["stage"], round(job["progress"] * 1000), 1000)
+                progress(job["stage"], job["done"], job["total"])
     except KeyboardInterrupt:
         client.request("POST", f"/jobs/{job['id']}/cancel")
         raise Cancelled(f"job {job['id']} cancelled on {client.url}; its finished frames stay in "

@@ -25,12 +25,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .errors import InputError
+from .shot import EYES
 
 CONVERGENCE_MODES = ("OFFAXIS", "PARALLEL", "TOE")
 PIVOTS = ("LEFT", "CENTER", "RIGHT")
-EYES = ("left", "right")
-#: The rig values that may change from frame to frame (an animated rig); mode and pivot hold for a shot.
-ANIMATED_RIG = ("interocular_distance", "convergence_distance")
 
 
 @dataclass(frozen=True)

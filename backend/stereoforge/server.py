@@ -45,9 +45,9 @@ from typing import Annotated, Literal
 
 from . import __version__
 from .errors import InputError
+from .shot import ENDED, SHOT_JSON
 
 DEFAULT_PORT = 8765
-STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 #: Log lines kept per job.
 _LOG_LINES = 100
 #: The largest request body taken: a job's options are a few kB, a long prompt included.
@@ -219,7 +219,7 @@ class Job:
     def view(self) -> dict:
         """The job as the API shows it; long text (a prompt) shortened."""
         shot = self.spec["output_dir"]
-        outputs = {"shot_dir": shot, "shot_json": os.path.join(shot, "shot.json"), "videos": []}
+        outputs = {"shot_dir": shot, "shot_json": os.path.join(shot, SHOT_JSON), "videos": []}
         if self.result:
             outputs["videos"] = self.result.get("videos", [])
         return {"id": self.id, "kind": self.kind, "state": self.state, "phase": self.phase, "stage": self.stage,
@@ -379,7 +379,7 @@ class JobManager:
                 job.done, job.total = done, total
             elif kind == "log":
                 job.add_log(message[2])
-            elif kind in ("succeeded", "failed", "cancelled"):
+            elif kind in ENDED:
                 job.state, job.finished = kind, time.time()
                 if kind == "succeeded":
                     job.result = message[2]
@@ -555,7 +555,7 @@ def create_app(root: str, token: str | None = None, model_dirs: tuple[str, ...] 
     @app.post("/jobs/{job_id}/cancel")
     def cancel(job_id: str) -> dict:
         job = find(job_id)
-        if job.state not in ("queued", "running"):
+        if job.state in ENDED:
             raise HTTPException(409, f"job '{job_id}' has already {job.state}")
         manager.cancel(job)
         return job.view()

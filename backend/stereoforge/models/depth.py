@@ -31,12 +31,21 @@ import numpy as np
 import torch
 
 from ..errors import Cancelled, InputError
-from .loading import LoadOptions, Log, ModelRef, cached, load_pipeline, load_transformers, locate, provenance
+from ..shot import ESTIMATED_DEPTH, SHOT_JSON, frame_name
+from .loading import (
+    LoadOptions,
+    Log,
+    ModelRef,
+    cached,
+    load_pipeline,
+    load_transformers,
+    locate,
+    model_options,
+    provenance,
+)
+from .registry import METRIC_MODEL_TYPES
 
-#: transformers model types whose output is metric depth in metres.
-METRIC_MODEL_TYPES = ("zoedepth", "glpn", "depth_pro", "prompt_depth_anything")
-#: The folder of a shot that holds a depth model's raw output, and its record of what made it.
-ESTIMATED_DEPTH = "estimated_depth"
+#: The record, in the shot's estimated_depth/, of what made the depth there.
 MANIFEST = "model.json"
 
 Progress = Callable[[str, int, int], None]
@@ -203,7 +212,6 @@ def estimate_into_shot(spec, progress: Progress | None = None, cancel: Callable[
     """
     from ..io.frames import open_source
     from ..io.images import atomic_path, to_uint8_srgb, write_exr
-    from ..pipeline import frame_name
 
     progress = progress or (lambda stage, done, total: None)
     cancel = cancel or (lambda: False)
@@ -267,19 +275,12 @@ def estimate_into_shot(spec, progress: Progress | None = None, cancel: Callable[
     return EstimatedDepth(folder, model.kind, {**model.info, "request": request})
 
 
-def model_options(spec) -> LoadOptions:
-    """The model placement options of a ConvertSpec (or GenerateSpec)."""
-    return LoadOptions(device=spec.device, dtype=spec.model_dtype, offload=spec.model_offload,
-                       attention_slicing=spec.attention_slicing, vae_tiling=spec.vae_tiling,
-                       trust_remote_code=spec.trust_remote_code)
-
-
 def _ensure_shot_json(shot: str, spec) -> None:
     """A new shot folder gets its shot.json first, so a run stopped during estimation can be resumed."""
     from .. import __version__
     from ..io.images import atomic_path
 
-    path = os.path.join(shot, "shot.json")
+    path = os.path.join(shot, SHOT_JSON)
     if os.path.exists(path):
         return
     os.makedirs(shot, exist_ok=True)

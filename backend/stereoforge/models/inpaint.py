@@ -24,14 +24,14 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable, Iterator, Sequence
-from functools import partial
 
 import numpy as np
 import torch
 
 from ..errors import Cancelled, InputError
 from ..io.images import to_uint8_srgb
-from .loading import LoadOptions, Log, cached, load_pipeline, locate, provenance
+from ..shot import EYES, frame_name
+from .loading import LoadOptions, Log, cached, load_pipeline, locate, model_options, provenance
 from .registry import takes_video_and_mask
 
 #: ``fill(images, masks)``: uint8 sRGB (h, w, 3) crops and bool (h, w) dropout -> float32 sRGB (h, w, 3) in [0, 1].
@@ -223,13 +223,11 @@ def inpaint_stage(job) -> None:
     """The pipeline's inpaint stage when ``spec.inpaint_model`` is set: ``filled/{left,right}/`` from the eyes and
     their dropout masks, eye by eye and chunk by chunk; resumable (frames already filled are skipped).
 
-    ``job`` is the pipeline's running job (its paths, progress, cancel, log, and each eye's frames for an
-    inpainter).
+    ``job`` is the pipeline's running job (its paths, progress, cancel, log, and ``clip(eye)``: an eye's frames
+    as the default inpainter reads them).
     """
-    from ..inpaint import DEFAULT_INPAINTER, INPAINTERS, ClipReader
+    from ..inpaint import DEFAULT_INPAINTER, INPAINTERS
     from ..io.images import write_png
-    from ..pipeline import EYES, frame_name
-    from .depth import model_options
 
     spec, total = job.plan.spec, job.plan.count
     model = load_inpaint_model(spec.inpaint_model, model_options(spec), prompt=spec.inpaint_prompt,
@@ -247,13 +245,13 @@ def inpaint_stage(job) -> None:
         numbers = [n for n in range(1, total + 1) if not os.path.exists(target(n))]
         done = total - len(numbers)
         job.progress(f"inpaint {eye}", done, total)
-        frame = partial(job._eye_frame, eye)
+        clip = job.clip(eye)
         # A video inpainter starts from the weight-free default's fill (the same frames, covered pixels kept).
-        start = _InOrder(INPAINTERS[DEFAULT_INPAINTER](ClipReader(frame, partial(job._filled_frame, eye))).fill,
+        start = _InOrder(INPAINTERS[DEFAULT_INPAINTER](clip).fill,
                          spec.inpaint_chunk + spec.inpaint_overlap) if model.whole_clip else None
 
-        def load(n: int, frame=frame, start=start) -> tuple[np.ndarray, np.ndarray]:
-            eye_frame = frame(n)
+        def load(n: int, clip=clip, start=start) -> tuple[np.ndarray, np.ndarray]:
+            eye_frame = clip.eye(n)
             return (start(n) if start else to_uint8_srgb(eye_frame.rgb)), eye_frame.dropout
 
         for n, filled in fill_in_chunks(numbers, load, fill, spec.inpaint_chunk, spec.inpaint_overlap):

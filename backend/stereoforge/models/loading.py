@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import InputError
+from ..spec import OFFLOAD_MODES
 
-OFFLOAD_MODES = ("none", "model", "sequential")
 DTYPES = {"auto": None, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
           "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -210,22 +210,6 @@ def locate(model_id: str, stage: str, revision: str | None = None) -> ModelRef:
         raise missing_model(model_id, stage, "is not in the local Hugging Face cache and HF_HUB_OFFLINE is set, "
                                              "so nothing is downloaded")
     return ModelRef(model_id, None, None, None, revision)
-
-
-def check_available(spec, video_model: str | None = None) -> None:
-    """Before any work: every model a job names (``spec``'s depth and inpaint models, and ``video_model``) is on
-    this machine or may be downloaded; otherwise the one clear error, instead of a failure hours later."""
-    from .registry import classify
-
-    for stage, model_id in (("video", video_model), ("depth", spec.depth_model), ("inpaint", spec.inpaint_model)):
-        if model_id is None:
-            continue
-        ref = locate(model_id, stage)
-        found = classify(ref.library, ref.class_name, ref.config)
-        if found is not None and found[0] != stage:
-            named = {"video": "a video", "depth": "a depth", "inpaint": "an inpainting"}
-            raise InputError(f"{stage} model '{model_id}' is a {ref.class_name}: {named[found[0]]} model, not "
-                             f"{named[stage]} model; `stereoforge models` lists the models here by stage")
 
 
 def refresh(ref: ModelRef) -> ModelRef:
@@ -427,3 +411,10 @@ def provenance(ref: ModelRef, model, options: LoadOptions) -> dict:
         "dtype": str(resolve_dtype(options.dtype, device)).replace("torch.", ""),
         "offload": options.offload,
     }
+
+
+def model_options(spec) -> LoadOptions:
+    """The model placement options of a ConvertSpec (or GenerateSpec)."""
+    return LoadOptions(device=spec.device, dtype=spec.model_dtype, offload=spec.model_offload,
+                       attention_slicing=spec.attention_slicing, vae_tiling=spec.vae_tiling,
+                       trust_remote_code=spec.trust_remote_code)

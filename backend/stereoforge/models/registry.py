@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 STAGES = ("video", "depth", "inpaint")
 #: transformers model types of depth models (their architectures end in ``ForDepthEstimation``).
 _DEPTH_TYPES = ("depth_anything", "dpt", "zoedepth", "glpn", "depth_pro", "prompt_depth_anything")
+#: transformers model types whose output is metric depth in metres; the others' is relative inverse depth.
+METRIC_MODEL_TYPES = ("zoedepth", "glpn", "depth_pro", "prompt_depth_anything")
 
 
 @dataclass
@@ -63,8 +65,6 @@ def classify(library: str | None, class_name: str | None, config: dict) -> tuple
         architectures = " ".join(config.get("architectures") or [])
         model_type = config.get("model_type")
         if "DepthEstimation" in architectures or model_type in _DEPTH_TYPES:
-            from .depth import METRIC_MODEL_TYPES
-
             metric = config.get("depth_estimation_type") == "metric" or model_type in METRIC_MODEL_TYPES
             return "depth", "metric" if metric else "relative"
         return None
@@ -177,3 +177,20 @@ def cmd_models(args: argparse.Namespace) -> int:
         if not listed:
             print("  (none found)")
     return 0
+
+
+def check_available(spec, video_model: str | None = None) -> None:
+    """Before any work: every model a job names (``spec``'s depth and inpaint models, and ``video_model``) is on
+    this machine or may be downloaded; otherwise the one clear error, instead of a failure hours later."""
+    from ..errors import InputError
+    from .loading import locate
+
+    for stage, model_id in (("video", video_model), ("depth", spec.depth_model), ("inpaint", spec.inpaint_model)):
+        if model_id is None:
+            continue
+        ref = locate(model_id, stage)
+        found = classify(ref.library, ref.class_name, ref.config)
+        if found is not None and found[0] != stage:
+            named = {"video": "a video", "depth": "a depth", "inpaint": "an inpainting"}
+            raise InputError(f"{stage} model '{model_id}' is a {ref.class_name}: {named[found[0]]} model, not "
+                             f"{named[stage]} model; `stereoforge models` lists the models here by stage")

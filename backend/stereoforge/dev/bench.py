@@ -34,14 +34,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import InputError
-from .inpaint import DEFAULT_INPAINTER, INPAINTERS
-from .rig import CONVERGENCE_MODES, EyeView, StereoRig, eye_views, harmonic_middle
+from ..errors import InputError
+from ..inpaint import DEFAULT_INPAINTER, INPAINTERS
+from ..rig import CONVERGENCE_MODES, EyeView, StereoRig, eye_views, harmonic_middle
 
 if TYPE_CHECKING:  # torch loads when a benchmark runs, not when the command line starts
     import torch
 
-    from .camera import Intrinsics
+    from ..camera import Intrinsics
 
 #: Synthetic scenes span this depth range (metres).
 NEAR, FAR = 1.2, 10.0
@@ -168,7 +168,7 @@ def _sync(device: torch.device) -> None:
 
 
 def _device(name: str) -> torch.device:
-    from .pipeline import _device as convert_device  # the same rules as convert --device
+    from ..pipeline import _device as convert_device  # the same rules as convert --device
 
     return convert_device(name)
 
@@ -187,8 +187,8 @@ def bench_splat(height: int = 480, width: int = 854, frames: int = 32, batch: in
     """
     import torch
 
-    from .camera import Intrinsics
-    from .splat import EyeImage, kernel_threads, splat_eye, uses_cpu_kernel
+    from ..camera import Intrinsics
+    from ..splat import EyeImage, kernel_threads, splat_eye, uses_cpu_kernel
 
     for name, value in (("--height", height), ("--width", width), ("--frames", frames), ("--batch", batch),
                         ("--repeat", repeat), ("--threads", 1 if threads is None else threads)):
@@ -341,8 +341,8 @@ def write_synthetic_clip(folder: str, frames: int, height: int, width: int, fps:
     The stack is written through a plain file, not a memory map: pages written through a map stay in the
     process's resident memory, and would make a long clip's stack (4.9 GB at 3000 frames of 854x480) the
     benchmark's peak."""
-    from .io.images import to_uint8_srgb
-    from .io.video import VideoWriter
+    from ..io.images import to_uint8_srgb
+    from ..io.video import VideoWriter
 
     video, depth_path = os.path.join(folder, "clip.mp4"), os.path.join(folder, "depth.npy")
     header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
@@ -369,8 +369,8 @@ def bench_pipeline(height: int = 480, width: int = 854, frames: int = 48, device
     """
     import torch
 
-    from .pipeline import convert
-    from .spec import ConvertSpec
+    from ..pipeline import convert
+    from ..spec import ConvertSpec
 
     for name, value in (("--height", height), ("--width", width), ("--frames", frames), ("--batch", batch)):
         if value < 1:
@@ -459,8 +459,9 @@ def _size_options(p: argparse.ArgumentParser, frames: int) -> None:
     p.add_argument("--json", action="store_true", help="end with one line of JSON holding the figures")
 
 
-def register(subparsers) -> None:
-    """Add ``bench splat``, ``bench pipeline`` and ``bench quality`` to the ``stereoforge`` command line."""
+def register(subparsers):
+    """Add ``bench splat`` and ``bench pipeline`` to the ``stereoforge`` command line; returns the sub-commands
+    of ``bench``, for ``bench quality`` and ``bench blender`` (which use this module)."""
     bench = subparsers.add_parser("bench", help="time the splatter or the whole pipeline; score the inpainters",
                                   description="Time the splatter alone (bench splat) or a whole convert, stage "
                                               "by stage (bench pipeline), on synthetic clips; score the "
@@ -497,11 +498,4 @@ def register(subparsers) -> None:
                                                      "folder)")
     p.add_argument("--keep", action="store_true", help="keep the clip and the shot folder")
     p.set_defaults(func=cmd_pipeline)
-
-    from .quality import register as register_quality  # bench quality: Blender ground truth, per inpainter
-
-    register_quality(sub)
-
-    from .bench_blender import register as register_blender  # bench blender: the add-on's eye renders
-
-    register_blender(sub)
+    return sub

@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import time
 
-from .errors import InputError
+from ..errors import InputError
 
 SESSION = "tools/bench_blender_eyes.py"
 

@@ -52,7 +52,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
+from ..shot import EYES, frame_name
 
 SCENES = ("demo", "planes", "orbit")
 #: Scenes whose stereo camera moves (issue 12): name -> (the Blender scene, interocular at the first and the last
@@ -61,8 +62,7 @@ ANIMATED_RIGS = {"demo-rig": ("demo", 0.03, 0.2)}
 #: Real stereo pairs with true disparity: name -> where they come from.
 REAL_PAIRS = {"motorcycle": "Middlebury 2014 Motorcycle (perfect rectification), from skimage.data"}
 #: Where the Blender ground truth script lives in a checkout of the repository.
-TRUTH_SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "blender_truth.py"
-EYES = ("left", "right")
+TRUTH_SCRIPT = Path(__file__).resolve().parents[3] / "tools" / "blender_truth.py"
 #: The consistency of the true eyes' flow, forwards then backwards, within which a pixel counts for flicker.
 _FLOW_CONSISTENCY_PX = 0.5
 
@@ -398,7 +398,7 @@ def read_pair(folder: Path) -> StereoPair:
         image = _read_image(path)
         image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image[..., 2::-1]
         views.append(np.ascontiguousarray(image[..., :3]).astype(np.uint8))
-    from .io.images import read_depth_file
+    from ..io.images import read_depth_file
 
     stored = (read_depth_file(disparity) if disparity.suffix.lower() == ".pfm" else
               _read_image(disparity)).astype(np.float32)
@@ -467,14 +467,14 @@ def trusted_pixels(disparity: np.ndarray, window: int = 10) -> np.ndarray:
 def installed_models() -> list[str]:
     """Ids of the diffusers inpainting models on this machine (``stereoforge models``)."""
     try:
-        from .models.registry import scan
+        from ..models.registry import scan
     except ImportError:
         return []
     return [m.id for m in scan() if m.stage == "inpaint"]
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    from .pipeline import read_png8
+    from ..pipeline import read_png8
 
     image = read_png8(str(path))
     if image is None:
@@ -486,12 +486,12 @@ def soften_depth(truth_dir: str, info: dict, out_dir: str, sigma: float) -> str:
     """Write the truth's depth with soft outlines into ``out_dir`` (one ``.npy`` per frame), as a depth model
     gives it: inverse depth (or disparity) blurred with a Gaussian of ``sigma`` pixels, over the pixels that have
     depth. Returns ``out_dir``."""
-    from .io.images import read_depth_file
+    from ..io.images import read_depth_file
 
     os.makedirs(out_dir, exist_ok=True)
     inverse_kind = info.get("depth_kind") == "disparity"  # disparity is inverse depth already
     for n in range(1, info["frames"] + 1):
-        path = next(p for p in (os.path.join(truth_dir, "depth", f"{n:06d}{ext}") for ext in (".exr", ".npy"))
+        path = next(p for p in (os.path.join(truth_dir, "depth", frame_name(n, ext)) for ext in ("exr", "npy"))
                     if os.path.exists(p))
         values = read_depth_file(path).astype(np.float64)
         valid = np.isfinite(values) & (values > 0)
@@ -499,14 +499,14 @@ def soften_depth(truth_dir: str, info: dict, out_dir: str, sigma: float) -> str:
         weight = cv2.GaussianBlur(valid.astype(np.float64), (0, 0), sigma)
         blurred = cv2.GaussianBlur(inverse, (0, 0), sigma) / np.maximum(weight, 1e-12)
         soft = np.where(valid, blurred if inverse_kind else 1.0 / np.maximum(blurred, 1e-12), np.inf)
-        np.save(os.path.join(out_dir, f"{n:06d}.npy"), soft.astype(np.float32))
+        np.save(os.path.join(out_dir, frame_name(n, "npy")), soft.astype(np.float32))
     return out_dir
 
 
 def _convert(truth_dir: str, info: dict, shot: str, stages: tuple[str, ...], depth: str | None = None,
              **options) -> dict:
-    from .pipeline import convert
-    from .spec import ConvertSpec
+    from ..pipeline import convert
+    from ..spec import ConvertSpec
 
     if info.get("depth_kind") == "disparity":  # a real pair: the disparity map fixes the rig
         geometry = {"depth_kind": "disparity", "baseline": info["baseline"], "interocular": info["interocular"]}
@@ -540,8 +540,8 @@ def bench_quality(scenes: tuple[str, ...] | None = None, inpainters: tuple[str, 
     Returns ``{"settings": {...}, "scenes": {scene: {inpainter: {"seconds_per_frame", "left": score,
     "right": score}}}}`` with each eye's score as :func:`score_eye` gives it.
     """
-    from .inpaint import DEFAULT_INPAINTER, INPAINTERS
-    from .pipeline import read_mask
+    from ..inpaint import DEFAULT_INPAINTER, INPAINTERS
+    from ..pipeline import read_mask
 
     scenes = tuple(scenes) if scenes else (() if pairs else default_scenes())
     folders = pair_folders(pairs) if pairs else []
@@ -590,11 +590,12 @@ def bench_quality(scenes: tuple[str, ...] | None = None, inpainters: tuple[str, 
             edges = {} if depth_edge_radius is None else {"depth_edge_radius": depth_edge_radius}
             _convert(folder, info, shot, ("ingest", "eyes"), depth, **edges)
             count = info["frames"]
-            truth = {eye: [_read_rgb(Path(folder, eye, f"{n:06d}.png")) for n in range(1, count + 1)]
+            truth = {eye: [_read_rgb(Path(folder, eye, frame_name(n, "png"))) for n in range(1, count + 1)]
                      for eye in eyes}
-            masks = {eye: [read_mask(os.path.join(shot, "masks", eye, f"{n:06d}.png")) for n in range(1, count + 1)]
+            masks = {eye: [read_mask(os.path.join(shot, "masks", eye, frame_name(n, "png")))
+                           for n in range(1, count + 1)]
                      for eye in eyes}
-            trusted = [read_mask(path) for path in (os.path.join(folder, "trusted", f"{n:06d}.png")
+            trusted = [read_mask(path) for path in (os.path.join(folder, "trusted", frame_name(n, "png"))
                                                     for n in range(1, count + 1)) if os.path.exists(path)] or None
             results[scene] = {}
             for label, options in runs:
@@ -602,7 +603,7 @@ def bench_quality(scenes: tuple[str, ...] | None = None, inpainters: tuple[str, 
                 timings = _convert(folder, info, shot, ("inpaint",), depth, **edges, **options)["timings"]
                 entry = {"seconds_per_frame": timings["inpaint"] / count}
                 for eye in eyes:
-                    filled = [_read_rgb(Path(shot, "filled", eye, f"{n:06d}.png")) for n in range(1, count + 1)]
+                    filled = [_read_rgb(Path(shot, "filled", eye, frame_name(n, "png"))) for n in range(1, count + 1)]
                     entry[eye] = score_eye(filled, truth[eye], masks[eye], trusted)
                 results[scene][label] = entry
     finally:
@@ -739,7 +740,7 @@ def register(bench_subparsers) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stereoforge.quality",
+    parser = argparse.ArgumentParser(prog="python -m stereoforge.dev.quality",
                                      description="bench quality: " + __doc__.strip().splitlines()[0])
     add_arguments(parser)
     args = parser.parse_args(argv)

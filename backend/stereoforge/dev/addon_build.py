@@ -15,17 +15,19 @@ import re
 import zipfile
 from pathlib import Path
 
-from . import __version__
-from .errors import InputError
+from .. import __version__
+from ..errors import InputError
 
 MANIFEST = "blender_manifest.toml"
 EXTENSION_ID = "stereoforge"
+#: The add-on's copy of the shot folder's contract (stereoforge/shot.py): the zip always carries the backend's.
+SHOT_CONTRACT = "shot_contract.py"
 _FIXED_DATE = (2024, 1, 1, 0, 0, 0)
 
 
 def checkout_root() -> Path:
     """The source checkout: the folder holding ``blender_manifest.toml`` and ``addon/``."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     if not (root / MANIFEST).is_file() or not (root / "addon" / "__init__.py").is_file():
         raise InputError(f"no Blender add-on sources next to this stereoforge ({root} has no {MANIFEST} and "
                          "addon/__init__.py); build the add-on from a source checkout installed with "
@@ -58,6 +60,12 @@ def addon_files(addon_dir: Path) -> list[Path]:
     return files
 
 
+def _source(root: Path, rel: Path) -> Path:
+    """Where the zip's copy of an add-on file comes from: the shot contract from the backend, the rest from
+    ``addon/``."""
+    return Path(__file__).parents[1] / "shot.py" if rel.as_posix() == SHOT_CONTRACT else root / "addon" / rel
+
+
 def build(output_dir: str | os.PathLike, root: Path | None = None) -> Path:
     """Write ``<output_dir>/stereoforge-<version>.zip``; returns its path.
 
@@ -79,7 +87,7 @@ def build(output_dir: str | os.PathLike, root: Path | None = None) -> Path:
     temp = output / f".{target.name}.tmp"
     with zipfile.ZipFile(temp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         entries = [(MANIFEST, manifest_text.encode("utf-8"))]
-        entries += [(rel.as_posix(), (root / "addon" / rel).read_bytes()) for rel in addon_files(root / "addon")]
+        entries += [(rel.as_posix(), _source(root, rel).read_bytes()) for rel in addon_files(root / "addon")]
         for name, data in entries:
             info = zipfile.ZipInfo(name, date_time=_FIXED_DATE)
             info.compress_type = zipfile.ZIP_DEFLATED
