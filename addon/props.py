@@ -62,8 +62,13 @@ LAYOUTS = [
     ("TB_HALF", "Half Top-Bottom", "Half-height top-bottom"),
     ("ANAGLYPH", "Anaglyph", "Red-cyan anaglyph (Dubois)"),
     ("SEPARATE", "Separate Eyes", "Two videos, one per eye"),
+    ("VR180", "VR180", "Each eye as a half-sphere, side by side, tagged for headsets"),
+    ("EXR_MULTIVIEW", "Multi-view EXR", "One EXR per frame holding both eyes as views (Nuke, Blender); no video"),
 ]
-CODECS = [("H264", "H.264", "Plays everywhere"), ("H265", "H.265", "Smaller files")]
+CODECS = [("H264", "H.264", "Plays everywhere"), ("H265", "H.265", "Smaller files"),
+          ("H265_10", "H.265 10-bit", "Main 10: less banding in gradients"),
+          ("PRORES", "ProRes 422 HQ", "For editorial, in .mov"),
+          ("PRORES4444", "ProRes 4444", "For editorial with full colour resolution, in .mov")]
 DEVICES = [("AUTO", "Auto", "CUDA when the backend sees a GPU, else CPU"), ("CPU", "CPU", ""),
            ("CUDA", "CUDA", "")]
 DTYPES = [("AUTO", "Auto", "bfloat16 or float16 on a GPU, float32 on the CPU"), ("FLOAT32", "float32", ""),
@@ -286,7 +291,7 @@ class StereoForgeSettings(bpy.types.PropertyGroup):
             "seed": self.seed if inpaint_model else None,
             "layouts": [layout.lower().replace("_", "-") for layout, *_ in LAYOUTS if layout in self.layout],
             "fps": f(self.fps) or None,
-            "codec": self.codec.lower(),
+            "codec": self.codec.lower().replace("_", "-"),
             "crf": self.crf,
             # Blender draws every point as a sphere, so it needs them all (stride 1) at full resolution.
             "cloud_stride": 1 if self.eye_renderer == "BLENDER" else None,
