@@ -25,7 +25,8 @@ if importlib.util.find_spec("bpy") is None:
     pytest.skip("needs bpy (Blender as a Python module): pip install -e '.[test]'", allow_module_level=True)
 
 from stereoforge import __version__  # noqa: E402
-from stereoforge.pipeline import convert, read_eye  # noqa: E402
+from stereoforge.io.images import read_eye  # noqa: E402
+from stereoforge.pipeline import convert  # noqa: E402
 from stereoforge.spec import ConvertSpec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

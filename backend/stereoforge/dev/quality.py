@@ -474,7 +474,7 @@ def installed_models() -> list[str]:
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    from ..pipeline import read_png8
+    from ..io.images import read_png8
 
     image = read_png8(str(path))
     if image is None:
@@ -541,7 +541,7 @@ def bench_quality(scenes: tuple[str, ...] | None = None, inpainters: tuple[str, 
     "right": score}}}}`` with each eye's score as :func:`score_eye` gives it.
     """
     from ..inpaint import DEFAULT_INPAINTER, INPAINTERS
-    from ..pipeline import read_mask
+    from ..io.images import read_mask
 
     scenes = tuple(scenes) if scenes else (() if pairs else default_scenes())
     folders = pair_folders(pairs) if pairs else []
