@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from stereoforge.cli import build_parser, main
-from stereoforge.console import spec_values
-from stereoforge.generate import _SET_BY_GENERATE, DEFAULT_DEPTH_MODEL, GenerateSpec
+from stereoforge.cli.console import spec_values
+from stereoforge.generate import DEFAULT_DEPTH_MODEL, SET_BY_GENERATE, GenerateSpec
 from stereoforge.io.images import write_png
 from stereoforge.io.video import CODECS
 from stereoforge.server import job_models
@@ -63,7 +63,7 @@ def body_table(model) -> dict:
 
 def test_the_command_line_and_the_server_body_take_the_spec_options(tmp_path):
     convert_body, generate_body = job_models(str(tmp_path))
-    generate_table = spec_table(skip=_SET_BY_GENERATE, defaults={"depth_model": DEFAULT_DEPTH_MODEL})
+    generate_table = spec_table(skip=SET_BY_GENERATE, defaults={"depth_model": DEFAULT_DEPTH_MODEL})
     assert drift(spec_table(), cli_table("convert"), "convert") == []
     assert drift(generate_table, cli_table("generate"), "generate") == []
     assert drift(spec_table(), body_table(convert_body), "POST /jobs convert") == []
@@ -71,7 +71,7 @@ def test_the_command_line_and_the_server_body_take_the_spec_options(tmp_path):
     # ... and nothing more: the body holds exactly the spec's fields (generate: its own and the convert options).
     assert set(convert_body.model_fields) == {"kind", "source", "output_dir", *OPTIONS}
     assert set(generate_body.model_fields) == {"kind", *GenerateSpec.__dataclass_fields__} - {"options"} | (
-        set(OPTIONS) - set(_SET_BY_GENERATE))
+        set(OPTIONS) - set(SET_BY_GENERATE))
 
 
 def test_a_drifted_default_or_choice_is_caught():

@@ -26,9 +26,10 @@ import uvicorn  # noqa: E402
 
 import tiny_models  # noqa: E402
 from stereoforge.cli import main  # noqa: E402
+from stereoforge.cli.serve import check_host  # noqa: E402
 from stereoforge.errors import InputError  # noqa: E402
 from stereoforge.io.images import write_png  # noqa: E402
-from stereoforge.server import MAX_BODY_BYTES, check_host, confine, create_app, is_loopback  # noqa: E402
+from stereoforge.server import MAX_BODY_BYTES, confine, create_app, is_loopback  # noqa: E402
 
 TOKEN = "s3cret-token"
 EYES = ("left", "right")

@@ -1,7 +1,7 @@
 """What a convert job is asked to do: every option of ``stereoforge convert``, with units and defaults.
 
 Each option is defined once, here, as a field of :class:`ConvertSpec` made by :func:`option`: its name, type
-(the annotation), default, unit, help and choices. The command line (``stereoforge.console``) builds its
+(the annotation), default, unit, help and choices. The command line (``stereoforge.cli.console``) builds its
 arguments from these fields, the job server its request body, and ``shot.json`` records the spec as it is;
 ``tests/test_options.py`` checks that the add-on's properties agree. To add an option: add a field here with
 ``option(...)`` (and a check in :meth:`ConvertSpec.check` if its values need more than its choices), then read it

@@ -11,8 +11,8 @@ import time
 import typing
 from collections.abc import Callable
 
-from .errors import InputError
-from .spec import ConvertSpec, flag_of, options
+from ..errors import InputError
+from ..spec import ConvertSpec, flag_of, options
 
 
 def _parser(f, kind) -> Callable[[str], object]:
@@ -124,7 +124,7 @@ def run_job(run: Callable, progress: str):
 
 def run_on_server(args: argparse.Namespace, kind: str, body: dict) -> dict:
     """A job run by ``--server URL``, with the same progress display as a local run."""
-    from .remote import run_remote
+    from ..remote import run_remote
 
     return run_job(lambda progress, log: run_remote(args.server, args.token, kind, body, progress, log),
                    args.progress)
