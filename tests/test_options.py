@@ -17,8 +17,9 @@ from stereoforge.cli.console import spec_values
 from stereoforge.generate import DEFAULT_DEPTH_MODEL, SET_BY_GENERATE, GenerateSpec
 from stereoforge.io.images import write_png
 from stereoforge.io.video import CODECS
+from stereoforge.rig import DEFAULT_INTEROCULAR
 from stereoforge.server import job_models
-from stereoforge.spec import DEFAULT_INTEROCULAR, MODEL_DTYPES, OFFLOAD_MODES, ConvertSpec, flag_of, options
+from stereoforge.spec import MODEL_DTYPES, OFFLOAD_MODES, ConvertSpec, flag_of, options
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTIONS = {f.name: f for f in options()}
@@ -166,8 +167,12 @@ def test_the_addon_sends_spec_fields_and_its_settings_default_as_the_spec(addon_
 
 
 def test_a_drifted_addon_default_is_caught(addon_table):
-    defaults = {**addon_table["defaults"], "crf": 20, "inpaint_chunk": 4}
+    defaults = {**addon_table["defaults"], "crf": 20, "inpaint_chunk": 4, "interocular": 0.07}
     mirrored = addon_options(defaults, addon_table["enums"])
     found = drift({name: {"default": spec_table()[name]["default"]} for name in mirrored}, mirrored, "add-on")
+    # The interocular's spec default is None (worked out from the clip): the add-on's shows the one it works
+    # out, rig.DEFAULT_INTEROCULAR, and any other value is a drift.
+    assert addon_table["defaults"]["interocular"] == pytest.approx(DEFAULT_INTEROCULAR)
     assert sorted(found) == ["add-on: --crf default is 20, the spec's 18",
-                             "add-on: --inpaint-chunk default is 4, the spec's 8"]
+                             "add-on: --inpaint-chunk default is 4, the spec's 8",
+                             "add-on: --interocular default is 0.07, the spec's None"]

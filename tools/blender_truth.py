@@ -82,9 +82,11 @@ import numpy as np
 import OpenEXR
 from mathutils import Matrix, Vector
 
+# The checkout's backend, whichever Python with bpy runs this script (numpy is all its rig module needs).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "backend"))
+from stereoforge.rig import CONVERGENCE_MODES, DEFAULT_INTEROCULAR, PIVOTS  # noqa: E402
+
 SCENES = ("demo", "planes", "orbit")
-CONVERGENCE_MODES = ("OFFAXIS", "PARALLEL", "TOE")
-PIVOTS = ("LEFT", "CENTER", "RIGHT")
 
 # Lighting is computed in the materials, not traced: each surface emits albedo * (ambient + sun), with
 #   ambient = AMBIENT * (0.75 + 0.25 * n.z)       a sky-like term, brighter on upward-facing surfaces
@@ -609,7 +611,7 @@ def _save_render(scene, path: str, file_format: str) -> None:
 
 
 def render_truth(out_dir: str, scene: str = "demo", width: int = 480, height: int = 270, frames: int = 24,
-                 samples: int = 16, interocular: float = 0.065, convergence_distance: float = 4.0,
+                 samples: int = 16, interocular: float = DEFAULT_INTEROCULAR, convergence_distance: float = 4.0,
                  convergence_mode: str = "OFFAXIS", pivot: str = "CENTER", eyes: bool = True,
                  lens_mm: float = 35.0, sensor_width_mm: float = 36.0, fps: int = 24, seed: int = 0,
                  quiet: bool = True, interocular_end: float | None = None) -> dict:
@@ -796,7 +798,7 @@ def main(argv=None) -> int:
     parser.add_argument("--samples", type=int, default=16, metavar="N",
                         help="Cycles samples per pixel; they only anti-alias, the lighting is noise-free "
                              "(default: %(default)s)")
-    parser.add_argument("--interocular", type=float, default=0.065, metavar="M",
+    parser.add_argument("--interocular", type=float, default=DEFAULT_INTEROCULAR, metavar="M",
                         help="distance between the eyes in metres (default: %(default)s)")
     parser.add_argument("--interocular-end", type=float, default=None, metavar="M",
                         help="an animated rig: the interocular goes linearly from --interocular at frame 1 to M "

@@ -25,9 +25,9 @@ from .depth import DepthConverter, DepthStats, observe
 from .errors import InputError
 from .io.frames import DepthSource, OutsideSource, Source, open_depth, open_source
 from .models.loading import resolve_device
-from .rig import StereoRig, harmonic_middle, interocular_for_budget, parallax_px
+from .rig import DEFAULT_INTEROCULAR, StereoRig, harmonic_middle, interocular_for_budget, parallax_px
 from .shot import JOB_INPUTS, SHOT_JSON, STAGES, UPSTREAM
-from .spec import DEFAULT_FPS, DEFAULT_INTEROCULAR, ConvertSpec
+from .spec import DEFAULT_FPS, ConvertSpec
 
 #: ``progress(stage, done, total)``: called as frames finish (``done`` counts skipped frames too).
 Progress = Callable[[str, int, int], None]

@@ -19,7 +19,7 @@ from .depth import DEPTH_KINDS, EDGE_RADIUS
 from .errors import InputError
 from .inpaint import DEFAULT_INPAINTER, INPAINTERS
 from .io.video import CODECS
-from .rig import CONVERGENCE_MODES, PIVOTS
+from .rig import CONVERGENCE_MODES, DEFAULT_INTEROCULAR, PIVOTS
 from .shot import STAGES
 
 MODEL_DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -28,7 +28,6 @@ OFFLOAD_MODES = ("none", "model", "sequential")
 CURVES = ("interocular_curve", "convergence_curve", "max_parallax_curve")
 #: ``--container``: the videos' file type; by default .mov for ProRes (what editorial takes), else .mp4.
 VIDEO_CONTAINERS = ("mp4", "mov", "mkv")
-DEFAULT_INTEROCULAR = 0.065
 DEFAULT_FPS = 24.0
 #: The command line's placeholder for a value in each unit.
 UNIT_METAVARS = {"m": "M", "px": "PX", "%": "PCT", "s": "S", "deg": "DEG", "frames": "N"}

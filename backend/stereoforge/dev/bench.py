@@ -36,7 +36,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..inpaint import DEFAULT_INPAINTER, INPAINTERS
-from ..rig import CONVERGENCE_MODES, EyeView, StereoRig, eye_views, harmonic_middle
+from ..rig import CONVERGENCE_MODES, DEFAULT_INTEROCULAR, EyeView, StereoRig, eye_views, harmonic_middle
 
 if TYPE_CHECKING:  # torch loads when a benchmark runs, not when the command line starts
     import torch
@@ -154,7 +154,7 @@ def _clip_tensors(count: int, height: int, width: int, device: torch.device) -> 
 
 def _rig(mode: str) -> StereoRig:
     """convert's default rig for a clip that spans NEAR..FAR: 65 mm, converged at the middle in parallax."""
-    return StereoRig(0.065, harmonic_middle(NEAR, FAR), mode, "CENTER")
+    return StereoRig(DEFAULT_INTEROCULAR, harmonic_middle(NEAR, FAR), mode, "CENTER")
 
 
 # -- bench splat ----------------------------------------------------------------------------------------------

@@ -53,6 +53,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
+from ..rig import DEFAULT_INTEROCULAR
 from ..shot import EYES, frame_name
 
 SCENES = ("demo", "planes", "orbit")
@@ -205,7 +206,7 @@ class TruthSettings:
     height: int = 270
     frames: int = 24
     samples: int = 16
-    interocular: float = 0.065
+    interocular: float = DEFAULT_INTEROCULAR
     convergence_distance: float = 4.0
 
     def args(self) -> list[str]:
@@ -708,7 +709,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=int, default=270, help="render height in pixels (default: %(default)s)")
     p.add_argument("--frames", type=int, default=24, help="frames per scene (default: %(default)s)")
     p.add_argument("--samples", type=int, default=16, help="Cycles samples per pixel (default: %(default)s)")
-    p.add_argument("--interocular", type=float, default=0.065, metavar="M",
+    p.add_argument("--interocular", type=float, default=DEFAULT_INTEROCULAR, metavar="M",
                    help="the rig's interocular distance in metres (default: %(default)s)")
     p.add_argument("--convergence-distance", type=float, default=4.0, metavar="M",
                    help="the rig's convergence distance in metres, OFFAXIS (default: %(default)s)")
