@@ -14,6 +14,7 @@ import pytest
 
 from stereoforge.cli import build_parser, main
 from stereoforge.cli.console import spec_values
+from stereoforge.errors import InputError
 from stereoforge.generate import DEFAULT_DEPTH_MODEL, SET_BY_GENERATE, GenerateSpec
 from stereoforge.io.images import write_png
 from stereoforge.io.video import CODECS
@@ -99,6 +100,23 @@ def test_inpaint_overlap_is_the_same_from_the_command_line_and_the_server(tmp_pa
     from_server = ConvertSpec.from_dict(body.model_dump(exclude={"kind"}))
     assert from_cli.inpaint_overlap == from_server.inpaint_overlap == 2
     assert from_cli.to_dict() == from_server.to_dict()
+
+
+@pytest.mark.parametrize("alias,dtype", [("fp16", "float16"), ("bf16", "bfloat16"), ("fp32", "float32")])
+def test_dtype_aliases_are_taken_by_the_command_line_and_the_server(tmp_path, alias, dtype):
+    """Regression: --dtype fp16 (and the server body's model_dtype "fp16") were refused once the choices came
+    from the spec; the short names are taken again, as the precision's own name."""
+    root = tmp_path.resolve()
+    paths = {"source": str(root / "clip.mp4"), "output_dir": str(root / "shot"), "depth": str(root / "depth.npy")}
+    args = build_parser().parse_args(["convert", paths["source"], "-o", paths["output_dir"], "--depth",
+                                      paths["depth"], "--dtype", alias])
+    from_cli = ConvertSpec(source=args.source, output_dir=args.output, **spec_values(args))
+    convert_body, _ = job_models(str(root))
+    body = convert_body(kind="convert", **paths, model_dtype=alias)
+    from_server = ConvertSpec.from_dict(body.model_dump(exclude={"kind"}))
+    assert from_cli.model_dtype == from_server.model_dtype == dtype
+    with pytest.raises(InputError, match="--dtype 'fp8' is not one of auto, float32"):
+        ConvertSpec(source="a", output_dir="b", depth="c", model_dtype="fp8").check()
 
 
 def test_shot_json_records_every_option(tmp_path, capsys):

@@ -23,6 +23,8 @@ from .rig import CONVERGENCE_MODES, DEFAULT_INTEROCULAR, PIVOTS
 from .shot import STAGES
 
 MODEL_DTYPES = ("auto", "float32", "float16", "bfloat16")
+#: Short names of the model precisions, taken wherever a precision is given (``--dtype fp16``, the server's body).
+DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 OFFLOAD_MODES = ("none", "model", "sequential")
 #: Options that take a curve over the shot's frames (stereoforge.curve).
 CURVES = ("interocular_curve", "convergence_curve", "max_parallax_curve")
@@ -46,6 +48,12 @@ def option(default, help: str, *, group: str, flag: str | None = None, unit: str
     meta = {"help": help, "group": group, "flag": flag, "unit": unit, "metavar": metavar or UNIT_METAVARS.get(unit),
             "choices": choices, "listed": listed, "parse": parse}
     return field(default=default, metadata=meta)
+
+
+def model_dtype(name: str) -> str:
+    """A model precision by its own name: ``float16`` for ``fp16`` (the other names are left as they are, for the
+    option's choices to check)."""
+    return DTYPE_ALIASES.get(name, name)
 
 
 def flag_of(f) -> str:
@@ -180,8 +188,9 @@ class ConvertSpec:
               "Stable Diffusion inpainting) or a video inpainter that fills each chunk as one clip under a mask "
               "video (e.g. Wan VACE)", group=MODELS, metavar="MODEL")
     model_dtype: str = option(
-        "auto", "model precision (default: auto: bfloat16 or float16 on a GPU, float32 on the CPU)", group=MODELS,
-        flag="--dtype", choices=MODEL_DTYPES)
+        "auto", "model precision; fp32, fp16 and bf16 are taken for float32, float16 and bfloat16 (default: auto: "
+                "bfloat16 or float16 on a GPU, float32 on the CPU)", group=MODELS, flag="--dtype",
+        choices=MODEL_DTYPES, parse=model_dtype)
     model_offload: str = option(
         "none", "keep models in CPU memory and move each part to the GPU only while it runs: model (a little "
                 "slower, much less VRAM) or sequential (slowest, least VRAM) (default: %(default)s)",
@@ -208,6 +217,9 @@ class ConvertSpec:
         group=MODELS, unit="px")
     inpaint_tile_overlap: int = option(64, "pixels shared by neighbouring tiles, blended (default: %(default)s)",
                                        group=MODELS, unit="px")
+
+    def __post_init__(self) -> None:
+        self.model_dtype = model_dtype(self.model_dtype)
 
     def check(self) -> None:
         """Reject values that cannot work, with a message naming the option and the value."""
