@@ -27,6 +27,7 @@ import tempfile
 import time
 
 from .http_json import ServerRefused, Unreachable, request_json
+from .shot_contract import ENDED
 
 #: Seconds a cancelled job gets to stop at its next frame or denoising step before the client stops waiting.
 CANCEL_GRACE_S = 30.0
@@ -34,10 +35,6 @@ CANCEL_GRACE_S = 30.0
 START_TIMEOUT_S = 300.0
 #: The stages of the backend's model list (``stereoforge models --json``, ``GET /models``).
 MODEL_STAGES = ("video", "depth", "inpaint")
-#: Job states after which nothing changes any more.
-ENDED = ("succeeded", "failed", "cancelled")
-#: Exit status of a run stopped by Ctrl-C, as a shell reports SIGINT.
-EXIT_CANCELLED = 130
 #: What a cancelled job says, wherever it stopped.
 CANCELLED_MESSAGE = "cancelled; the frames finished so far are kept, run again to resume"
 
