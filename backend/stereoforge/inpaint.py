@@ -56,6 +56,7 @@ import numpy as np
 
 from .exemplar import exemplar_estimates
 from .io.images import linear_to_srgb, srgb_integers_to_linear, srgb_to_linear, to_uint8_srgb
+from .structure import structure_sides
 
 
 @dataclass
@@ -465,7 +466,14 @@ def _background_fill(srgb: np.ndarray, inv_depth: np.ndarray, holes: np.ndarray,
     start = bg_col[rows, cols]
     known = start >= 0
     r, c, c0 = rows[known], cols[known], start[known]
-    colour = _side_colour(srgb, inv_depth, holes, r, c, c0)
+    nearest = nearest_covered_along_rows(holes)
+    strip = (nearest[0][r, c] < 0) | (nearest[1][r, c] >= holes.shape[1])
+    read_r, read_c0 = r.copy(), c0.copy()
+    if strip.any():  # at the frame's edge: continue the background's structure, not only its row
+        grey = cv2.cvtColor(srgb, cv2.COLOR_RGB2GRAY)
+        read_r[strip], read_c0[strip] = structure_sides(grey, inv_depth, holes, nearest, r[strip], c[strip],
+                                                        c0[strip])
+    colour = _side_colour(srgb, inv_depth, holes, read_r, c, read_c0)
     c1 = other_col[r, c]
     two = c1 >= 0
     if two.any():
