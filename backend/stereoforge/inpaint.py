@@ -30,11 +30,12 @@ The inpainters here need no model weights:
      more.
   4. *The previous frame's fill*, where no frame saw the background: moved here by the same flow, where it
      was a hole too, blended (``persistence``) with a fill of this frame from the background side alone (the
-     background-side neighbour continued along the row, smoothed a little down the columns; in a
-     disocclusion, half of it exemplars: the background's continuations, found in the hole's depth band
-     beyond its background side, that agree with what surrounds each pixel, see :mod:`.exemplar`; then
-     smoothed the more the deeper into the hole). The same background behind a still object is filled the
-     same way in every frame, and a fill that moves follows the background.
+     background-side neighbour continued along the row, smoothed a little down the columns; in a strip at
+     the frame's edge, continued along the background's structure where it has a clear orientation, see
+     :mod:`.structure`; in a disocclusion, half of it exemplars: the background's continuations, found in
+     the hole's depth band beyond its background side, that agree with what surrounds each pixel, see
+     :mod:`.exemplar`; then smoothed the more the deeper into the hole). The same background behind a still
+     object is filled the same way in every frame, and a fill that moves follows the background.
 
   Dropout that the edge of a covered surface covers in part (coverage under half) keeps that part over the
   fill: an antialiased edge stays antialiased. The state carried from frame to frame is the previous
@@ -455,7 +456,9 @@ def _background_fill(srgb: np.ndarray, inv_depth: np.ndarray, holes: np.ndarray,
     disocclusion: it blends its two sides by distance, as a crack does.
 
     A side's colour is the mean of the first pixels from its neighbour outwards along the row that lie on the
-    neighbour's surface (see :func:`_side_colour`). The fill is then smoothed a little down the columns, among
+    neighbour's surface (see :func:`_side_colour`). In a strip at the frame's edge (one side only), the side is
+    where the background's isophote through the pixel meets the covered pixels (:func:`.structure_sides`):
+    slanted structure continues slanted. The fill is then smoothed a little down the columns, among
     hole pixels only, so rows do not streak. Rows with no covered pixel take a fill from all around
     (push-pull).
     """
