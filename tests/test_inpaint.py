@@ -15,10 +15,19 @@ import torch
 from stereoforge.camera import Intrinsics
 from stereoforge.dev.quality import score_eye, ssim_map
 from stereoforge.exemplar import exemplar_estimates
-from stereoforge.inpaint import DEFAULT_INPAINTER, INPAINTERS, BackgroundInpainter, EyeFrame, FrameList, fill_clip
+from stereoforge.inpaint import (
+    DEFAULT_INPAINTER,
+    INPAINTERS,
+    BackgroundInpainter,
+    EyeFrame,
+    FrameList,
+    fill_clip,
+    nearest_covered_along_rows,
+)
 from stereoforge.io.images import to_uint8_srgb
 from stereoforge.rig import StereoRig, eye_views
 from stereoforge.splat import splat_eye
+from stereoforge.structure import structure_sides
 
 H, W = 96, 160
 FOCAL = 160.0
@@ -334,3 +343,55 @@ def test_exemplar_estimates_continue_the_backgrounds_texture_and_never_copy_the_
     along_row = np.abs(truth[rows, 26] - truth[rows, cols]).mean()  # the background side's neighbour, continued
     assert error < 0.05 < 0.2 < along_row
     assert np.all(np.abs(estimates[:, 0] - estimates[:, 1]) < 0.02)  # grey like the stripes: no red came in
+
+
+def slanted_bars(h: int, w: int, period: float = 16.0) -> np.ndarray:
+    """sRGB (h, w, 3) in [0, 1]: bars at 45 degrees, light and dark, as a lattice's (a smooth profile)."""
+    y, x = np.mgrid[0:h, 0:w]
+    bars = 0.5 + 0.35 * np.sin(2 * np.pi * (x + y) / period)
+    return np.stack([bars, 0.9 * bars, 0.7 * bars], axis=-1).astype(np.float32)
+
+
+def test_a_strip_at_the_frame_edge_continues_slanted_structure_not_the_row():
+    """A far plane of slanted bars with a strip at the frame's right edge that no point reached (content the
+    source camera never saw): the fill continues the bars along their slant, which continuing each row's last
+    covered pixel along the row (and Telea's fill) cannot."""
+    from stereoforge.io.images import srgb_to_linear
+
+    srgb = slanted_bars(H, W)
+    dropout = np.zeros((H, W), bool)
+    dropout[:, W - 10:] = True
+    frame = plain_eye(srgb_to_linear(srgb), np.full((H, W), FAR, np.float32), dropout)
+    truth = np.rint(srgb * 255.0)
+    filled = fill_all([frame])[0]
+    along_row = np.repeat(truth[:, W - 11:W - 10], W, axis=1)  # each row's last covered pixel, continued
+    telea = fill_all([frame], "telea")[0]
+    scored = dropout.copy()
+    scored[:8] = scored[-8:] = False  # where the slant leads out of the frame, nothing is known
+    err, err_row, err_telea = (error(x, truth, scored).mean() for x in (filled, along_row, telea))
+    print(f"edge strip of slanted bars: mean error {err:.1f}, along the row {err_row:.1f}, telea {err_telea:.1f}")
+    assert err < 0.6 * min(err_row, err_telea)
+    assert np.array_equal(filled[~dropout], to_uint8_srgb(frame.rgb)[~dropout])
+
+
+def test_structure_sides_follow_the_slant_and_stay_in_the_depth_band():
+    """Each strip pixel is continued from where the isophote through it meets the covered pixels; where that
+    side lies on a nearer surface, from its own row's side."""
+    srgb = slanted_bars(H, W)
+    grey = cv2.cvtColor(srgb, cv2.COLOR_RGB2GRAY)
+    holes = np.zeros((H, W), bool)
+    holes[:, W - 10:] = True
+    inv_depth = np.where(holes, 0.0, 1.0 / FAR).astype(np.float32)
+    rows, cols = np.nonzero(holes[20:70]) + np.array([[20], [0]])
+    side = np.full(rows.size, W - 11)
+    nearest = nearest_covered_along_rows(holes)
+    traced, sides = structure_sides(grey, inv_depth, holes, nearest, rows, cols, side)
+    # Bars at 45 degrees (x + y constant): the pixel d columns into the strip continues row y + d.
+    assert np.array_equal(traced, rows + (cols - side)) and np.all(sides == side)
+    inv_depth[45:, W - 11] = 1.0 / NEAR  # from row 45 down, the side is a nearer surface
+    traced, sides = structure_sides(grey, inv_depth, holes, nearest, rows, cols, side)
+    own = inv_depth[rows, side]
+    assert np.all(np.abs(inv_depth[traced, sides] - own) <= 0.15 * own)
+    crossing = (rows < 45) & (rows + cols - side >= 45)
+    assert crossing.any() and np.array_equal(traced[crossing], rows[crossing])
+    assert np.array_equal(traced[~crossing], (rows + cols - side)[~crossing])

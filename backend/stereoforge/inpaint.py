@@ -30,11 +30,12 @@ The inpainters here need no model weights:
      more.
   4. *The previous frame's fill*, where no frame saw the background: moved here by the same flow, where it
      was a hole too, blended (``persistence``) with a fill of this frame from the background side alone (the
-     background-side neighbour continued along the row, smoothed a little down the columns; in a
-     disocclusion, half of it exemplars: the background's continuations, found in the hole's depth band
-     beyond its background side, that agree with what surrounds each pixel, see :mod:`.exemplar`; then
-     smoothed the more the deeper into the hole). The same background behind a still object is filled the
-     same way in every frame, and a fill that moves follows the background.
+     background-side neighbour continued along the row, smoothed a little down the columns; in a strip at
+     the frame's edge, continued along the background's structure where it has a clear orientation, see
+     :mod:`.structure`; in a disocclusion, half of it exemplars: the background's continuations, found in
+     the hole's depth band beyond its background side, that agree with what surrounds each pixel, see
+     :mod:`.exemplar`; then smoothed the more the deeper into the hole). The same background behind a still
+     object is filled the same way in every frame, and a fill that moves follows the background.
 
   Dropout that the edge of a covered surface covers in part (coverage under half) keeps that part over the
   fill: an antialiased edge stays antialiased. The state carried from frame to frame is the previous
@@ -56,6 +57,7 @@ import numpy as np
 
 from .exemplar import exemplar_estimates
 from .io.images import linear_to_srgb, srgb_integers_to_linear, srgb_to_linear, to_uint8_srgb
+from .structure import structure_sides
 
 
 @dataclass
@@ -454,7 +456,9 @@ def _background_fill(srgb: np.ndarray, inv_depth: np.ndarray, holes: np.ndarray,
     disocclusion: it blends its two sides by distance, as a crack does.
 
     A side's colour is the mean of the first pixels from its neighbour outwards along the row that lie on the
-    neighbour's surface (see :func:`_side_colour`). The fill is then smoothed a little down the columns, among
+    neighbour's surface (see :func:`_side_colour`). In a strip at the frame's edge (one side only), the side is
+    where the background's isophote through the pixel meets the covered pixels (:func:`.structure_sides`):
+    slanted structure continues slanted. The fill is then smoothed a little down the columns, among
     hole pixels only, so rows do not streak. Rows with no covered pixel take a fill from all around
     (push-pull).
     """
@@ -465,7 +469,14 @@ def _background_fill(srgb: np.ndarray, inv_depth: np.ndarray, holes: np.ndarray,
     start = bg_col[rows, cols]
     known = start >= 0
     r, c, c0 = rows[known], cols[known], start[known]
-    colour = _side_colour(srgb, inv_depth, holes, r, c, c0)
+    nearest = nearest_covered_along_rows(holes)
+    strip = (nearest[0][r, c] < 0) | (nearest[1][r, c] >= holes.shape[1])
+    read_r, read_c0 = r.copy(), c0.copy()
+    if strip.any():  # at the frame's edge: continue the background's structure, not only its row
+        grey = cv2.cvtColor(srgb, cv2.COLOR_RGB2GRAY)
+        read_r[strip], read_c0[strip] = structure_sides(grey, inv_depth, holes, nearest, r[strip], c[strip],
+                                                        c0[strip])
+    colour = _side_colour(srgb, inv_depth, holes, read_r, c, read_c0)
     c1 = other_col[r, c]
     two = c1 >= 0
     if two.any():
