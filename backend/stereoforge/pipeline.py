@@ -53,7 +53,7 @@ from .composite import (
 from .curve import parse_curve, sample
 from .depth import DepthConverter, DepthStats, observe, sharpen_edges
 from .errors import Cancelled, InputError, disk_error
-from .inpaint import INPAINTERS, ClipReader, EyeFrame
+from .inpaint import INPAINTERS, ClipReader, EyeFrame, PerFrame
 from .io.frames import DepthSource, OutsideSource, Source, open_depth, open_source
 from .io.images import (
     atomic_path,
@@ -307,8 +307,17 @@ def open_inputs(spec: ConvertSpec) -> tuple[Source, DepthSource]:
 
 
 class _Job:
-    def __init__(self, plan: Plan, progress: Progress | None, cancel: Callable[[], bool] | None, log):
+    """One run of the stages on a shot, or on a part of it (:func:`run_stage`): ``chunk`` (shot frames first..last,
+    1-based, inclusive) limits the per-frame stages, ``inpaint_eyes`` the eyes inpaint fills, ``streams`` the videos
+    encode writes."""
+
+    def __init__(self, plan: Plan, progress: Progress | None, cancel: Callable[[], bool] | None, log, *,
+                 chunk: tuple[int, int] | None = None, inpaint_eyes: tuple[str, ...] = EYES,
+                 streams: tuple[str, ...] | None = None):
         self.plan = plan
+        self.chunk = chunk
+        self.inpaint_eyes = inpaint_eyes
+        self.streams = streams
         self.dir = plan.shot_dir
         self.progress = progress or (lambda stage, done, total: None)
         self.cancel = cancel or (lambda: False)
@@ -361,18 +370,24 @@ class _Job:
         }.get(stage)
         if needs is None:
             return
-        for n in sorted({1, self.plan.count}):
+        for n in sorted(set(self.frame_range())):
             for path in needs(n):
                 if not os.path.exists(path):
                     upstream = UPSTREAM[stage]
                     raise InputError(f"'{path}' is missing, so the '{stage}' stage cannot run; run the "
                                      f"'{upstream}' stage first (--stages {upstream},{stage})")
 
+    def frame_range(self) -> tuple[int, int]:
+        """The first and last shot frame (1-based) this run does: its chunk, else the whole shot."""
+        return self.chunk or (1, self.plan.count)
+
     def frames_to_do(self, stage: str, outputs: Callable[[int], list[str]]) -> Iterator[int]:
-        """Shot frame numbers (1-based) whose outputs are missing; reports progress for the done ones too."""
-        total = self.plan.count
+        """Shot frame numbers (1-based) of this run whose outputs are missing; reports progress for the done
+        ones too."""
+        first, last = self.frame_range()
+        total = last - first + 1
         done = 0
-        for n in range(1, total + 1):
+        for n in range(first, last + 1):
             if self.cancel():
                 raise Cancelled(f"cancelled during {stage}; the frames finished so far are kept in '{self.dir}'")
             if all(os.path.exists(p) for p in outputs(n)):
@@ -389,8 +404,9 @@ class _Job:
         spec, source_ext = self.plan.spec, self.plan.source_ext
         self.make_dirs("ingest")
         outputs = lambda n: [self.path("source", frame_name(n, source_ext)), self.path("depth", frame_name(n, "exr"))]
-        total = self.plan.count
-        todo = {n for n in range(1, total + 1) if not all(os.path.exists(p) for p in outputs(n))}
+        first, last = self.frame_range()
+        total = last - first + 1
+        todo = {n for n in range(first, last + 1) if not all(os.path.exists(p) for p in outputs(n))}
         done = total - len(todo)
         self.progress("ingest", done, total)
         if not todo:
@@ -399,6 +415,8 @@ class _Job:
         # Decoding is sequential (a video cannot skip ahead cheaply): frames already written are decoded and passed.
         for (i, rgb), (_, raw) in zip(source.frames(), depth.frames(), strict=True):
             n = i + 1
+            if n > last:
+                break
             if n not in todo:
                 continue
             if self.cancel():
@@ -479,17 +497,17 @@ class _Job:
         self.make_dirs("inpaint")
         # One inpainter per eye, reading its window of frames from eyes/ (whether or not they are filled yet)
         # and, when resuming, the fill of the frame before the first one to do from filled/.
-        inpainters = {eye: make(self.clip(eye)) for eye in EYES}
-        outputs = lambda n: [self.path("filled", eye, frame_name(n, "png")) for eye in EYES]
+        inpainters = {eye: make(self.clip(eye)) for eye in self.inpaint_eyes}
+        outputs = lambda n: [self.path("filled", eye, frame_name(n, "png")) for eye in self.inpaint_eyes]
 
         def fill(eye: str, n: int) -> None:
             write_png(self.path("filled", eye, frame_name(n, "png")), inpainters[eye].fill(n))
 
         # The eyes are independent of each other: each on its own thread (OpenCV and numpy's array work
         # releases the GIL), frame by frame, so a cancel between frames leaves no eye behind the other.
-        with ThreadPoolExecutor(len(EYES), thread_name_prefix="stereoforge-inpaint") as pool:
+        with ThreadPoolExecutor(len(self.inpaint_eyes), thread_name_prefix="stereoforge-inpaint") as pool:
             for n in self.frames_to_do("inpaint", outputs):
-                for future in [pool.submit(fill, eye, n) for eye in EYES]:
+                for future in [pool.submit(fill, eye, n) for eye in self.inpaint_eyes]:
                     future.result()
 
     def clip(self, eye: str) -> ClipReader:
@@ -543,7 +561,7 @@ class _Job:
         return self.path("out", "frames", stream, f"{stream}_{n:06d}.{frame_ext(stream)}")
 
     def video_layouts(self) -> list[str]:
-        return [layout for layout in self.plan.spec.layouts if layout not in FRAME_ONLY_LAYOUTS]
+        return video_layouts(self.plan.spec)
 
     def video_path(self, layout: str, stream: str) -> str:
         spec = self.plan.spec
@@ -564,6 +582,8 @@ class _Job:
         written = []
         for layout in self.video_layouts():
             for stream in stream_names(layout):
+                if self.streams is not None and stream not in self.streams:
+                    continue
                 path = self.video_path(layout, stream)
                 written.append(path)
                 if os.path.exists(path):
@@ -770,39 +790,117 @@ def _read_record(path: str) -> dict | None:
 
 
 def convert(spec: ConvertSpec, progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
-            log: Callable[[str], None] | None = None) -> dict:
-    """Run (or resume) a convert job; returns ``{"shot_dir", "videos", "timings"}``.
+            log: Callable[[str], None] | None = None, *, chunk: tuple[int, int] | None = None,
+            prepare_only: bool = False) -> dict:
+    """Run (or resume) a convert job; returns ``{"shot_dir", "videos", "timings", "frames", "size"}``.
+
+    ``chunk``: do only shot frames first..last (1-based, inclusive) of the per-frame stages, as one task of a
+    render farm does while others do the rest (see :func:`prepare`). ``prepare_only``: ready the shot folder
+    for the chunks and run no stage.
 
     Raises :class:`InputError` for bad input, found before anything in the shot is cleared or written (and
     for a full disk or a folder that may not be written, met later: the frames finished before stay), and
     :class:`Cancelled` when ``cancel()`` turns true (the finished frames stay).
     """
     try:
-        return _convert(spec, progress, cancel, log)
+        return _convert(spec, progress, cancel, log, chunk, prepare_only)
     except OSError as exc:
         raise disk_error(exc) from None
 
 
 def _convert(spec: ConvertSpec, progress: Progress | None, cancel: Callable[[], bool] | None,
-             log: Callable[[str], None] | None) -> dict:
+             log: Callable[[str], None] | None, chunk: tuple[int, int] | None, prepare_only: bool) -> dict:
     started = time.perf_counter()
     log = log or (lambda m: None)
-    p = plan(spec, progress, cancel, log)
-    stages = tuple(st for st in STAGES if st in (spec.stages or STAGES) and (st != "cloud" or spec.cloud))
-    job = _Job(p, progress, cancel, log)
-    job.check_stages(stages)
-    if os.path.isdir(p.shot_dir):
-        for path in remove_stale_temporaries(p.shot_dir):
-            log(f"removed '{path}', left half-written by a run that was stopped")
-    _prepare_shot(p, stages, log)
+    p, stages = prepare(spec, progress, cancel, log, chunk)
     timings = {"plan": time.perf_counter() - started}
     videos: list[str] = []
-    for stage in stages:
+    job = _Job(p, progress, cancel, log, chunk=chunk)
+    for stage in () if prepare_only else stages:
         t0 = time.perf_counter()
         result = getattr(job, stage)()
         if stage == "encode":
             videos = result
         timings[stage] = time.perf_counter() - t0
+    return result_of(p, videos, timings)
+
+
+def result_of(p: Plan, videos: list[str], timings: dict[str, float]) -> dict:
+    """What a convert job returns."""
     return {"shot_dir": p.shot_dir, "videos": videos, "timings": timings, "frames": p.count,
             "size": (p.intrinsics.width, p.intrinsics.height)}
 
+
+def prepare(spec: ConvertSpec, progress: Progress | None, cancel: Callable[[], bool] | None, log,
+            chunk: tuple[int, int] | None = None) -> tuple[Plan, tuple[str, ...]]:
+    """Plan a job, check it, and ready the shot folder for the stages it runs (returned in order): remove what
+    killed runs left half-written, clear the stages whose settings changed and write shot.json.
+
+    With ``chunk`` (a farm's task that does some frames while other tasks do the rest of the same shot), the
+    shot folder must already be ready for these settings (a run with ``prepare_only`` did it): a chunk never
+    clears a stage, which other chunks may be writing, nor writes shot.json; it refuses instead.
+    """
+    p = plan(spec, progress, cancel, log)
+    stages = tuple(st for st in STAGES if st in (spec.stages or STAGES) and (st != "cloud" or spec.cloud))
+    if chunk is not None:
+        _check_chunk(p, stages, chunk)
+    _Job(p, progress, cancel, log, chunk=chunk).check_stages(stages)
+    if os.path.isdir(p.shot_dir):
+        # Only the temporaries of writers that no longer run: those of other chunks at work stay.
+        for path in remove_stale_temporaries(p.shot_dir):
+            log(f"removed '{path}', left half-written by a run that was stopped")
+    if chunk is None:
+        _prepare_shot(p, stages, log)
+    return p, stages
+
+
+def run_stage(p: Plan, stage: str, progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
+              log: Callable[[str], None] | None = None, **part) -> list[str] | None:
+    """Run one stage of a planned shot whose folder is ready (:func:`prepare`), or a part of it: ``chunk``,
+    ``inpaint_eyes`` or ``streams`` (see :class:`_Job`). What a farm's task runs; returns the videos encode wrote."""
+    try:
+        return getattr(_Job(p, progress, cancel, log, **part), stage)()
+    except OSError as exc:
+        raise disk_error(exc) from None
+
+
+def video_layouts(spec: ConvertSpec) -> list[str]:
+    """The layouts encode makes videos of (the others are frames only)."""
+    return [layout for layout in spec.layouts if layout not in FRAME_ONLY_LAYOUTS]
+
+
+def video_streams(spec: ConvertSpec) -> list[str]:
+    """The streams encode makes a video of each, in order."""
+    return [stream for layout in video_layouts(spec) for stream in stream_names(layout)]
+
+
+def fills_frame_by_frame(spec: ConvertSpec) -> bool:
+    """Whether the inpaint stage may be split by frames: its inpainter fills each frame on its own (telea,
+    none). The default one carries each frame's fill to the next, and a model fills chunks of frames
+    cross-faded into each other: those fill each eye in order, from its first frame."""
+    return spec.inpaint_model is None and isinstance(INPAINTERS[spec.inpaint](None), PerFrame)
+
+
+def _check_chunk(p: Plan, stages: tuple[str, ...], chunk: tuple[int, int]) -> None:
+    """A chunk fits the shot, runs only stages that split by frames, and finds the shot ready for its settings."""
+    first, last = chunk
+    if not 1 <= first <= last <= p.count:
+        raise InputError(f"--chunk {first}:{last} does not fit the shot, which has {p.count} frame"
+                         f"{'s' if p.count != 1 else ''}; give A:B with 1 <= A <= B <= {p.count}")
+    if "encode" in stages:
+        raise InputError("--chunk: the encode stage writes whole videos, so it cannot be split by frames; leave "
+                         "it out of the chunks (--stages ingest,cloud,eyes) and run it once at the end, without "
+                         "--chunk (--stages composite,encode)")
+    if "inpaint" in stages and not fills_frame_by_frame(p.spec):
+        how = f"the {p.spec.inpaint_model} model" if p.spec.inpaint_model else f"--inpaint {p.spec.inpaint}"
+        raise InputError(f"--chunk: {how} fills each eye frame after frame from its first, so the inpaint "
+                         "stage cannot be split by frames; leave it out of the chunks and run it once, without "
+                         "--chunk (--stages inpaint), or use --inpaint telea")
+    recorded = (_read_record(os.path.join(p.shot_dir, SHOT_JSON)) or {}).get("stages", {})
+    prints = p.fingerprints()
+    for stage in stages:
+        if recorded.get(stage) != prints[stage]:
+            raise InputError(f"--chunk: '{p.shot_dir}' is not prepared for these settings of the '{stage}' "
+                             "stage; run the same command once with --prepare instead of --chunk before the "
+                             "chunks (a chunk never clears a stage or writes shot.json: other chunks may be "
+                             "writing the shot)")
