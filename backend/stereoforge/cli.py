@@ -22,6 +22,8 @@ from .console import (
     add_job_options,
     add_progress_options,
     add_spec_options,
+    check_run_options,
+    parse_chunk,
     report,
     run_job,
     run_on_server,
@@ -72,18 +74,31 @@ def _sigterm_stops() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _convert(spec: ConvertSpec, progress: str) -> dict:
+def _convert(spec: ConvertSpec, progress: str, **run) -> dict:
     from .pipeline import convert
 
-    return run_job(lambda progress, log: convert(spec, progress=progress, log=log), progress)
+    return run_job(lambda progress, log: convert(spec, progress=progress, log=log, **run), progress)
+
+
+def _convert_on_ray(spec: ConvertSpec, address: str, progress: str) -> dict:
+    from .farm import convert
+
+    return run_job(lambda progress, log: convert(spec, address, progress=progress, log=log), progress)
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    check_run_options(args)
     spec = ConvertSpec(source=args.source, output_dir=args.output, **spec_values(args))
-    result = run_on_server(args, "convert", spec.to_dict()) if args.server else _convert(spec, args.progress)
+    if args.server:
+        result = run_on_server(args, "convert", spec.to_dict())
+    elif args.ray:
+        result = _convert_on_ray(spec, args.ray, args.progress)
+    else:
+        result = _convert(spec, args.progress, chunk=args.chunk, prepare_only=args.prepare)
     report(result, started, args.progress)
     return 0
+
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -125,6 +140,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="SHOT_DIR", help="the shot folder to write")
     add_spec_options(p)
     add_job_options(p)
+    g = p.add_argument_group("render farm (Deadline, OpenCue, Flamenco: see the README's 'On a render farm')")
+    g.add_argument("--chunk", type=parse_chunk, metavar="A:B",
+                   help="one task of a farm job: do only the shot's frames A to B (from 1, both included) of the "
+                        "stages that split by frames (ingest, cloud, eyes, composite; inpaint with --inpaint "
+                        "telea or none); the depth range and the rig are still worked out over the whole clip, so "
+                        "the chunks give the bytes of one run. Run --prepare once before the chunks, inpaint "
+                        "(default inpainter) and encode once after them")
+    g.add_argument("--prepare", action="store_true",
+                   help="the first task of a farm job: check the inputs, clear the stages whose settings changed "
+                        "and write shot.json, then stop; --chunk tasks refuse a shot not prepared for their "
+                        "settings (a chunk never clears a stage nor writes shot.json: others may be writing)")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("demo", help="run the whole pipeline on the embedded demo clip (no download, no GPU)",

@@ -25,11 +25,14 @@ import re
 import socket
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from . import pipeline
 from .errors import Cancelled, InputError, StereoForgeError, disk_error
 from .shot import EYES
-from .spec import ConvertSpec
+
+if TYPE_CHECKING:  # the pipeline (torch) loads when a job runs, not when a server checks its --ray address
+    from .pipeline import Plan, Progress
+    from .spec import ConvertSpec
 
 #: ``--ray`` alone: start a Ray cluster on this machine (``ray.init(address="local")``).
 LOCAL = "local"
@@ -84,7 +87,7 @@ def connect(address: str = LOCAL, workers: int | None = None) -> None:
                          "check the address ('ray status' on the head node)") from None
 
 
-def convert(spec: ConvertSpec, address: str = LOCAL, progress: pipeline.Progress | None = None,
+def convert(spec: ConvertSpec, address: str = LOCAL, progress: Progress | None = None,
             cancel: Callable[[], bool] | None = None, log: Callable[[str], None] | None = None,
             workers: int | None = None) -> dict:
     """Run (or resume) a convert job on the Ray cluster at ``address`` (see :func:`connect`); returns what
@@ -102,6 +105,8 @@ def convert(spec: ConvertSpec, address: str = LOCAL, progress: pipeline.Progress
 
 def _convert(spec: ConvertSpec, address: str, progress, cancel, log, workers: int | None) -> dict:
     import ray
+
+    from . import pipeline
 
     started = time.perf_counter()
     connect(address, workers)
@@ -123,9 +128,11 @@ def _convert(spec: ConvertSpec, address: str, progress, cancel, log, workers: in
     return pipeline.result_of(p, videos, timings)
 
 
-def split(p: pipeline.Plan, stage: str, workers: int) -> list[dict]:
+def split(p: Plan, stage: str, workers: int) -> list[dict]:
     """The parts ``stage`` of the planned shot ``p`` is split into for ``workers`` workers, each the keyword
     arguments of :func:`stereoforge.pipeline.run_stage` (``chunk``, ``inpaint_eyes`` or ``streams``)."""
+    from . import pipeline
+
     if stage == "encode":
         return [{"streams": (stream,)} for stream in pipeline.video_streams(p.spec)]
     if stage == "inpaint" and not pipeline.fills_frame_by_frame(p.spec):
@@ -143,16 +150,18 @@ def frame_ranges(count: int, parts: int, step: int = 1) -> list[tuple[int, int]]
     return [(a + 1, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
 
 
-def _frames(p: pipeline.Plan, part: dict) -> int:
+def _frames(p: Plan, part: dict) -> int:
     """Frames of the shot a part does (a whole eye or video counts the shot's frames)."""
     first, last = part.get("chunk") or (1, p.count)
     return last - first + 1
 
 
-def _run_part(p: pipeline.Plan, stage: str, part: dict) -> list[str] | None:
+def _run_part(p: Plan, stage: str, part: dict) -> list[str] | None:
     """A Ray task: one part of one stage of a planned shot, on one thread."""
     import cv2
     import torch
+
+    from . import pipeline
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)

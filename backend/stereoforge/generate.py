@@ -26,7 +26,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 from . import __version__
-from .console import add_job_options, add_spec_options, report, run_job, run_on_server, spec_values
+from .console import (
+    add_job_options,
+    add_spec_options,
+    check_run_options,
+    report,
+    run_job,
+    run_on_server,
+    spec_values,
+)
 from .errors import InputError
 from .shot import GENERATED, SHOT_JSON, frame_name
 from .spec import DEFAULT_FPS, ConvertSpec
@@ -218,9 +226,10 @@ def make_video(spec: GenerateSpec, progress: Progress, cancel: Callable[[], bool
 
 
 def generate(spec: GenerateSpec, progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
-             log: Callable[[str], None] | None = None) -> dict:
-    """Run (or resume) a generate job: the video, its depth, then the stereo shot. Returns convert's result with
-    ``generate`` (the record written to shot.json) added.
+             log: Callable[[str], None] | None = None, ray: str | None = None) -> dict:
+    """Run (or resume) a generate job: the video, its depth, then the stereo shot (on the Ray cluster at
+    ``ray``, see :mod:`stereoforge.farm`, when given). Returns convert's result with ``generate`` (the record
+    written to shot.json) added.
 
     Raises :class:`InputError` for bad input and :class:`~stereoforge.errors.Cancelled` when ``cancel()`` turns
     true (finished frames stay).
@@ -243,7 +252,12 @@ def generate(spec: GenerateSpec, progress: Progress | None = None, cancel: Calla
         return {"shot_dir": shot, "videos": [], "frames": record["frames"], "size": tuple(record["size"]),
                 "generate": record}
     options = dataclasses.replace(spec.options, fps=record["fps"])
-    result = convert(options, progress=progress, cancel=cancel, log=log)
+    if ray is not None:
+        from .farm import convert as convert_on_ray
+
+        result = convert_on_ray(options, ray, progress=progress, cancel=cancel, log=log)
+    else:
+        result = convert(options, progress=progress, cancel=cancel, log=log)
     return {**result, "generate": record}
 
 
@@ -301,11 +315,13 @@ def spec_from_args(args: argparse.Namespace) -> GenerateSpec:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    check_run_options(args)
     spec = spec_from_args(args)
     if args.server:
         result = run_on_server(args, "generate", spec.to_dict())
     else:
-        result = run_job(lambda progress, log: generate(spec, progress=progress, log=log), args.progress)
+        result = run_job(lambda progress, log: generate(spec, progress=progress, log=log, ray=args.ray),
+                         args.progress)
     report(result, started, args.progress)
     if args.progress != "json" and not args.server:
         print(f"seed: {result['generate']['seed']} (recorded in shot.json)")

@@ -889,13 +889,13 @@ def _check_chunk(p: Plan, stages: tuple[str, ...], chunk: tuple[int, int]) -> No
                          f"{'s' if p.count != 1 else ''}; give A:B with 1 <= A <= B <= {p.count}")
     if "encode" in stages:
         raise InputError("--chunk: the encode stage writes whole videos, so it cannot be split by frames; leave "
-                         "it out of the chunks (--stages ingest,cloud,eyes) and run it once at the end, without "
-                         "--chunk (--stages composite,encode)")
+                         "it out of the chunks (e.g. --stages ingest,cloud,eyes) and end with the same command "
+                         "without --chunk, which encodes and skips what the chunks did")
     if "inpaint" in stages and not fills_frame_by_frame(p.spec):
         how = f"the {p.spec.inpaint_model} model" if p.spec.inpaint_model else f"--inpaint {p.spec.inpaint}"
         raise InputError(f"--chunk: {how} fills each eye frame after frame from its first, so the inpaint "
-                         "stage cannot be split by frames; leave it out of the chunks and run it once, without "
-                         "--chunk (--stages inpaint), or use --inpaint telea")
+                         "stage cannot be split by frames; leave it out of the chunks and run it once without "
+                         "--chunk (--stages inpaint, or the final command), or use --inpaint telea")
     recorded = (_read_record(os.path.join(p.shot_dir, SHOT_JSON)) or {}).get("stages", {})
     prints = p.fingerprints()
     for stage in stages:

@@ -44,6 +44,7 @@ from dataclasses import MISSING, dataclass, field
 from typing import Annotated, Literal
 
 from . import __version__
+from .console import add_ray_option
 from .errors import InputError
 from .shot import ENDED, SHOT_JSON
 
@@ -116,16 +117,23 @@ def confine_job(data: dict, root: str, read_roots: tuple[str, ...]) -> dict:
 # -------------------------------------------------------------------------------------------- the worker
 
 
-def run_job(kind: str, data: dict, progress, cancel, log) -> dict:
-    """Run one job of ``kind`` from its flat spec (what POST /jobs validated)."""
+def run_job(kind: str, data: dict, progress, cancel, log, ray: str | None = None) -> dict:
+    """Run one job of ``kind`` from its flat spec (what POST /jobs validated); its convert part on the Ray
+    cluster at ``ray`` when given (:mod:`stereoforge.farm`)."""
     if kind == "generate":
         from .generate import GenerateSpec, generate
 
-        return generate(GenerateSpec.from_dict(data), progress=progress, cancel=cancel, log=log)
-    from .pipeline import convert
+        return generate(GenerateSpec.from_dict(data), progress=progress, cancel=cancel, log=log, ray=ray)
     from .spec import ConvertSpec
 
-    return convert(ConvertSpec.from_dict(data), progress=progress, cancel=cancel, log=log)
+    spec = ConvertSpec.from_dict(data)
+    if ray is not None:
+        from .farm import convert as convert_on_ray
+
+        return convert_on_ray(spec, ray, progress=progress, cancel=cancel, log=log)
+    from .pipeline import convert
+
+    return convert(spec, progress=progress, cancel=cancel, log=log)
 
 
 def _device_info() -> dict:
@@ -139,8 +147,10 @@ def _device_info() -> dict:
     return info
 
 
-def _worker_main(inbox, outbox, cancel_flag, root: str, read_roots: tuple[str, ...] = ()) -> None:
-    """The worker process: runs jobs one at a time, keeps models loaded between them."""
+def _worker_main(inbox, outbox, cancel_flag, root: str, read_roots: tuple[str, ...] = (),
+                 ray: str | None = None) -> None:
+    """The worker process: runs jobs one at a time, keeps models loaded between them; hands the convert part of
+    each to the Ray cluster at ``ray`` when given (joined at the first job, kept)."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TQDM_DISABLE", "1")
     from .errors import Cancelled
@@ -169,7 +179,8 @@ def _worker_main(inbox, outbox, cancel_flag, root: str, read_roots: tuple[str, .
 
         try:
             data = confine_job(data, root, read_roots)
-            result = run_job(kind, data, progress, cancel, lambda m, number=number: outbox.put(("log", number, m)))
+            result = run_job(kind, data, progress, cancel, lambda m, number=number: outbox.put(("log", number, m)),
+                             ray)
             outbox.put(("succeeded", number, _plain(result), loaded()))
         except Cancelled as exc:
             outbox.put(("cancelled", number, str(exc)))
@@ -241,9 +252,10 @@ def _shortened(spec: dict) -> dict:
 class JobManager:
     """The queue, and the worker process that runs it; one scheduler thread moves jobs and messages."""
 
-    def __init__(self, root: str, read_roots: tuple[str, ...] = ()):
+    def __init__(self, root: str, read_roots: tuple[str, ...] = (), ray: str | None = None):
         self.root = root
         self.read_roots = read_roots
+        self.ray = ray
         self.jobs: dict[str, Job] = {}
         self.queue: deque[str] = deque()
         self.lock = threading.Lock()
@@ -290,7 +302,7 @@ class JobManager:
         self.loaded = {}
         self.worker = self.context.Process(target=_worker_main, name="stereoforge-worker", daemon=True,
                                            args=(self.inbox, self.outbox, self.cancel_flag, self.root,
-                                                 self.read_roots))
+                                                 self.read_roots, self.ray))
         self.worker.start()
 
     # -- requests
@@ -470,9 +482,9 @@ def job_models(root: str, allow_remote_code: bool = False, read_roots: tuple[str
 
 
 def create_app(root: str, token: str | None = None, model_dirs: tuple[str, ...] = (),
-               allow_remote_code: bool = False, read_roots: tuple[str, ...] = ()):
+               allow_remote_code: bool = False, read_roots: tuple[str, ...] = (), ray: str | None = None):
     """The FastAPI app of a server writing under ``root`` and reading inputs there or under ``read_roots``; the
-    worker starts with the app (lifespan)."""
+    worker starts with the app (lifespan) and hands convert work to the Ray cluster at ``ray`` when given."""
     from fastapi import Body, Depends, FastAPI, HTTPException
     from fastapi.encoders import jsonable_encoder
     from fastapi.exceptions import RequestValidationError
@@ -482,7 +494,7 @@ def create_app(root: str, token: str | None = None, model_dirs: tuple[str, ...] 
 
     root = os.path.realpath(root)
     read_roots = tuple(os.path.realpath(folder) for folder in read_roots)
-    manager = JobManager(root, read_roots)
+    manager = JobManager(root, read_roots, ray)
     convert_job, generate_job = job_models(root, allow_remote_code, read_roots)
     bearer = HTTPBearer(auto_error=False)
 
@@ -642,6 +654,9 @@ def register(sub) -> None:
     p.add_argument("--stop-with-stdin", action="store_true",
                    help="stop when standard input closes: a program that starts the server as its child (the "
                         "Blender add-on) keeps a pipe open, so the server stops with it even if it crashes")
+    add_ray_option(p.add_argument_group("Ray"),
+                   "hand each job's convert work to a Ray cluster, spread as 'convert --ray' spreads it (the "
+                   "worker joins the cluster at its first job). Alone: a cluster of this machine's cores")
     p.set_defaults(func=cmd_serve)
 
 
@@ -669,8 +684,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for folder in args.read_root:
         if not os.path.isdir(folder):
             raise InputError(f"--read-root '{folder}' is not a folder; give a folder that holds the inputs")
+    if args.ray:
+        from .farm import check_address
+
+        check_address(args.ray)
     app = create_app(args.root, token=args.token, model_dirs=tuple(args.models_dir),
-                     allow_remote_code=args.allow_remote_code, read_roots=tuple(args.read_root))
+                     allow_remote_code=args.allow_remote_code, read_roots=tuple(args.read_root), ray=args.ray)
     print(f"stereoforge {__version__} serving jobs under '{os.path.realpath(args.root)}' at "
           f"http://{args.host}:{args.port} ({'token required' if args.token else 'no token'})", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
