@@ -107,6 +107,7 @@ def _convert(spec: ConvertSpec, address: str, progress, cancel, log, workers: in
     import ray
 
     from . import pipeline
+    from .io.images import remove_stale_temporaries
 
     started = time.perf_counter()
     connect(address, workers)
@@ -125,6 +126,9 @@ def _convert(spec: ConvertSpec, address: str, progress, cancel, log, workers: in
         if stage == "encode":
             videos = [video for written in results for video in written]
         timings[stage] = time.perf_counter() - t0
+    # A worker killed while writing left its temporary file: the task's retry wrote the frame anew.
+    for path in remove_stale_temporaries(p.shot_dir):
+        log(f"removed '{path}', left half-written by a Ray worker that died")
     return pipeline.result_of(p, videos, timings)
 
 
