@@ -29,7 +29,7 @@ from .console import (
     run_on_server,
     spec_values,
 )
-from .dev import addon_build, bench, bench_blender, quality
+from .dev import addon_build, bench, bench_blender, bench_farm, quality
 from .errors import Cancelled, InputError, StereoForgeError, disk_error
 from .models import registry
 from .shot import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED
@@ -168,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     benches = bench.register(sub)
     quality.register(benches)  # bench quality: Blender ground truth, per inpainter
     bench_blender.register(benches)  # bench blender: the add-on's eye renders
+    bench_farm.register(benches)  # bench farm: a shot on 1 and 2 Ray workers
     addon_build.register(sub)
     return parser
 

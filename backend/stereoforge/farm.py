@@ -72,9 +72,11 @@ def connect(address: str = LOCAL, workers: int | None = None) -> None:
     """Join the Ray cluster at ``address`` (:data:`LOCAL`: start one here, of ``workers`` one-thread workers,
     by default one per core), unless this process has joined one already; quietly: no dashboard, no workers'
     output echoed here."""
-    import ray
-
     check_address(address)
+    try:
+        import ray
+    except ImportError:
+        raise InputError("--ray needs Ray, which is not installed here: pip install 'stereoforge[farm]'") from None
     if ray.is_initialized():
         return
     local = address == LOCAL
