@@ -27,6 +27,7 @@ from stereoforge.cli import main
 from stereoforge.dev.bench import write_synthetic_clip
 from stereoforge.errors import Cancelled
 from stereoforge.pipeline import convert
+from stereoforge.server import run_job
 from stereoforge.spec import ConvertSpec
 
 FRAMES, H, W = 24, 72, 128
@@ -147,6 +148,16 @@ def test_ray_run_gives_the_bytes_of_one_process(cluster, work, single):
     assert list(result["timings"]) == ["plan", "ingest", "cloud", "eyes", "inpaint", "composite", "encode"]
     assert sum(name.startswith("filled/") for name in single) == 2 * FRAMES
     assert_same_files(work.set_aside("ray"), single)
+
+
+def test_server_hands_its_convert_jobs_to_ray(cluster, work, single):
+    """``stereoforge serve --ray``: the worker runs a job's convert part on the cluster."""
+    stages = set()
+    result = run_job("convert", work.spec().to_dict(), lambda stage, done, total: stages.add(stage), lambda: False,
+                     lambda message: None, ray=farm.LOCAL)
+    assert stages == {"depth range", "source check", "ingest", "cloud", "eyes", "inpaint", "composite", "encode"}
+    assert len(result["videos"]) == 2
+    assert_same_files(work.set_aside("served"), single)
 
 
 def test_farm_recipe_gives_the_bytes_of_one_process(work, single, capsys):

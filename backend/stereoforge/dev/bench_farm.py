@@ -23,7 +23,7 @@ import time
 from ..errors import InputError
 from ..inpaint import DEFAULT_INPAINTER, INPAINTERS
 from ..shot import SHOT_JSON
-from .bench import FAR, NEAR, write_synthetic_clip
+from .bench import FAR, NEAR, _size_options, write_synthetic_clip
 
 
 def shot_digest(shot: str) -> dict[str, str]:
@@ -90,13 +90,13 @@ def _ray_run(workers: int) -> str:
 
 def bench_farm(height: int = 480, width: int = 854, frames: int = 48, workers: tuple[int, ...] = (1, 2),
                inpaint: str = DEFAULT_INPAINTER, single: bool = True, workdir: str | None = None,
-               keep: bool = False) -> dict:
+               keep: bool = False, batch: int = 4, device: str = "cpu") -> dict:
     """Convert one synthetic clip in one process (``single``) and on local Ray clusters of each of ``workers``;
     returns ``runs`` (name -> ``start_seconds``, ``seconds``, ``timings`` by stage), ``speed_up`` (the first
     worker count's seconds over the last's), ``identical`` and ``files``."""
     from ..spec import ConvertSpec
 
-    for name, value in (("--height", height), ("--width", width), ("--frames", frames)):
+    for name, value in (("--height", height), ("--width", width), ("--frames", frames), ("--batch", batch)):
         if value < 1:
             raise InputError(f"{name} {value} is not valid; give 1 or more")
     if not workers or min(workers) < 1:
@@ -109,7 +109,7 @@ def bench_farm(height: int = 480, width: int = 854, frames: int = 48, workers: t
     try:
         video, depth = write_synthetic_clip(root, frames, height, width)
         spec = ConvertSpec(source=video, output_dir=shot, depth=depth, depth_kind="relative", near=NEAR, far=FAR,
-                           inpaint=inpaint, device="cpu")
+                           inpaint=inpaint, device=device, batch=batch)
         plan = ([("one process", _in_one_process, ())] if single else []) + [
             (_ray_run(n), _on_ray, (n,)) for n in workers]
         for name, run, extra in plan:
@@ -122,7 +122,8 @@ def bench_farm(height: int = 480, width: int = 854, frames: int = 48, workers: t
             shutil.rmtree(root, ignore_errors=True)
     first, last = (runs[_ray_run(n)]["seconds"] for n in (workers[0], workers[-1]))
     reference = next(iter(digests.values()))
-    report = {"frames": frames, "height": height, "width": width, "inpaint": inpaint, "workers": list(workers),
+    report = {"frames": frames, "height": height, "width": width, "device": device, "batch": batch,
+              "inpaint": inpaint, "workers": list(workers),
               "runs": runs, "speed_up": first / last, "files": len(reference),
               "identical": all(d == reference for d in digests.values())}
     if keep:
@@ -132,10 +133,10 @@ def bench_farm(height: int = 480, width: int = 854, frames: int = 48, workers: t
 
 def cmd_farm(args: argparse.Namespace) -> int:
     r = bench_farm(args.height, args.width, args.frames, args.workers, args.inpaint, not args.no_single,
-                   args.workdir, args.keep)
+                   args.workdir, args.keep, args.batch, args.device)
     stages = list(next(iter(r["runs"].values()))["timings"])
-    print(f"convert, {r['frames']} frames at {r['width']}x{r['height']}, inpaint {r['inpaint']}; Ray workers of "
-          "one thread each (seconds):")
+    print(f"convert, {r['frames']} frames at {r['width']}x{r['height']} on {r['device']} (batch {r['batch']}), "
+          f"inpaint {r['inpaint']}; Ray workers of one thread each (seconds):")
     print(f"  {'run':<16} {'start':>6} {'total':>7}  " + " ".join(f"{stage:>9}" for stage in stages))
     for name, run in r["runs"].items():
         start = f"{run['start_seconds']:6.1f}" if name.startswith("Ray") else f"{'-':>6}"
@@ -166,9 +167,7 @@ def register(bench_subparsers) -> None:
         description="Convert a synthetic clip in one process and on a fresh local Ray cluster of each worker "
                     "count (workers of one thread each, as convert --ray runs them); print the seconds per run "
                     "and per stage, the speed-up, and whether the shot folders hold the same bytes.")
-    p.add_argument("--height", type=int, default=480, help="frame height in pixels (default: %(default)s)")
-    p.add_argument("--width", type=int, default=854, help="frame width in pixels (default: %(default)s)")
-    p.add_argument("--frames", type=int, default=48, help="frames in the clip (default: %(default)s)")
+    _size_options(p, frames=48)
     p.add_argument("--workers", type=_counts, default=(1, 2), metavar="N[,N...]",
                    help="worker counts, one cluster each; the speed-up is the first's seconds over the last's "
                         "(default: 1,2)")
@@ -178,5 +177,4 @@ def register(bench_subparsers) -> None:
     p.add_argument("--workdir", metavar="DIR", help="where to write the clip and the shots (default: a temporary "
                                                      "folder)")
     p.add_argument("--keep", action="store_true", help="keep the clip and the shot folders")
-    p.add_argument("--json", action="store_true", help="end with one line of JSON holding the figures")
     p.set_defaults(func=cmd_farm)
