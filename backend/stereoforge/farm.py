@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -80,6 +82,7 @@ def connect(address: str = LOCAL, workers: int | None = None) -> None:
     if ray.is_initialized():
         return
     local = address == LOCAL
+    on_term = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                  num_cpus=workers if local else None,
@@ -87,6 +90,10 @@ def connect(address: str = LOCAL, workers: int | None = None) -> None:
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise InputError(f"--ray {address}: cannot join the Ray cluster there ({str(exc).splitlines()[0]}); "
                          "check the address ('ray status' on the head node)") from None
+    if on_term is not None:
+        # Ray's core puts its own SIGTERM handler in (it aborts the process): a farm's scheduler stops the job
+        # as Ctrl-C does instead, the tasks cancelled and the finished frames kept.
+        signal.signal(signal.SIGTERM, on_term)
 
 
 def convert(spec: ConvertSpec, address: str = LOCAL, progress: Progress | None = None,
