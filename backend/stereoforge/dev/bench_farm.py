@@ -6,8 +6,9 @@ speed-up, and whether the files are the same.
 The clip is ``bench pipeline``'s synthetic one (a video with moving objects and relative depth). It is converted
 once by one process (``convert``, its threads as usual) unless ``--no-single``, then on a fresh local cluster of
 each worker count (``convert --ray``), and the shot folders are compared file by file (SHA-256; shot.json without
-its ``created`` time). A run's seconds count from the plan to the last video; the cluster's start and the
-workers' first import of torch and stereoforge (the same in every run, paid once per cluster) are timed apart.
+its ``created`` time). A run's seconds count from the plan to the last video; the cluster's start and its
+warm-up (a small clip converted first: the workers' start, their imports of torch and stereoforge, the compiled
+kernels; paid once per cluster) are timed apart.
 """
 
 from __future__ import annotations
@@ -42,20 +43,16 @@ def shot_digest(shot: str) -> dict[str, str]:
     return digest
 
 
-def _warm(workers: int) -> None:
-    """Start each worker and import the pipeline there (torch, OpenCV, numba), as a run's first tasks would."""
-    import ray
+def _warm(spec, workers: int) -> None:
+    """Convert a small clip on the cluster first, so that every worker has started, imported torch and
+    stereoforge and loaded the compiled kernels, as they have once a cluster has run a job."""
+    import dataclasses
 
-    from ..farm import ONE_THREAD_ENV
+    from .. import farm
 
-    @ray.remote(num_cpus=1, runtime_env={"env_vars": ONE_THREAD_ENV})
-    def load() -> int:
-        from .. import pipeline  # noqa: F401
-
-        time.sleep(0.5)  # held, so that each task takes a worker of its own
-        return os.getpid()
-
-    ray.get([load.remote() for _ in range(workers)])
+    with tempfile.TemporaryDirectory(prefix="stereoforge-warm-") as folder:
+        video, depth = write_synthetic_clip(folder, spec.batch * workers, 72, 128)
+        farm.convert(dataclasses.replace(spec, source=video, depth=depth, output_dir=os.path.join(folder, "shot")))
 
 
 def _on_ray(spec, workers: int) -> dict:
@@ -65,7 +62,7 @@ def _on_ray(spec, workers: int) -> dict:
 
     started = time.perf_counter()
     farm.connect(farm.LOCAL, workers=workers)
-    _warm(workers)
+    _warm(spec, workers)
     ready = time.perf_counter()
     try:
         result = farm.convert(spec)
@@ -143,7 +140,9 @@ def cmd_farm(args: argparse.Namespace) -> int:
         print(f"  {name:<16} {start} {run['seconds']:7.1f}  "
               + " ".join(f"{run['timings'][stage]:9.2f}" for stage in stages))
     low, high = r["workers"][0], r["workers"][-1]
-    print(f"  speed-up, {high} workers against {low}: {r['speed_up']:.2f}x")
+    slow, fast = (r["runs"][_ray_run(n)] for n in (low, high))
+    print(f"  {f'speed-up {high}/{low}':<23} {r['speed_up']:7.2f}x "
+          + " ".join(f"{slow['timings'][stage] / max(fast['timings'][stage], 1e-9):8.2f}x" for stage in stages))
     runs = ", ".join(r["runs"])
     print(f"  files identical: {'yes' if r['identical'] else 'NO'} ({r['files']} files; {runs})")
     if "workdir" in r:
