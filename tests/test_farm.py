@@ -38,13 +38,24 @@ BACKEND = str(Path(__file__).resolve().parents[1] / "backend")
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-def shot_files(shot: Path) -> dict[str, str]:
-    """Every file of a shot folder -> its SHA-256; shot.json as its content without the ``created`` time."""
+#: The records' times, by file and key path: what differs between two runs of the same command.
+TIMES = {"shot.json": (("created",),)}
+GENERATE_TIMES = {"shot.json": (("created",), ("generate", "created"), ("generate", "seconds")),
+                  "estimated_depth/model.json": (("created",),)}
+
+
+def shot_files(shot: Path, times: dict = TIMES) -> dict[str, str]:
+    """Every file of a shot folder -> its SHA-256; the records in ``times`` as their content without the times."""
     files = {p.relative_to(shot).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-             for p in sorted(shot.rglob("*")) if p.is_file() and p.name != "shot.json"}
-    record = json.loads((shot / "shot.json").read_text())
-    del record["created"]
-    files["shot.json"] = json.dumps(record, sort_keys=True)
+             for p in sorted(shot.rglob("*")) if p.is_file()}
+    for name, keys in times.items():
+        record = json.loads((shot / name).read_text())
+        for *parents, key in keys:
+            inner = record
+            for parent in parents:
+                inner = inner[parent]
+            del inner[key]
+        files[name] = json.dumps(record, sort_keys=True)
     return files
 
 
@@ -158,6 +169,28 @@ def test_server_hands_its_convert_jobs_to_ray(cluster, work, single):
     assert stages == {"depth range", "source check", "ingest", "cloud", "eyes", "inpaint", "composite", "encode"}
     assert len(result["videos"]) == 2
     assert_same_files(work.set_aside("served"), single)
+
+
+def test_generate_runs_its_convert_part_on_ray(cluster, tmp_path, capsys):
+    """``generate --ray``: the video and its depth are made here, the stereo shot on the cluster, a model filling
+    each eye in a task of its own; the shot holds the bytes of the same generate without --ray."""
+    pytest.importorskip("diffusers")
+    import tiny_models
+
+    models = tmp_path / "models"
+    args = ["generate", "a cat", "--video-model", tiny_models.text_to_video_sd(models / "video"),
+            "--depth-model", tiny_models.depth_anything(models / "depth"),
+            "--inpaint-model", tiny_models.sd_inpaint(models / "inpaint"), "--inpaint-steps", "1",
+            "--num-frames", "3", "--height", "32", "--width", "48", "--steps", "2", "--seed", "7",
+            "--device", "cpu", "-o", str(tmp_path / "shot"), "-q"]
+    shots = {}
+    for name, extra in (("here", []), ("ray", ["--ray"])):
+        assert main([*args, *extra]) == 0
+        os.rename(tmp_path / "shot", tmp_path / name)
+        shots[name] = shot_files(tmp_path / name, GENERATE_TIMES)
+    capsys.readouterr()
+    assert sum(name.startswith("filled/") for name in shots["here"]) == 6
+    assert shots["ray"] == shots["here"]
 
 
 def test_farm_recipe_gives_the_bytes_of_one_process(work, single, capsys):
