@@ -25,8 +25,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
+
+from .http_json import ServerRefused, Unreachable, request_json
+from .shot_contract import ENDED
 
 #: Seconds a cancelled job gets to stop at its next frame or denoising step before the client stops waiting.
 CANCEL_GRACE_S = 30.0
@@ -34,10 +35,6 @@ CANCEL_GRACE_S = 30.0
 START_TIMEOUT_S = 300.0
 #: The stages of the backend's model list (``stereoforge models --json``, ``GET /models``).
 MODEL_STAGES = ("video", "depth", "inpaint")
-#: Job states after which nothing changes any more.
-ENDED = ("succeeded", "failed", "cancelled")
-#: Exit status of a run stopped by Ctrl-C, as a shell reports SIGINT.
-EXIT_CANCELLED = 130
 #: What a cancelled job says, wherever it stopped.
 CANCELLED_MESSAGE = "cancelled; the frames finished so far are kept, run again to resume"
 
@@ -169,25 +166,12 @@ class RemoteBackend:
     def request(self, method: str, path: str, body: dict | None = None) -> dict:
         if not self.url:
             raise BackendError("no server URL: set it in Preferences > Add-ons > StereoForge (Backend: Remote)")
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        req.add_header("Content-Type", "application/json")
-        if self.token:
-            req.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as response:
-                return json.loads(response.read() or b"{}")
-        except urllib.error.HTTPError as exc:
-            try:
-                detail = json.loads(exc.read()).get("detail")
-            except ValueError:
-                detail = exc.reason
-            if isinstance(detail, list):  # pydantic's 422: name each field
-                detail = "; ".join(f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}"
-                                   for d in detail)
-            raise BackendError(f"the server {self.url} answered {exc.code}: {detail}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise BackendError(self.unreachable(getattr(exc, "reason", exc))) from None
+            return request_json(self.url, method, path, body, self.token, self.timeout)
+        except ServerRefused as exc:
+            raise BackendError(f"the server {self.url} answered {exc.status}: {exc.detail}") from None
+        except Unreachable as exc:
+            raise BackendError(self.unreachable(exc.reason)) from None
 
     def unreachable(self, reason) -> str:
         return f"cannot reach the StereoForge server at {self.url} ({reason}); start it with 'stereoforge serve'"

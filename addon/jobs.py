@@ -28,7 +28,7 @@ from . import scene as sflscene
 from . import shot as shotlib
 from .client import BackendError, JobCancelled
 from .props import abspath
-from .shot_contract import SHOT_JSON, STAGE_OUTPUTS
+from .shot_contract import EXIT_CANCELLED, SHOT_JSON, STAGE_OUTPUTS
 
 #: What :meth:`Job.advance` returns: the job is over / it waits on something else (come back later).
 DONE = "done"
@@ -519,7 +519,7 @@ class _SecondCtrlC:
             if count >= 2:
                 print("StereoForge: stopped; the frames finished so far are kept", flush=True)
                 client.stop_local_backends()
-                os._exit(client.EXIT_CANCELLED)
+                os._exit(EXIT_CANCELLED)
         os.close(self.read)
 
     def close(self) -> None:

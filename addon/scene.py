@@ -271,35 +271,55 @@ def _stereo_output(eyes, cam: dict) -> None:
     r = eyes.render
     r.resolution_x, r.resolution_y, r.resolution_percentage = int(cam["width"]), int(cam["height"]), 100
     r.pixel_aspect_x = r.pixel_aspect_y = 1.0
-    r.use_multiview = True
-    r.views_format = "STEREO_3D"
-    r.views["left"].use = r.views["right"].use = True
-    r.views["left"].file_suffix, r.views["right"].file_suffix = "_L", "_R"
     r.use_file_extension = True
     r.use_compositing = r.use_sequencer = False
     im = r.image_settings
     im.file_format, im.color_mode, im.color_depth, im.exr_codec = "OPEN_EXR_MULTILAYER", "RGBA", "16", "ZIP"
-    im.views_format = "INDIVIDUAL"
-    eyes.display_settings.display_device = "sRGB"
-    view = eyes.view_settings
-    view.view_transform, view.look, view.exposure, view.gamma = "Standard", "None", 0.0, 1.0
+    stereo_views(r)
+    standard_view(eyes)
 
 
 def _cycles_for_points(eyes, samples: int) -> None:
     r = eyes.render
-    r.engine = "CYCLES"
     r.film_transparent = True
     r.use_motion_blur = False
     r.use_border = False
-    c = eyes.cycles
-    c.device = "GPU" if has_gpu() else "CPU"
+    box_filtered_cycles(eyes, samples)
+    eyes.cycles.device = "GPU" if has_gpu() else "CPU"
+    eyes.cycles.transparent_max_bounces = 8
+
+
+def stereo_views(render) -> None:
+    """Render both eyes as Blender's stereo views, each into its own file: ``<path>_L.<ext>``, ``<path>_R.<ext>``
+    (the eye renders here, and the ground truth of ``tools/blender_truth.py``)."""
+    render.use_multiview = True
+    render.views_format = "STEREO_3D"
+    render.views["left"].use = render.views["right"].use = True
+    render.views["left"].file_suffix, render.views["right"].file_suffix = "_L", "_R"
+    render.image_settings.views_format = "INDIVIDUAL"
+
+
+def standard_view(scene) -> None:
+    """Colour as it was lit, untouched: sRGB display, the Standard view transform (not AgX, Blender's default,
+    which tone-maps), no look, exposure 0, gamma 1, no curves."""
+    scene.display_settings.display_device = "sRGB"
+    view = scene.view_settings
+    view.view_transform, view.look, view.exposure, view.gamma = "Standard", "None", 0.0, 1.0
+    view.use_curve_mapping = False
+
+
+def box_filtered_cycles(scene, samples: int) -> None:
+    """Cycles that only anti-aliases: camera rays with no bounces (the materials emit their final colour), a
+    1-pixel box filter (each sample lands inside its own pixel, so a pixel is the area that covers it), the same
+    ``samples`` everywhere and on every frame, no denoiser."""
+    scene.render.engine = "CYCLES"
+    c = scene.cycles
     c.samples = samples
     c.use_adaptive_sampling = False
     c.use_denoising = False
     c.pixel_filter_type = "BOX"
     c.filter_width = 1.0
     c.max_bounces = 0
-    c.transparent_max_bounces = 8
     c.use_animated_seed = False
 
 

@@ -24,8 +24,10 @@ import pytest
 if importlib.util.find_spec("bpy") is None:
     pytest.skip("needs bpy (Blender as a Python module): pip install -e '.[test]'", allow_module_level=True)
 
+import addon_modules  # noqa: E402
 from stereoforge import __version__  # noqa: E402
-from stereoforge.pipeline import convert, read_eye  # noqa: E402
+from stereoforge.io.images import read_eye  # noqa: E402
+from stereoforge.pipeline import convert  # noqa: E402
 from stereoforge.spec import ConvertSpec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,14 +72,6 @@ def make_clip(folder: Path, W: int = W, H: int = H, frames: int = FRAMES) -> tup
         depths.append(depth)
     np.save(folder / "depth.npy", np.stack(depths).astype(np.float32))
     return plate, folder / "depth.npy"
-
-
-def load_client():
-    """``addon/client.py`` on its own: it imports only the standard library."""
-    spec = importlib.util.spec_from_file_location("stereoforge_addon_client", ROOT / "addon" / "client.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -396,7 +390,7 @@ def test_scene_source_renders_the_camera_and_lands_the_clouds_on_the_scene(addon
 # -- the client ---------------------------------------------------------------------------------------------
 
 def test_cancel_stops_the_backend_and_keeps_finished_frames(tmp_path):
-    client = load_client()
+    client = addon_modules.load("client")
     # Enough frames that the job cannot finish before the cancel lands, even on a loaded machine.
     plate, depth = make_clip(tmp_path / "clip", 320, 240, 24)
     backend = client.LocalBackend(sys.executable)
@@ -428,7 +422,7 @@ def test_cancel_stops_the_backend_and_keeps_finished_frames(tmp_path):
 
 
 def test_backend_errors_come_back_as_messages(tmp_path):
-    client = load_client()
+    client = addon_modules.load("client")
     with pytest.raises(client.BackendError, match="does not exist"):
         client.LocalBackend(str(tmp_path / "python")).check()
     job = client.LocalBackend(sys.executable).start({"source": str(tmp_path / "missing.mp4"), "depth": "x.npy",

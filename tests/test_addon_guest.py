@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 import tiny_models
-from stereoforge.pipeline import convert, read_eye
+from stereoforge.io.images import read_eye
+from stereoforge.pipeline import convert
 from stereoforge.spec import ConvertSpec
 from test_addon import _depth_edges, _mae_psnr, addon_zip, blender, make_clip  # noqa: F401 (a fixture)
 

@@ -304,9 +304,9 @@ def test_a_second_ctrl_c_stops_blender_during_a_frame(addon_zip, tmp_path):  # n
 
 def test_the_local_backend_stops_when_blender_dies(tmp_path):
     """A process that started a local backend is killed (as a crashing Blender is): the backend stops too."""
-    script = (f"import importlib.util, sys, time\n"
-              f"spec = importlib.util.spec_from_file_location('client', {str(ROOT / 'addon' / 'client.py')!r})\n"
-              f"client = importlib.util.module_from_spec(spec); spec.loader.exec_module(client)\n"
+    script = (f"import sys, time\n"
+              f"sys.path.insert(0, {str(ROOT / 'tests')!r}); import addon_modules\n"
+              f"client = addon_modules.load('client')\n"
               f"backend = client.LocalBackend(sys.executable); backend.check()\n"
               f"print(backend.server.process.pid, backend.check()['version'], flush=True)\n"
               f"time.sleep(600)\n")

@@ -17,8 +17,7 @@ import numpy as np
 import pytest
 
 from stereoforge.cli import main
-from stereoforge.io.images import to_uint8_srgb
-from stereoforge.pipeline import read_eye
+from stereoforge.io.images import read_eye, to_uint8_srgb
 
 ROOT = Path(__file__).resolve().parents[1]
 W, H = 192, 108

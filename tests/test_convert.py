@@ -23,12 +23,14 @@ import pytest
 
 import stereoforge
 from stereoforge.cli import main
-from stereoforge.errors import Cancelled
+from stereoforge.errors import Cancelled, InputError
 from stereoforge.io.frames import open_source
 from stereoforge.io.images import read_depth_file, read_exr_channels, read_image, to_uint8_srgb
 from stereoforge.io.video import VideoWriter, probe_stereo
-from stereoforge.pipeline import convert, plan
+from stereoforge.pipeline import convert
+from stereoforge.plan import plan
 from stereoforge.spec import ConvertSpec
+from stereoforge.stages import RUN, Job
 
 H, W = 64, 96
 NEAR_M, FAR_M = 2.0, 6.0
@@ -348,7 +350,7 @@ def test_shot_json_paths_resolve_from_another_directory(inputs, tmp_path, monkey
         assert os.path.exists(recorded) and os.path.samefile(recorded, path), (
             f"shot.json records {key} as {recorded!r}, relative to the working directory of the run, so it "
             f"no longer names '{path}' when read from elsewhere (here: the shot folder); record absolute paths "
-            "(pipeline._prepare_shot writes spec.to_dict() as given)")
+            "(shot_record.prepare_shot writes spec.to_dict() as given)")
 
 
 # ------------------------------------------------------------------------------ 3. frame folders, videos
@@ -427,6 +429,26 @@ def test_frame_range_on_a_video_with_npy_stack(clip, tmp_path, capsys):
     assert open_source(shot / "out" / "video" / "shot_sbs.mp4").count == 2
 
 
+def test_a_job_with_a_chunk_writes_only_those_frames(clip, tmp_path):
+    """A farm runner's job: ``chunk=(2, 3)`` of a 4-frame shot writes shot frames 2 and 3 (source frames 2 and
+    3 of the video, with their own depth) through each stage's ``run``, and nothing of frames 1 and 4."""
+    spec = ConvertSpec(source=str(clip.video), depth=str(clip.npy), depth_kind="metric", device="cpu",
+                       output_dir=str(tmp_path / "shot"))
+    job = Job(plan(spec), chunk=(2, 3))
+    for stage in ("ingest", "eyes"):
+        RUN[stage](job)
+    shot = tmp_path / "shot"
+    assert listing(shot / "source") == ["000002.png", "000003.png"]
+    assert listing(shot / "depth") == ["000002.exr", "000003.exr"]
+    assert listing(shot / "eyes" / "left") == ["000002.exr", "000003.exr"]
+    assert listing(shot / "masks" / "right") == ["000002.png", "000003.png"]
+    decoded = [to_uint8_srgb(rgb) for _, rgb in open_source(clip.video).frames()]
+    np.testing.assert_array_equal(load_rgb(shot / "source" / "000002.png"), decoded[1])
+    np.testing.assert_array_equal(read_depth_file(shot / "depth" / "000003.exr"), clip.stack[2])
+    with pytest.raises(InputError, match="chunk 3:5 does not fit the shot's 4 frames"):
+        Job(job.plan, chunk=(3, 5))
+
+
 def test_depth_stack_longer_than_the_source_is_refused_with_a_frame_range(clip, inputs, tmp_path, capsys):
     """A 5-frame depth stack for a 4-frame source is refused without --frames; --frames 1:4 (all of it) must
     not make it acceptable."""
@@ -436,7 +458,7 @@ def test_depth_stack_longer_than_the_source_is_refused_with_a_frame_range(clip, 
     rc, _, err = cli(capsys, clip.frames, "--depth", five, "--depth-kind", "metric", "-o", tmp_path / "b", "-q",
                      "--frames", "1:4")
     assert rc == 2 and not (tmp_path / "b").exists(), (
-        "a 5-frame depth stack for a 4-frame source is accepted once --frames is given (pipeline.plan calls "
+        "a 5-frame depth stack for a 4-frame source is accepted once --frames is given (plan.plan calls "
         "open_depth without total=source.total, so the depth is only checked to have at least A+count frames)")
 
 

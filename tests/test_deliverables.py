@@ -22,10 +22,9 @@ import pytest
 from stereoforge.camera import Intrinsics
 from stereoforge.cli import main
 from stereoforge.io.frames import open_source
-from stereoforge.io.images import read_image, to_uint8_srgb
+from stereoforge.io.images import read_image, read_mask, to_uint8_srgb
 from stereoforge.io.spherical import HALF_SPHERE_BOUNDS
 from stereoforge.io.video import AudioClip, VideoWriter, probe_stereo
-from stereoforge.pipeline import read_mask
 from stereoforge.rig import StereoRig, eye_views
 from stereoforge.vr180 import eye_size, half_sphere_maps, to_half_sphere
 from test_convert import FOCAL_PX, H, W, scene_depth, texture

@@ -281,7 +281,7 @@ def test_cancel_stops_the_tasks_and_keeps_finished_frames(cluster, work, single)
     (["--chunk", "0:3"], "--chunk 0:3 is not valid"),
     (["--chunk", "5:2"], "--chunk 5:2 is not valid"),
     (["--chunk", "two"], "--chunk 'two' is not valid"),
-    (["--chunk", "20:30"], "--chunk 20:30 does not fit the shot, which has 24 frames"),
+    (["--chunk", "20:30"], "--chunk 20:30 does not fit the shot's 24 frames"),
     (["--chunk", "1:12", "--stages", "eyes,inpaint"], "--inpaint background fills each eye frame after frame"),
     (["--chunk", "1:12", "--stages", "encode"], "the encode stage writes whole videos"),
     (["--chunk", "1:12", "--ray"], "--ray and --chunk each say where and how the job runs"),

@@ -65,7 +65,8 @@ def test_the_import_graph_counts_every_kind_of_import():
     edges = graph()
     assert "stereoforge.pipeline" in edges["stereoforge.server"]  # inside a function (run_job)
     assert "stereoforge.models.loading" in edges["stereoforge.models.depth"]  # relative, at the top
-    assert "stereoforge.generate" in edges["stereoforge.cli"]  # from . import generate
+    assert "stereoforge.cli.generate" in edges["stereoforge.cli"]  # from . import generate
+    assert "stereoforge.generate" in edges["stereoforge.cli.generate"]  # from ..generate import ...
     assert "stereoforge.shot" in edges["stereoforge.models.inpaint"]  # from .. inside a function
 
 
@@ -76,3 +77,27 @@ def test_a_loop_is_found():
 def test_the_backend_has_no_import_loop():
     found = cycles(graph())
     assert found == [], "import loops: " + "; ".join(" -> ".join(loop) for loop in found)
+
+
+def outside_imports(path: Path) -> set[str]:
+    """The top-level names of what ``path`` imports from outside the package (``argparse``, ``torch``...)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            found.add((node.module or "").split(".")[0])
+    return found
+
+
+def test_the_library_knows_nothing_of_the_command_line():
+    """The command line (stereoforge.cli) and the developer tools (stereoforge.dev) sit on top: nothing else in
+    the package imports them, nor argparse."""
+    on_top = ("stereoforge.cli", "stereoforge.dev")
+    library = {name: path for name, path in ((module_name(p), p) for p in PACKAGE.rglob("*.py"))
+               if not name.startswith(on_top)}
+    edges = graph()
+    assert "stereoforge.pipeline" in library and "stereoforge.stages.ingest" in library
+    reaching_up = {name: sorted(t for t in edges[name] if t.startswith(on_top)) for name in library}
+    assert {name: up for name, up in reaching_up.items() if up} == {}
+    assert sorted(name for name, path in library.items() if "argparse" in outside_imports(path)) == []

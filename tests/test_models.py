@@ -301,8 +301,8 @@ def test_wan_vace_fills_a_17_frame_shot_in_overlapping_chunks_and_tiles_keeping_
                                                                                                monkeypatch):
     """A video inpainter (Wan VACE: a clip and its mask video) through ``convert --inpaint-model``: chunks of 8
     frames, each carrying the last 2 of the one before, padded to Wan's 4k + 1 frames, and 2 tiles across."""
+    from stereoforge.io.images import read_eye, read_mask, read_png8
     from stereoforge.models.inpaint import InpaintModel
-    from stereoforge.pipeline import read_eye, read_mask, read_png8
 
     source = frames_folder(tmp_path / "plate", 17, height=48, width=96)
     depth = np.full((17, 48, 96), 4.0, np.float32)

@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 
 from stereoforge.cli import build_parser, main
-from stereoforge.console import spec_values
-from stereoforge.generate import _SET_BY_GENERATE, DEFAULT_DEPTH_MODEL, GenerateSpec
+from stereoforge.cli.console import spec_values
+from stereoforge.errors import InputError
+from stereoforge.generate import DEFAULT_DEPTH_MODEL, SET_BY_GENERATE, GenerateSpec
 from stereoforge.io.images import write_png
 from stereoforge.io.video import CODECS
+from stereoforge.rig import DEFAULT_INTEROCULAR
 from stereoforge.server import job_models
-from stereoforge.spec import DEFAULT_INTEROCULAR, MODEL_DTYPES, OFFLOAD_MODES, ConvertSpec, flag_of, options
+from stereoforge.spec import MODEL_DTYPES, OFFLOAD_MODES, ConvertSpec, flag_of, options
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTIONS = {f.name: f for f in options()}
@@ -63,7 +65,7 @@ def body_table(model) -> dict:
 
 def test_the_command_line_and_the_server_body_take_the_spec_options(tmp_path):
     convert_body, generate_body = job_models(str(tmp_path))
-    generate_table = spec_table(skip=_SET_BY_GENERATE, defaults={"depth_model": DEFAULT_DEPTH_MODEL})
+    generate_table = spec_table(skip=SET_BY_GENERATE, defaults={"depth_model": DEFAULT_DEPTH_MODEL})
     assert drift(spec_table(), cli_table("convert"), "convert") == []
     assert drift(generate_table, cli_table("generate"), "generate") == []
     assert drift(spec_table(), body_table(convert_body), "POST /jobs convert") == []
@@ -71,7 +73,7 @@ def test_the_command_line_and_the_server_body_take_the_spec_options(tmp_path):
     # ... and nothing more: the body holds exactly the spec's fields (generate: its own and the convert options).
     assert set(convert_body.model_fields) == {"kind", "source", "output_dir", *OPTIONS}
     assert set(generate_body.model_fields) == {"kind", *GenerateSpec.__dataclass_fields__} - {"options"} | (
-        set(OPTIONS) - set(_SET_BY_GENERATE))
+        set(OPTIONS) - set(SET_BY_GENERATE))
 
 
 def test_a_drifted_default_or_choice_is_caught():
@@ -98,6 +100,23 @@ def test_inpaint_overlap_is_the_same_from_the_command_line_and_the_server(tmp_pa
     from_server = ConvertSpec.from_dict(body.model_dump(exclude={"kind"}))
     assert from_cli.inpaint_overlap == from_server.inpaint_overlap == 2
     assert from_cli.to_dict() == from_server.to_dict()
+
+
+@pytest.mark.parametrize("alias,dtype", [("fp16", "float16"), ("bf16", "bfloat16"), ("fp32", "float32")])
+def test_dtype_aliases_are_taken_by_the_command_line_and_the_server(tmp_path, alias, dtype):
+    """Regression: --dtype fp16 (and the server body's model_dtype "fp16") were refused once the choices came
+    from the spec; the short names are taken again, as the precision's own name."""
+    root = tmp_path.resolve()
+    paths = {"source": str(root / "clip.mp4"), "output_dir": str(root / "shot"), "depth": str(root / "depth.npy")}
+    args = build_parser().parse_args(["convert", paths["source"], "-o", paths["output_dir"], "--depth",
+                                      paths["depth"], "--dtype", alias])
+    from_cli = ConvertSpec(source=args.source, output_dir=args.output, **spec_values(args))
+    convert_body, _ = job_models(str(root))
+    body = convert_body(kind="convert", **paths, model_dtype=alias)
+    from_server = ConvertSpec.from_dict(body.model_dump(exclude={"kind"}))
+    assert from_cli.model_dtype == from_server.model_dtype == dtype
+    with pytest.raises(InputError, match="--dtype 'fp8' is not one of auto, float32"):
+        ConvertSpec(source="a", output_dir="b", depth="c", model_dtype="fp8").check()
 
 
 def test_shot_json_records_every_option(tmp_path, capsys):
@@ -166,8 +185,12 @@ def test_the_addon_sends_spec_fields_and_its_settings_default_as_the_spec(addon_
 
 
 def test_a_drifted_addon_default_is_caught(addon_table):
-    defaults = {**addon_table["defaults"], "crf": 20, "inpaint_chunk": 4}
+    defaults = {**addon_table["defaults"], "crf": 20, "inpaint_chunk": 4, "interocular": 0.07}
     mirrored = addon_options(defaults, addon_table["enums"])
     found = drift({name: {"default": spec_table()[name]["default"]} for name in mirrored}, mirrored, "add-on")
+    # The interocular's spec default is None (worked out from the clip): the add-on's shows the one it works
+    # out, rig.DEFAULT_INTEROCULAR, and any other value is a drift.
+    assert addon_table["defaults"]["interocular"] == pytest.approx(DEFAULT_INTEROCULAR)
     assert sorted(found) == ["add-on: --crf default is 20, the spec's 18",
-                             "add-on: --inpaint-chunk default is 4, the spec's 8"]
+                             "add-on: --inpaint-chunk default is 4, the spec's 8",
+                             "add-on: --interocular default is 0.07, the spec's None"]

@@ -24,11 +24,14 @@ pytest.importorskip("diffusers")
 import httpx  # noqa: E402
 import uvicorn  # noqa: E402
 
+import addon_modules  # noqa: E402
 import tiny_models  # noqa: E402
 from stereoforge.cli import main  # noqa: E402
+from stereoforge.cli.serve import check_host  # noqa: E402
 from stereoforge.errors import InputError  # noqa: E402
 from stereoforge.io.images import write_png  # noqa: E402
-from stereoforge.server import MAX_BODY_BYTES, check_host, confine, create_app, is_loopback  # noqa: E402
+from stereoforge.remote import Client  # noqa: E402
+from stereoforge.server import MAX_BODY_BYTES, confine, create_app, is_loopback  # noqa: E402
 
 TOKEN = "s3cret-token"
 EYES = ("left", "right")
@@ -383,20 +386,9 @@ def test_the_cli_runs_a_convert_job_on_the_server(server, capsys):
     assert finished["videos"] == [str(video)] and video.stat().st_size > 0
 
 
-def _addon_client():
-    """The add-on's client module (standard library only), loaded from addon/ without Blender."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "addon" / "client.py"
-    spec = importlib.util.spec_from_file_location("stereoforge_addon_client", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_addons_remote_backend_runs_its_stages_on_the_server(server):
     """The add-on's RemoteBackend: check, then the two halves the add-on runs around Blender's eye render."""
-    client = _addon_client()
+    client = addon_modules.load("client")
     backend = client.make_backend("REMOTE", url=server.url, token=TOKEN)
     found = backend.check()
     assert found["version"] and "stereoforge" in client.describe(found)
@@ -414,3 +406,17 @@ def test_the_addons_remote_backend_runs_its_stages_on_the_server(server):
         client.make_backend("REMOTE", url=server.url, token="wrong").check()
     with pytest.raises(client.BackendError, match="cannot reach"):
         client.make_backend("REMOTE", url=f"http://127.0.0.1:{free_port()}").check()
+
+
+def test_the_addon_and_the_command_line_tell_a_refused_field_alike(server):
+    """Both clients send through stereoforge/http_json.py (the add-on through its copy): a 422 names the field
+    the same way in each."""
+    client = addon_modules.load("client")
+    body = {"kind": "convert", "source": "plate.png", "output_dir": "../outside"}
+    with pytest.raises(client.BackendError) as from_addon:
+        client.make_backend("REMOTE", url=server.url, token=TOKEN).request("POST", "/jobs", body)
+    with pytest.raises(InputError) as from_cli:
+        Client(server.url, TOKEN).request("POST", "/jobs", body)
+    addon_detail = str(from_addon.value).split("answered 422: ", 1)[1]
+    cli_detail = str(from_cli.value).split("refused POST /jobs: 422 ", 1)[1]
+    assert addon_detail == cli_detail and addon_detail.startswith("convert.output_dir: Value error, ")

@@ -82,9 +82,16 @@ import numpy as np
 import OpenEXR
 from mathutils import Matrix, Vector
 
+# The checkout's backend and add-on, whichever Python with bpy runs this script (numpy is all the backend's rig
+# module needs; the add-on, bpy): the rig's names and default, and the render settings the add-on's eyes use.
+_CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.join(_CHECKOUT, "backend"), _CHECKOUT]
+from addon.render import NO_HIT_DEPTH  # noqa: E402
+from addon.scene import box_filtered_cycles, standard_view, stereo_views  # noqa: E402
+
+from stereoforge.rig import CONVERGENCE_MODES, DEFAULT_INTEROCULAR, PIVOTS  # noqa: E402
+
 SCENES = ("demo", "planes", "orbit")
-CONVERGENCE_MODES = ("OFFAXIS", "PARALLEL", "TOE")
-PIVOTS = ("LEFT", "CENTER", "RIGHT")
 
 # Lighting is computed in the materials, not traced: each surface emits albedo * (ambient + sun), with
 #   ambient = AMBIENT * (0.75 + 0.25 * n.z)       a sky-like term, brighter on upward-facing surfaces
@@ -97,8 +104,6 @@ SUN = 0.5
 #: Unit vector towards the sun (world axes): behind (-Y), above and to the right of a camera looking along +Y.
 SUN_TOWARDS = tuple(Vector((0.35, -0.6, 0.72)).normalized())
 
-#: Cycles writes this depth where a camera ray hits nothing; such pixels become +inf in depth/*.exr.
-_NO_HIT_DEPTH = 1e9
 
 _DESCRIPTIONS = {
     "demo": "A room (floor, side walls, back wall at 9 m) with a ball on a stand, a cube, a column, a tall "
@@ -405,26 +410,13 @@ def _configure_render(scene, width, height, samples, seed, fps) -> None:
         if name.startswith("use_stamp"):
             setattr(r, name, False)
 
+    box_filtered_cycles(scene, samples)  # the materials emit their shaded colour (see SUN, AMBIENT)
     c = scene.cycles
     c.device = "CPU"
-    c.samples = samples
-    c.use_adaptive_sampling = False
     c.seed = seed
-    c.use_animated_seed = False
-    c.pixel_filter_type = "BOX"
-    c.filter_width = 1.0  # each sample lands uniformly inside its own pixel
-    c.max_bounces = 0  # camera rays only: the materials emit their shaded colour (see SUN, AMBIENT)
     c.transparent_max_bounces = 0
     c.caustics_reflective = c.caustics_refractive = False
-    c.use_denoising = False  # nothing to denoise: the samples only anti-alias
-
-    view = scene.view_settings
-    scene.display_settings.display_device = "sRGB"
-    view.view_transform = "Standard"
-    view.look = "None"
-    view.exposure = 0.0
-    view.gamma = 1.0
-    view.use_curve_mapping = False
+    standard_view(scene)
 
     scene.view_layers[0].use_pass_z = True
 
@@ -451,12 +443,10 @@ def _make_camera(scene, lens_mm, sensor_width_mm, interocular, convergence_dista
 
 def _set_multiview(scene, on: bool) -> None:
     r = scene.render
-    r.use_multiview = on
     if on:
-        r.views_format = "STEREO_3D"
-        r.views["left"].use = r.views["right"].use = True
-        r.views["left"].file_suffix, r.views["right"].file_suffix = "_L", "_R"
-        r.image_settings.views_format = "INDIVIDUAL"
+        stereo_views(r)
+    else:
+        r.use_multiview = False
 
 
 @contextlib.contextmanager
@@ -545,7 +535,7 @@ def _read_depth_pass(path: str) -> np.ndarray:
         if len(names) != 1:
             raise RuntimeError(f"expected one Depth.Z channel in {path}, found channels {sorted(channels)}")
         depth = np.array(channels[names[0]].pixels, dtype=np.float32)
-    depth[depth >= _NO_HIT_DEPTH] = np.inf
+    depth[depth >= NO_HIT_DEPTH] = np.inf  # no hit: +inf in depth/*.exr
     return depth
 
 
@@ -609,7 +599,7 @@ def _save_render(scene, path: str, file_format: str) -> None:
 
 
 def render_truth(out_dir: str, scene: str = "demo", width: int = 480, height: int = 270, frames: int = 24,
-                 samples: int = 16, interocular: float = 0.065, convergence_distance: float = 4.0,
+                 samples: int = 16, interocular: float = DEFAULT_INTEROCULAR, convergence_distance: float = 4.0,
                  convergence_mode: str = "OFFAXIS", pivot: str = "CENTER", eyes: bool = True,
                  lens_mm: float = 35.0, sensor_width_mm: float = 36.0, fps: int = 24, seed: int = 0,
                  quiet: bool = True, interocular_end: float | None = None) -> dict:
@@ -796,7 +786,7 @@ def main(argv=None) -> int:
     parser.add_argument("--samples", type=int, default=16, metavar="N",
                         help="Cycles samples per pixel; they only anti-alias, the lighting is noise-free "
                              "(default: %(default)s)")
-    parser.add_argument("--interocular", type=float, default=0.065, metavar="M",
+    parser.add_argument("--interocular", type=float, default=DEFAULT_INTEROCULAR, metavar="M",
                         help="distance between the eyes in metres (default: %(default)s)")
     parser.add_argument("--interocular-end", type=float, default=None, metavar="M",
                         help="an animated rig: the interocular goes linearly from --interocular at frame 1 to M "

@@ -20,7 +20,9 @@ import numpy as np
 
 from .rig import StereoRig, parallax_px
 
-#: The separation of an adult viewer's eyes, in metres: far parallax on the screen must stay under it.
+#: The separation of an adult viewer's eyes, in metres: far parallax on the screen must stay under it. A fact of
+#: the audience, kept apart from the rig's default interocular (rig.DEFAULT_INTEROCULAR, a choice of the shot's)
+#: though both are 65 mm today: a narrower default rig must not loosen the divergence limit.
 VIEWER_EYE_SEPARATION = 0.065
 #: The columns at each frame side where the floating window looks for things in front of the screen.
 EDGE_BAND = 0.03

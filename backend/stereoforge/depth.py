@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import InputError
+from .rig import DEFAULT_INTEROCULAR
 
 DEPTH_KINDS = ("metric", "relative", "disparity", "affine")
 #: Kinds known only up to scale and shift: normalised by percentiles smoothed over time.
@@ -109,7 +110,7 @@ class DepthConverter:
     near: float = 1.0
     far: float = 10.0
     focal_px: float = 1.0
-    baseline: float = 0.065
+    baseline: float = DEFAULT_INTEROCULAR
     lo: np.ndarray | None = None
     hi: np.ndarray | None = None
 

@@ -33,7 +33,7 @@ from .errors import Cancelled, InputError, StereoForgeError, disk_error
 from .shot import EYES
 
 if TYPE_CHECKING:  # the pipeline (torch) loads when a job runs, not when a server checks its --ray address
-    from .pipeline import Plan, Progress
+    from .plan import Plan, Progress
     from .spec import ConvertSpec
 
 #: ``--ray`` alone: start a Ray cluster on this machine (``ray.init(address="local")``).
@@ -120,7 +120,8 @@ def _convert(spec: ConvertSpec, address: str, progress, cancel, log, workers: in
 
     started = time.perf_counter()
     connect(address, workers)
-    p, stages = pipeline.prepare(spec, progress, cancel, log)
+    job, stages = pipeline.prepare(spec, progress, cancel, log)
+    p = job.plan
     timings = {"plan": time.perf_counter() - started}
     shared = ray.put(p)
     width = max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -143,13 +144,15 @@ def _convert(spec: ConvertSpec, address: str, progress, cancel, log, workers: in
 
 def split(p: Plan, stage: str, workers: int) -> list[dict]:
     """The parts ``stage`` of the planned shot ``p`` is split into for ``workers`` workers, each the keyword
-    arguments of :func:`stereoforge.pipeline.run_stage` (``chunk``, ``inpaint_eyes`` or ``streams``)."""
+    arguments of :func:`stereoforge.pipeline.run_stage` (``chunk``, ``eyes`` or ``streams``)."""
     from . import pipeline
+    from .composite import stream_names
+    from .stages import Job
 
     if stage == "encode":
-        return [{"streams": (stream,)} for stream in pipeline.video_streams(p.spec)]
+        return [{"streams": (stream,)} for layout in Job(p).video_layouts() for stream in stream_names(layout)]
     if stage == "inpaint" and not pipeline.fills_frame_by_frame(p.spec):
-        return [{"inpaint_eyes": (eye,)} for eye in EYES]
+        return [{"eyes": (eye,)} for eye in EYES]
     # Eyes are splatted in batches: chunks of whole batches splat the batches one run splats.
     return [{"chunk": chunk} for chunk in frame_ranges(p.count, workers, p.spec.batch if stage == "eyes" else 1)]
 

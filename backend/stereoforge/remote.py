@@ -2,19 +2,17 @@
 
 The job is posted to ``URL/jobs`` and polled until it ends; progress goes to the same callback as a local run,
 Ctrl-C asks the server to cancel (the frames finished so far stay on the server). Paths in the job are the
-server's: relative ones are read and written under its ``--root``. Only the standard library is used, so this is
-also the client the Blender add-on can copy the shape of.
+server's: relative ones are read and written under its ``--root``. Each request goes through
+:mod:`stereoforge.http_json`, as the Blender add-on's do.
 """
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 
 from .errors import Cancelled, InputError, StereoForgeError
+from .http_json import ServerRefused, Unreachable, request_json
 from .shot import ENDED
 
 
@@ -23,36 +21,21 @@ class ServerError(StereoForgeError):
 
 
 class Client:
+    """A job server at ``url``: its answers as dicts, its refusals and silence as one-line :class:`InputError`."""
+
     def __init__(self, url: str, token: str | None = None, timeout: float = 30.0):
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
 
     def request(self, method: str, path: str, body: dict | None = None) -> dict:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        req.add_header("Content-Type", "application/json")
-        if self.token:
-            req.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as response:
-                return json.loads(response.read() or b"{}")
-        except urllib.error.HTTPError as exc:
-            raise InputError(f"server {self.url} refused {method} {path}: {exc.code} {_detail(exc)}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise InputError(f"cannot reach the StereoForge server at {self.url} ({reason}); start it with "
+            return request_json(self.url, method, path, body, self.token, self.timeout)
+        except ServerRefused as exc:
+            raise InputError(f"server {self.url} refused {method} {path}: {exc.status} {exc.detail}") from None
+        except Unreachable as exc:
+            raise InputError(f"cannot reach the StereoForge server at {self.url} ({exc.reason}); start it with "
                              "'stereoforge serve' or check --server") from None
-
-
-def _detail(exc: urllib.error.HTTPError) -> str:
-    try:
-        detail = json.loads(exc.read()).get("detail")
-    except (ValueError, AttributeError):
-        return exc.reason
-    if isinstance(detail, list):  # pydantic's 422: name each field
-        return "; ".join(f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail)
-    return str(detail)
 
 
 def run_remote(url: str, token: str | None, kind: str, body: dict,

@@ -29,11 +29,14 @@ from .shot import EYES
 
 CONVERGENCE_MODES = ("OFFAXIS", "PARALLEL", "TOE")
 PIVOTS = ("LEFT", "CENTER", "RIGHT")
+#: The interocular distance of a rig when none is asked for, in metres: a human's eyes apart, so that the
+#: shot is seen at its own scale (every default of it, the command line's, the add-on's and the tools', is this).
+DEFAULT_INTEROCULAR = 0.065
 
 
 @dataclass(frozen=True)
 class StereoRig:
-    interocular_distance: float = 0.065
+    interocular_distance: float = DEFAULT_INTEROCULAR
     convergence_distance: float = 1.95
     convergence_mode: str = "OFFAXIS"
     pivot: str = "CENTER"
@@ -70,7 +73,7 @@ class EyeView:
 def check_rig(interocular: float, convergence: float, mode: str, pivot: str) -> None:
     if not math.isfinite(interocular) or interocular <= 0:
         raise InputError(f"interocular distance {interocular} m is not valid; give a positive --interocular "
-                         "in metres (0.065 is a human's)")
+                         f"in metres ({DEFAULT_INTEROCULAR} is a human's)")
     if not math.isfinite(convergence) or convergence <= 0:
         raise InputError(f"convergence distance {convergence} m is not valid; give a positive "
                          "--convergence-distance in metres")

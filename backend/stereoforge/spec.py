@@ -1,7 +1,7 @@
 """What a convert job is asked to do: every option of ``stereoforge convert``, with units and defaults.
 
 Each option is defined once, here, as a field of :class:`ConvertSpec` made by :func:`option`: its name, type
-(the annotation), default, unit, help and choices. The command line (``stereoforge.console``) builds its
+(the annotation), default, unit, help and choices. The command line (``stereoforge.cli.console``) builds its
 arguments from these fields, the job server its request body, and ``shot.json`` records the spec as it is;
 ``tests/test_options.py`` checks that the add-on's properties agree. To add an option: add a field here with
 ``option(...)`` (and a check in :meth:`ConvertSpec.check` if its values need more than its choices), then read it
@@ -19,16 +19,17 @@ from .depth import DEPTH_KINDS, EDGE_RADIUS
 from .errors import InputError
 from .inpaint import DEFAULT_INPAINTER, INPAINTERS
 from .io.video import CODECS
-from .rig import CONVERGENCE_MODES, PIVOTS
+from .rig import CONVERGENCE_MODES, DEFAULT_INTEROCULAR, PIVOTS
 from .shot import STAGES
 
 MODEL_DTYPES = ("auto", "float32", "float16", "bfloat16")
+#: Short names of the model precisions, taken wherever a precision is given (``--dtype fp16``, the server's body).
+DTYPE_ALIASES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 OFFLOAD_MODES = ("none", "model", "sequential")
 #: Options that take a curve over the shot's frames (stereoforge.curve).
 CURVES = ("interocular_curve", "convergence_curve", "max_parallax_curve")
 #: ``--container``: the videos' file type; by default .mov for ProRes (what editorial takes), else .mp4.
 VIDEO_CONTAINERS = ("mp4", "mov", "mkv")
-DEFAULT_INTEROCULAR = 0.065
 DEFAULT_FPS = 24.0
 #: The command line's placeholder for a value in each unit.
 UNIT_METAVARS = {"m": "M", "px": "PX", "%": "PCT", "s": "S", "deg": "DEG", "frames": "N"}
@@ -47,6 +48,12 @@ def option(default, help: str, *, group: str, flag: str | None = None, unit: str
     meta = {"help": help, "group": group, "flag": flag, "unit": unit, "metavar": metavar or UNIT_METAVARS.get(unit),
             "choices": choices, "listed": listed, "parse": parse}
     return field(default=default, metadata=meta)
+
+
+def model_dtype(name: str) -> str:
+    """A model precision by its own name: ``float16`` for ``fp16`` (the other names are left as they are, for the
+    option's choices to check)."""
+    return DTYPE_ALIASES.get(name, name)
 
 
 def flag_of(f) -> str:
@@ -181,8 +188,9 @@ class ConvertSpec:
               "Stable Diffusion inpainting) or a video inpainter that fills each chunk as one clip under a mask "
               "video (e.g. Wan VACE)", group=MODELS, metavar="MODEL")
     model_dtype: str = option(
-        "auto", "model precision (default: auto: bfloat16 or float16 on a GPU, float32 on the CPU)", group=MODELS,
-        flag="--dtype", choices=MODEL_DTYPES)
+        "auto", "model precision; fp32, fp16 and bf16 are taken for float32, float16 and bfloat16 (default: auto: "
+                "bfloat16 or float16 on a GPU, float32 on the CPU)", group=MODELS, flag="--dtype",
+        choices=MODEL_DTYPES, parse=model_dtype)
     model_offload: str = option(
         "none", "keep models in CPU memory and move each part to the GPU only while it runs: model (a little "
                 "slower, much less VRAM) or sequential (slowest, least VRAM) (default: %(default)s)",
@@ -209,6 +217,9 @@ class ConvertSpec:
         group=MODELS, unit="px")
     inpaint_tile_overlap: int = option(64, "pixels shared by neighbouring tiles, blended (default: %(default)s)",
                                        group=MODELS, unit="px")
+
+    def __post_init__(self) -> None:
+        self.model_dtype = model_dtype(self.model_dtype)
 
     def check(self) -> None:
         """Reject values that cannot work, with a message naming the option and the value."""

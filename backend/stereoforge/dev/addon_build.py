@@ -20,8 +20,9 @@ from ..errors import InputError
 
 MANIFEST = "blender_manifest.toml"
 EXTENSION_ID = "stereoforge"
-#: The add-on's copy of the shot folder's contract (stereoforge/shot.py): the zip always carries the backend's.
-SHOT_CONTRACT = "shot_contract.py"
+#: Add-on files that are copies of backend modules (standard library only), by their name in the add-on: the shot
+#: folder's contract and the job server's HTTP requests. The zip always carries the backend's.
+BACKEND_COPIES = {"shot_contract.py": "shot.py", "http_json.py": "http_json.py"}
 _FIXED_DATE = (2024, 1, 1, 0, 0, 0)
 
 
@@ -61,9 +62,10 @@ def addon_files(addon_dir: Path) -> list[Path]:
 
 
 def _source(root: Path, rel: Path) -> Path:
-    """Where the zip's copy of an add-on file comes from: the shot contract from the backend, the rest from
-    ``addon/``."""
-    return Path(__file__).parents[1] / "shot.py" if rel.as_posix() == SHOT_CONTRACT else root / "addon" / rel
+    """Where the zip's copy of an add-on file comes from: the backend's copies (:data:`BACKEND_COPIES`) from the
+    backend, the rest from ``addon/``."""
+    copied = BACKEND_COPIES.get(rel.as_posix())
+    return Path(__file__).parents[1] / copied if copied else root / "addon" / rel
 
 
 def build(output_dir: str | os.PathLike, root: Path | None = None) -> Path:

@@ -36,7 +36,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..inpaint import DEFAULT_INPAINTER, INPAINTERS
-from ..rig import CONVERGENCE_MODES, EyeView, StereoRig, eye_views, harmonic_middle
+from ..rig import CONVERGENCE_MODES, DEFAULT_INTEROCULAR, EyeView, StereoRig, eye_views, harmonic_middle
 
 if TYPE_CHECKING:  # torch loads when a benchmark runs, not when the command line starts
     import torch
@@ -154,7 +154,7 @@ def _clip_tensors(count: int, height: int, width: int, device: torch.device) -> 
 
 def _rig(mode: str) -> StereoRig:
     """convert's default rig for a clip that spans NEAR..FAR: 65 mm, converged at the middle in parallax."""
-    return StereoRig(0.065, harmonic_middle(NEAR, FAR), mode, "CENTER")
+    return StereoRig(DEFAULT_INTEROCULAR, harmonic_middle(NEAR, FAR), mode, "CENTER")
 
 
 # -- bench splat ----------------------------------------------------------------------------------------------
@@ -165,12 +165,6 @@ def _sync(device: torch.device) -> None:
 
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _device(name: str) -> torch.device:
-    from ..pipeline import _device as convert_device  # the same rules as convert --device
-
-    return convert_device(name)
 
 
 def bench_splat(height: int = 480, width: int = 854, frames: int = 32, batch: int = 4, device: str = "auto",
@@ -188,6 +182,7 @@ def bench_splat(height: int = 480, width: int = 854, frames: int = 32, batch: in
     import torch
 
     from ..camera import Intrinsics
+    from ..models.loading import resolve_device
     from ..splat import EyeImage, kernel_threads, splat_eye, uses_cpu_kernel
 
     for name, value in (("--height", height), ("--width", width), ("--frames", frames), ("--batch", batch),
@@ -204,7 +199,7 @@ def bench_splat(height: int = 480, width: int = 854, frames: int = 32, batch: in
     if reference and mode == "TOE":
         raise InputError("the numpy yardstick keeps rows, so it cannot do --convergence-mode TOE; "
                          "add --no-reference to time TOE alone")
-    dev = _device(device)
+    dev = resolve_device(device)
     k = Intrinsics.from_lens(width, height)
     views = list(eye_views(_rig(mode), k.fx).values())
     color, depth = _clip_tensors(min(frames, _POOL), height, width, dev)
@@ -369,6 +364,7 @@ def bench_pipeline(height: int = 480, width: int = 854, frames: int = 48, device
     """
     import torch
 
+    from ..models.loading import resolve_device
     from ..pipeline import convert
     from ..spec import ConvertSpec
 
@@ -377,7 +373,7 @@ def bench_pipeline(height: int = 480, width: int = 854, frames: int = 48, device
             raise InputError(f"{name} {value} is not valid; give 1 or more")
     if inpaint not in INPAINTERS:
         raise InputError(f"--inpaint {inpaint!r} is not an inpainter; choose one of {', '.join(INPAINTERS)}")
-    dev = _device(device)
+    dev = resolve_device(device)
     # The clip is an H.264 video, which needs even sizes (an odd one would be padded by the encoder).
     height, width = height + height % 2, width + width % 2
     root = tempfile.mkdtemp(prefix="stereoforge-bench-", dir=workdir)

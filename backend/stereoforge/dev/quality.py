@@ -53,6 +53,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
+from ..rig import DEFAULT_INTEROCULAR
 from ..shot import EYES, frame_name
 
 SCENES = ("demo", "planes", "orbit")
@@ -199,20 +200,31 @@ def score_eye(filled: list[np.ndarray], truth: list[np.ndarray], dropout: list[n
 
 @dataclass(frozen=True)
 class TruthSettings:
-    """What the ground truth renders depend on (besides the scene and the render script)."""
+    """What the ground truth renders depend on (besides the scene and the render script); each field is an
+    option of ``bench quality`` (:data:`TRUTH_OPTIONS`) and of the render script, of the same name."""
 
     width: int = 480
     height: int = 270
     frames: int = 24
     samples: int = 16
-    interocular: float = 0.065
+    interocular: float = DEFAULT_INTEROCULAR
     convergence_distance: float = 4.0
 
     def args(self) -> list[str]:
-        return ["--width", str(self.width), "--height", str(self.height), "--frames", str(self.frames),
-                "--samples", str(self.samples), "--interocular", str(self.interocular),
-                "--convergence-distance", str(self.convergence_distance),
-                "--convergence-mode", "OFFAXIS", "--pivot", "CENTER"]
+        """The render script's arguments."""
+        given = [text for name in TRUTH_OPTIONS for text in (_flag(name), str(getattr(self, name)))]
+        return [*given, "--convergence-mode", "OFFAXIS", "--pivot", "CENTER"]
+
+
+#: The fields of :class:`TruthSettings`, as options: what each is (its default is the field's).
+TRUTH_OPTIONS = {"width": "render width in pixels", "height": "render height in pixels",
+                 "frames": "frames per scene", "samples": "Cycles samples per pixel",
+                 "interocular": "the rig's interocular distance in metres",
+                 "convergence_distance": "the rig's convergence distance in metres, OFFAXIS"}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def default_cache() -> str:
@@ -474,7 +486,7 @@ def installed_models() -> list[str]:
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    from ..pipeline import read_png8
+    from ..io.images import read_png8
 
     image = read_png8(str(path))
     if image is None:
@@ -541,7 +553,7 @@ def bench_quality(scenes: tuple[str, ...] | None = None, inpainters: tuple[str, 
     "right": score}}}}`` with each eye's score as :func:`score_eye` gives it.
     """
     from ..inpaint import DEFAULT_INPAINTER, INPAINTERS
-    from ..pipeline import read_mask
+    from ..io.images import read_mask
 
     scenes = tuple(scenes) if scenes else (() if pairs else default_scenes())
     folders = pair_folders(pairs) if pairs else []
@@ -667,8 +679,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def cmd_quality(args: argparse.Namespace) -> int:
-    settings = TruthSettings(args.width, args.height, args.frames, args.samples, args.interocular,
-                             args.convergence_distance)
+    settings = TruthSettings(**{name: getattr(args, name) for name in TRUTH_OPTIONS})
     log = (lambda message: print(message, file=sys.stderr)) if args.json else print
     result = bench_quality(args.scenes, args.inpainters, not args.no_models, settings, args.cache,
                            args.blender_python, args.truth_script, args.workdir, log, args.soft_depth,
@@ -704,14 +715,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="inpainters to score (default: none, telea and the default)")
     p.add_argument("--no-models", action="store_true",
                    help="skip the diffusers inpainting models found on this machine")
-    p.add_argument("--width", type=int, default=480, help="render width in pixels (default: %(default)s)")
-    p.add_argument("--height", type=int, default=270, help="render height in pixels (default: %(default)s)")
-    p.add_argument("--frames", type=int, default=24, help="frames per scene (default: %(default)s)")
-    p.add_argument("--samples", type=int, default=16, help="Cycles samples per pixel (default: %(default)s)")
-    p.add_argument("--interocular", type=float, default=0.065, metavar="M",
-                   help="the rig's interocular distance in metres (default: %(default)s)")
-    p.add_argument("--convergence-distance", type=float, default=4.0, metavar="M",
-                   help="the rig's convergence distance in metres, OFFAXIS (default: %(default)s)")
+    defaults = TruthSettings()
+    for name, what in TRUTH_OPTIONS.items():
+        value = getattr(defaults, name)
+        p.add_argument(_flag(name), type=type(value), default=value, help=f"{what} (default: %(default)s)")
     p.add_argument("--soft-depth", type=float, default=0.0, metavar="SIGMA",
                    help="convert the truth's depth with soft outlines, as a depth model gives it: inverse depth "
                         "blurred by a Gaussian of SIGMA pixels (default: 0, the hard depth)")

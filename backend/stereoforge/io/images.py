@@ -513,6 +513,56 @@ def read_depth_file(path: str | os.PathLike) -> np.ndarray:
                      f"{', '.join(DEPTH_EXTENSIONS)}")
 
 
+def read_png8(path: str | os.PathLike) -> np.ndarray | None:
+    """An 8-bit image as its uint8 sRGB codes (H, W, 3), RGB order; None when it is missing or unreadable."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR) if os.path.exists(path) else None
+    return None if image is None else image[..., ::-1].copy()
+
+
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """A dropout mask PNG (255 where dropout) as booleans (H, W)."""
+    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if mask is None:
+        raise InputError(f"cannot read dropout mask '{path}'")
+    return mask > 127
+
+
+def read_eye(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An eye EXR -> (straight linear RGB (H, W, 3), alpha (H, W), depth (H, W), +inf where empty).
+
+    Takes the backend's channels (R, G, B, A, Z) and Blender's multilayer ones (``<layer>.Combined.R``...,
+    ``<layer>.Depth.Z``); RGB is premultiplied by alpha in both, as Blender writes it.
+    """
+    ch = read_exr_channels(path, "eye")
+
+    def channel(name: str, *suffixes: str) -> np.ndarray | None:
+        if name in ch:
+            return ch[name]
+        for key in sorted(ch):
+            if any(key.endswith(suffix) for suffix in suffixes):
+                return ch[key]
+        return None
+
+    rgba = [channel(c, f"Combined.{c}", f".{c}") for c in "RGBA"]
+    if any(c is None for c in rgba):
+        raise InputError(f"eye '{path}' has no R, G, B and A channels (it has {', '.join(sorted(ch))}); "
+                         "render it with transparent film to RGBA EXR")
+    rgb = np.stack([c.astype(np.float32) for c in rgba[:3]], axis=-1)
+    alpha = rgba[3].astype(np.float32)
+    z = channel("Z", "Depth.Z")
+    depth = z.astype(np.float32) if z is not None else np.full(alpha.shape, np.inf, np.float32)
+    depth = np.where(alpha > 0, depth, np.inf).astype(np.float32)
+    straight = np.where(alpha[..., None] > 1e-6, rgb / np.maximum(alpha[..., None], 1e-6), 0.0)
+    return straight.astype(np.float32), alpha, depth
+
+
+def storable_half(rgb: np.ndarray) -> np.ndarray:
+    """Float colour as a half-float EXR can hold it: NaN (no colour) black, infinities and values past half's
+    range at its largest, so that nothing downstream meets a non-finite value (nor numpy warns of one)."""
+    limit = float(np.finfo(np.float16).max)
+    return np.clip(np.nan_to_num(rgb, nan=0.0, posinf=limit, neginf=-limit), -limit, limit)
+
+
 # ----------------------------------------------------------------------------------------------- writing
 
 

@@ -223,13 +223,13 @@ def inpaint_stage(job) -> None:
     """The pipeline's inpaint stage when ``spec.inpaint_model`` is set: ``filled/{left,right}/`` from the eyes and
     their dropout masks, eye by eye and chunk by chunk; resumable (frames already filled are skipped).
 
-    ``job`` is the pipeline's running job (its paths, progress, cancel, log, and ``clip(eye)``: an eye's frames
-    as the default inpainter reads them).
+    ``job`` is the pipeline's running :class:`~stereoforge.stages.Job` (its paths, the frames it does, progress,
+    cancel, log, and ``clip(eye)``: an eye's frames as the default inpainter reads them).
     """
     from ..inpaint import DEFAULT_INPAINTER, INPAINTERS
     from ..io.images import write_png
 
-    spec, total = job.plan.spec, job.plan.count
+    spec, total = job.plan.spec, len(job.frames)
     model = load_inpaint_model(spec.inpaint_model, model_options(spec), prompt=spec.inpaint_prompt,
                                steps=spec.inpaint_steps, seed=spec.seed or 0, log=job.log)
 
@@ -239,10 +239,10 @@ def inpaint_stage(job) -> None:
         return fill_tiled(images, masks, model.fill, spec.inpaint_tile, spec.inpaint_tile_overlap,
                           whole_clip=model.whole_clip)
 
-    for eye in job.inpaint_eyes:  # both, or the one eye of a farm's task
+    for eye in job.eyes:  # both, or the one eye of a farm's task
         os.makedirs(job.path("filled", eye), exist_ok=True)
         target = lambda n, eye=eye: job.path("filled", eye, frame_name(n, "png"))
-        numbers = [n for n in range(1, total + 1) if not os.path.exists(target(n))]
+        numbers = [n for n in job.frames if not os.path.exists(target(n))]
         done = total - len(numbers)
         job.progress(f"inpaint {eye}", done, total)
         clip = job.clip(eye)

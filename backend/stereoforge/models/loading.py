@@ -25,10 +25,9 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import InputError
-from ..spec import OFFLOAD_MODES
+from ..spec import MODEL_DTYPES, OFFLOAD_MODES, model_dtype
 
-DTYPES = {"auto": None, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
-          "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DTYPES = {"auto": None, "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 Log = Callable[[str], None]
 
@@ -64,8 +63,8 @@ class LoadOptions:
     revision: str | None = None
 
     def check(self) -> None:
-        if self.dtype not in DTYPES:
-            raise InputError(f"--dtype {self.dtype!r} is not one of auto, float32, float16, bfloat16")
+        if model_dtype(self.dtype) not in DTYPES:
+            raise InputError(f"--dtype {self.dtype!r} is not one of {', '.join(MODEL_DTYPES)}")
         if self.offload not in OFFLOAD_MODES:
             raise InputError(f"--offload {self.offload!r} is not one of {', '.join(OFFLOAD_MODES)}")
 
@@ -84,9 +83,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name not in DTYPES:
-        raise InputError(f"--dtype {name!r} is not one of auto, float32, float16, bfloat16")
-    dtype = DTYPES[name]
+    if model_dtype(name) not in DTYPES:
+        raise InputError(f"--dtype {name!r} is not one of {', '.join(MODEL_DTYPES)}")
+    dtype = DTYPES[model_dtype(name)]
     if dtype is not None:
         return dtype
     if device.type == "cuda":

@@ -11,8 +11,8 @@ import time
 import typing
 from collections.abc import Callable
 
-from .errors import InputError
-from .spec import ConvertSpec, flag_of, options
+from ..errors import InputError
+from ..spec import ConvertSpec, flag_of, options
 
 
 def _parser(f, kind) -> Callable[[str], object]:
@@ -133,20 +133,6 @@ def run_job(run: Callable, progress: str):
         bars.close()
 
 
-def parse_chunk(text: str) -> tuple[int, int]:
-    """``--chunk A:B`` (or ``N``) -> (A, B): shot frames, from 1, both ends included."""
-    first, _, last = text.partition(":")
-    try:
-        chunk = int(first), int(last or first)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--chunk {text!r} is not valid; write A:B, the shot's frames A to B "
-                                         "(from 1, both included)") from None
-    if not 1 <= chunk[0] <= chunk[1]:
-        raise argparse.ArgumentTypeError(f"--chunk {text} is not valid; give A:B with 1 <= A <= B (shot frames "
-                                         "from 1, both included)")
-    return chunk
-
-
 def check_run_options(args: argparse.Namespace) -> None:
     """Where a job runs: here (whole, a --chunk or --prepare), on Ray, or on a server; one of them."""
     given = [flag for flag, value in (("--server", args.server), ("--ray", args.ray),
@@ -158,7 +144,7 @@ def check_run_options(args: argparse.Namespace) -> None:
 
 def run_on_server(args: argparse.Namespace, kind: str, body: dict) -> dict:
     """A job run by ``--server URL``, with the same progress display as a local run."""
-    from .remote import run_remote
+    from ..remote import run_remote
 
     return run_job(lambda progress, log: run_remote(args.server, args.token, kind, body, progress, log),
                    args.progress)
