@@ -93,7 +93,29 @@ def connect(address: str = LOCAL, workers: int | None = None) -> None:
     if on_term is not None:
         # Ray's core puts its own SIGTERM handler in (it aborts the process): a farm's scheduler stops the job
         # as Ctrl-C does instead, the tasks cancelled and the finished frames kept.
-        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGTERM, _Relay(on_term) if callable(on_term) else on_term)
+
+
+class _Relay:
+    """A SIGTERM handler that remembers the signal: ``ray.wait`` turns whatever a handler raises into a plain
+    KeyboardInterrupt, so the driver raises the handler's own exception again once the tasks are cancelled (the
+    command line then exits as SIGTERM asks, 143)."""
+
+    def __init__(self, handler: Callable) -> None:
+        self.handler = handler
+        self.seen = False
+
+    def __call__(self, signum, frame) -> None:
+        self.seen = True
+        self.handler(signum, frame)
+
+    @staticmethod
+    def raise_again() -> None:
+        """Raise what the SIGTERM handler raised, if a SIGTERM came."""
+        relay = signal.getsignal(signal.SIGTERM)
+        if isinstance(relay, _Relay) and relay.seen:
+            relay.seen = False
+            relay.handler(signal.SIGTERM, None)
 
 
 def convert(spec: ConvertSpec, address: str = LOCAL, progress: Progress | None = None,
@@ -204,8 +226,10 @@ def _wait(stage: str, refs: list, sizes: list[int], progress, cancel) -> list:
                     progress(stage, done, total)
             if pending and cancel and cancel():
                 raise Cancelled(f"cancelled during {stage}; the frames finished so far are kept")
-    except BaseException:
+    except BaseException as exc:
         _stop(pending)
+        if isinstance(exc, KeyboardInterrupt):
+            _Relay.raise_again()
         raise
     return [results[ref] for ref in refs]
 
