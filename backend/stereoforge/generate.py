@@ -216,9 +216,10 @@ def make_video(spec: GenerateSpec, progress: Progress, cancel: Callable[[], bool
 
 
 def generate(spec: GenerateSpec, progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
-             log: Callable[[str], None] | None = None) -> dict:
-    """Run (or resume) a generate job: the video, its depth, then the stereo shot. Returns convert's result with
-    ``generate`` (the record written to shot.json) added.
+             log: Callable[[str], None] | None = None, ray: str | None = None) -> dict:
+    """Run (or resume) a generate job: the video, its depth, then the stereo shot (on the Ray cluster at
+    ``ray``, see :mod:`stereoforge.farm`, when given). Returns convert's result with ``generate`` (the record
+    written to shot.json) added.
 
     Raises :class:`InputError` for bad input and :class:`~stereoforge.errors.Cancelled` when ``cancel()`` turns
     true (finished frames stay).
@@ -241,5 +242,10 @@ def generate(spec: GenerateSpec, progress: Progress | None = None, cancel: Calla
         return {"shot_dir": shot, "videos": [], "frames": record["frames"], "size": tuple(record["size"]),
                 "generate": record}
     options = dataclasses.replace(spec.options, fps=record["fps"])
-    result = convert(options, progress=progress, cancel=cancel, log=log)
+    if ray is not None:
+        from .farm import convert as convert_on_ray
+
+        result = convert_on_ray(options, ray, progress=progress, cancel=cancel, log=log)
+    else:
+        result = convert(options, progress=progress, cancel=cancel, log=log)
     return {**result, "generate": record}

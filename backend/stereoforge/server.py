@@ -115,16 +115,23 @@ def confine_job(data: dict, root: str, read_roots: tuple[str, ...]) -> dict:
 # -------------------------------------------------------------------------------------------- the worker
 
 
-def run_job(kind: str, data: dict, progress, cancel, log) -> dict:
-    """Run one job of ``kind`` from its flat spec (what POST /jobs validated)."""
+def run_job(kind: str, data: dict, progress, cancel, log, ray: str | None = None) -> dict:
+    """Run one job of ``kind`` from its flat spec (what POST /jobs validated); its convert part on the Ray
+    cluster at ``ray`` when given (:mod:`stereoforge.farm`)."""
     if kind == "generate":
         from .generate import GenerateSpec, generate
 
-        return generate(GenerateSpec.from_dict(data), progress=progress, cancel=cancel, log=log)
-    from .pipeline import convert
+        return generate(GenerateSpec.from_dict(data), progress=progress, cancel=cancel, log=log, ray=ray)
     from .spec import ConvertSpec
 
-    return convert(ConvertSpec.from_dict(data), progress=progress, cancel=cancel, log=log)
+    spec = ConvertSpec.from_dict(data)
+    if ray is not None:
+        from .farm import convert as convert_on_ray
+
+        return convert_on_ray(spec, ray, progress=progress, cancel=cancel, log=log)
+    from .pipeline import convert
+
+    return convert(spec, progress=progress, cancel=cancel, log=log)
 
 
 def _device_info() -> dict:
@@ -138,8 +145,10 @@ def _device_info() -> dict:
     return info
 
 
-def _worker_main(inbox, outbox, cancel_flag, root: str, read_roots: tuple[str, ...] = ()) -> None:
-    """The worker process: runs jobs one at a time, keeps models loaded between them."""
+def _worker_main(inbox, outbox, cancel_flag, root: str, read_roots: tuple[str, ...] = (),
+                 ray: str | None = None) -> None:
+    """The worker process: runs jobs one at a time, keeps models loaded between them; hands the convert part of
+    each to the Ray cluster at ``ray`` when given (joined at the first job, kept)."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TQDM_DISABLE", "1")
     from .errors import Cancelled
@@ -168,7 +177,8 @@ def _worker_main(inbox, outbox, cancel_flag, root: str, read_roots: tuple[str, .
 
         try:
             data = confine_job(data, root, read_roots)
-            result = run_job(kind, data, progress, cancel, lambda m, number=number: outbox.put(("log", number, m)))
+            result = run_job(kind, data, progress, cancel, lambda m, number=number: outbox.put(("log", number, m)),
+                             ray)
             outbox.put(("succeeded", number, _plain(result), loaded()))
         except Cancelled as exc:
             outbox.put(("cancelled", number, str(exc)))
@@ -240,9 +250,10 @@ def _shortened(spec: dict) -> dict:
 class JobManager:
     """The queue, and the worker process that runs it; one scheduler thread moves jobs and messages."""
 
-    def __init__(self, root: str, read_roots: tuple[str, ...] = ()):
+    def __init__(self, root: str, read_roots: tuple[str, ...] = (), ray: str | None = None):
         self.root = root
         self.read_roots = read_roots
+        self.ray = ray
         self.jobs: dict[str, Job] = {}
         self.queue: deque[str] = deque()
         self.lock = threading.Lock()
@@ -289,7 +300,7 @@ class JobManager:
         self.loaded = {}
         self.worker = self.context.Process(target=_worker_main, name="stereoforge-worker", daemon=True,
                                            args=(self.inbox, self.outbox, self.cancel_flag, self.root,
-                                                 self.read_roots))
+                                                 self.read_roots, self.ray))
         self.worker.start()
 
     # -- requests
@@ -469,9 +480,9 @@ def job_models(root: str, allow_remote_code: bool = False, read_roots: tuple[str
 
 
 def create_app(root: str, token: str | None = None, model_dirs: tuple[str, ...] = (),
-               allow_remote_code: bool = False, read_roots: tuple[str, ...] = ()):
+               allow_remote_code: bool = False, read_roots: tuple[str, ...] = (), ray: str | None = None):
     """The FastAPI app of a server writing under ``root`` and reading inputs there or under ``read_roots``; the
-    worker starts with the app (lifespan)."""
+    worker starts with the app (lifespan) and hands convert work to the Ray cluster at ``ray`` when given."""
     from fastapi import Body, Depends, FastAPI, HTTPException
     from fastapi.encoders import jsonable_encoder
     from fastapi.exceptions import RequestValidationError
@@ -481,7 +492,7 @@ def create_app(root: str, token: str | None = None, model_dirs: tuple[str, ...] 
 
     root = os.path.realpath(root)
     read_roots = tuple(os.path.realpath(folder) for folder in read_roots)
-    manager = JobManager(root, read_roots)
+    manager = JobManager(root, read_roots, ray)
     convert_job, generate_job = job_models(root, allow_remote_code, read_roots)
     bearer = HTTPBearer(auto_error=False)
 

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterator
 
 from .. import __version__
-from ..dev import addon_build, bench, bench_blender, quality
+from ..dev import addon_build, bench, bench_blender, bench_farm, quality
 from ..errors import Cancelled, InputError, StereoForgeError, disk_error
 from ..shot import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED
 from . import convert, demo, generate, models, serve
@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     benches = bench.register(sub)
     quality.register(benches)  # bench quality: Blender ground truth, per inpainter
     bench_blender.register(benches)  # bench blender: the add-on's eye renders
+    bench_farm.register(benches)  # bench farm: a shot on 1 and 2 Ray workers
     addon_build.register(sub)
     return parser
 

@@ -64,12 +64,23 @@ def spec_values(args: argparse.Namespace, cls=ConvertSpec, skip: tuple[str, ...]
 
 def add_job_options(p: argparse.ArgumentParser) -> None:
     """Where the job runs and how its progress shows (``convert`` and ``generate``)."""
-    g = p.add_argument_group("job server")
+    g = p.add_argument_group("where the job runs (default: in this process)")
     g.add_argument("--server", metavar="URL",
                    help="run the job on a StereoForge server ('stereoforge serve') instead of here, e.g. "
                         "http://gpubox:8765; paths are the server's, relative ones under its --root")
     g.add_argument("--token", metavar="T", help="the server's token, if it was started with one")
+    add_ray_option(g, "spread the shot over a Ray cluster: each stage's frames become Ray tasks of one thread (the "
+                      "inpainting one task per eye, the encoding one per video), and the files are the bytes one "
+                      "process writes. Alone: a cluster of this machine's cores")
     add_progress_options(p)
+
+
+def add_ray_option(group, what: str) -> None:
+    """``--ray [ADDRESS]`` (convert, generate, serve)."""
+    group.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                       help=f"{what}; ADDRESS: a running cluster, as 'ray start --head' prints it (HOST:6379, "
+                            "ray://HOST:10001, or auto for the one on this machine). Every node needs stereoforge "
+                            "installed and the shot folder at the same path")
 
 
 def add_progress_options(p: argparse.ArgumentParser) -> None:
@@ -120,6 +131,15 @@ def run_job(run: Callable, progress: str):
         return run(progress=json_progress if progress == "json" else bars, log=log)
     finally:
         bars.close()
+
+
+def check_run_options(args: argparse.Namespace) -> None:
+    """Where a job runs: here (whole, a --chunk or --prepare), on Ray, or on a server; one of them."""
+    given = [flag for flag, value in (("--server", args.server), ("--ray", args.ray),
+                                      ("--chunk", getattr(args, "chunk", None)),
+                                      ("--prepare", getattr(args, "prepare", False))) if value]
+    if len(given) > 1:
+        raise InputError(f"{' and '.join(given)} each say where and how the job runs; give one of them")
 
 
 def run_on_server(args: argparse.Namespace, kind: str, body: dict) -> dict:

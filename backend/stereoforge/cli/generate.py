@@ -9,7 +9,15 @@ import time
 from ..errors import InputError
 from ..generate import DEFAULT_DEPTH_MODEL, SET_BY_GENERATE, GenerateSpec, generate
 from ..spec import ConvertSpec
-from .console import add_job_options, add_spec_options, report, run_job, run_on_server, spec_values
+from .console import (
+    add_job_options,
+    add_spec_options,
+    check_run_options,
+    report,
+    run_job,
+    run_on_server,
+    spec_values,
+)
 
 #: Options of convert that generate refuses on its command line, and why.
 _REFUSED = {
@@ -62,11 +70,13 @@ def spec_from_args(args: argparse.Namespace) -> GenerateSpec:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    check_run_options(args)
     spec = spec_from_args(args)
     if args.server:
         result = run_on_server(args, "generate", spec.to_dict())
     else:
-        result = run_job(lambda progress, log: generate(spec, progress=progress, log=log), args.progress)
+        result = run_job(lambda progress, log: generate(spec, progress=progress, log=log, ray=args.ray),
+                         args.progress)
     report(result, started, args.progress)
     if args.progress != "json" and not args.server:
         print(f"seed: {result['generate']['seed']} (recorded in shot.json)")

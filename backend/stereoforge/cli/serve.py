@@ -10,6 +10,7 @@ import threading
 from .. import __version__
 from ..errors import InputError
 from ..server import DEFAULT_PORT, create_app, is_loopback
+from .console import add_ray_option
 
 
 def check_host(host: str, token: str | None) -> None:
@@ -43,6 +44,9 @@ def register(sub) -> None:
     p.add_argument("--stop-with-stdin", action="store_true",
                    help="stop when standard input closes: a program that starts the server as its child (the "
                         "Blender add-on) keeps a pipe open, so the server stops with it even if it crashes")
+    add_ray_option(p.add_argument_group("Ray"),
+                   "hand each job's convert work to a Ray cluster, spread as 'convert --ray' spreads it (the "
+                   "worker joins the cluster at its first job). Alone: a cluster of this machine's cores")
     p.set_defaults(func=cmd_serve)
 
 
@@ -70,8 +74,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for folder in args.read_root:
         if not os.path.isdir(folder):
             raise InputError(f"--read-root '{folder}' is not a folder; give a folder that holds the inputs")
+    if args.ray:
+        from ..farm import check_address
+
+        check_address(args.ray)
     app = create_app(args.root, token=args.token, model_dirs=tuple(args.models_dir),
-                     allow_remote_code=args.allow_remote_code, read_roots=tuple(args.read_root))
+                     allow_remote_code=args.allow_remote_code, read_roots=tuple(args.read_root), ray=args.ray)
     print(f"stereoforge {__version__} serving jobs under '{os.path.realpath(args.root)}' at "
           f"http://{args.host}:{args.port} ({'token required' if args.token else 'no token'})", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -30,7 +30,7 @@ import torch
 
 from ..errors import Cancelled, InputError
 from ..io.images import to_uint8_srgb
-from ..shot import EYES, frame_name
+from ..shot import frame_name
 from .loading import LoadOptions, Log, cached, load_pipeline, locate, model_options, provenance
 from .registry import takes_video_and_mask
 
@@ -239,7 +239,7 @@ def inpaint_stage(job) -> None:
         return fill_tiled(images, masks, model.fill, spec.inpaint_tile, spec.inpaint_tile_overlap,
                           whole_clip=model.whole_clip)
 
-    for eye in EYES:
+    for eye in job.eyes:  # both, or the one eye of a farm's task
         os.makedirs(job.path("filled", eye), exist_ok=True)
         target = lambda n, eye=eye: job.path("filled", eye, frame_name(n, "png"))
         numbers = [n for n in job.frames if not os.path.exists(target(n))]

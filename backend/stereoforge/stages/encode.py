@@ -16,13 +16,16 @@ from .job import Job
 
 
 def run(job: Job) -> list[str]:
-    """Encode every video not encoded yet; returns the paths of all the shot's videos."""
+    """Encode every video not encoded yet (of ``job.streams``, when a farm's task does some); returns their
+    paths."""
     plan = job.plan
     job.make_dirs("encode")
     audio = job.audio()
     written = []
     for layout in job.video_layouts():
         for stream in stream_names(layout):
+            if job.streams is not None and stream not in job.streams:
+                continue
             path = job.video_path(layout, stream)
             written.append(path)
             if os.path.exists(path):

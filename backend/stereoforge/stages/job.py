@@ -55,12 +55,17 @@ class Job:
     log: Callable[[str], None] = _quiet
     #: The shot frames this run does, 1-based, both ends included; ``None``: all of them.
     chunk: tuple[int, int] | None = None
+    #: The eyes the inpaint stage fills (a farm fills each in a task of its own: the default inpainter and a
+    #: model fill an eye's frames in order, but the two eyes are independent).
+    eyes: tuple[str, ...] = EYES
+    #: The streams the encode stage makes videos of (a farm encodes each in a task of its own); ``None``: all.
+    streams: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.chunk is not None:
             first, last = self.chunk
             if not 1 <= first <= last <= self.plan.count:
-                raise InputError(f"chunk {first}:{last} does not fit the shot's {self.plan.count} frames; give "
+                raise InputError(f"--chunk {first}:{last} does not fit the shot's {self.plan.count} frames; give "
                                  f"A:B with 1 <= A <= B <= {self.plan.count}")
 
     @property

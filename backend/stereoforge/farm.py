@@ -1,0 +1,264 @@
+"""A convert job spread over a Ray cluster: ``stereoforge convert ... --ray [ADDRESS]``.
+
+This process (the driver) plans the shot once (:func:`stereoforge.pipeline.prepare`: the inputs checked, the
+depth range, the rig, shot.json) and runs the stages in order. Each stage is split into Ray tasks, and each
+task runs the stage's entry point (:func:`stereoforge.pipeline.run_stage`) on its part of the shot::
+
+    ingest, cloud, eyes, composite   contiguous frame ranges, one per worker (eyes: whole splat batches)
+    inpaint                          one task per eye: the default inpainter carries each frame's fill to the
+                                     next, and a model cross-fades its chunks, but the two eyes are independent;
+                                     frame ranges for an inpainter that fills each frame on its own (telea, none)
+    encode                           one task per video
+
+A task reads what the stage before wrote into the shot folder, the neighbouring frames it needs included, so
+the files are the bytes one process writes (only shot.json's ``created`` time differs). Every node needs
+stereoforge installed and the shot folder at the same path (shared storage). A worker that dies is retried by
+Ray (:data:`TASK_RETRIES`) and its stage skips the frames it finished; a cancel (or Ctrl-C) cancels the
+tasks, and the finished frames stay. Each task runs on one thread (torch, OpenCV, numba, OpenMP and BLAS):
+the cluster's parallelism is its workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .errors import Cancelled, InputError, StereoForgeError, disk_error
+from .shot import EYES
+
+if TYPE_CHECKING:  # the pipeline (torch) loads when a job runs, not when a server checks its --ray address
+    from .plan import Plan, Progress
+    from .spec import ConvertSpec
+
+#: ``--ray`` alone: start a Ray cluster on this machine (``ray.init(address="local")``).
+LOCAL = "local"
+#: Times Ray runs a task again after its worker died (a killed process, a lost node).
+TASK_RETRIES = 3
+#: Libraries that start a thread pool of their own size it from these; a task gets one thread of each.
+ONE_THREAD_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                         "NUMBA_NUM_THREADS")}
+#: The local cluster's shared-memory object store: tasks pass only the plan through it (the frames go through
+#: the shot folder), so Ray's minimum is plenty.
+_OBJECT_STORE_BYTES = 80 * 1024 * 1024
+#: How often the driver looks at its cancel callback while tasks run (seconds).
+_POLL_S = 0.2
+
+
+def check_address(address: str) -> None:
+    """Reject an address that names no Ray cluster that can be reached, in one line, before Ray tries (it would
+    retry for a minute): ``local``, ``auto`` (the cluster ``ray start`` runs here), ``HOST:PORT`` (its GCS,
+    port 6379 by default) or ``ray://HOST:PORT`` (Ray Client, port 10001)."""
+    if address in (LOCAL, "auto"):
+        return
+    match = re.fullmatch(r"(?:ray://)?(\[[0-9a-fA-F:]+\]|[^:/\s]+):(\d{1,5})", address)
+    if match is None:
+        raise InputError(f"--ray {address!r} is not a Ray address; give HOST:PORT (a cluster's head, as 'ray start "
+                         "--head' prints it, e.g. 10.0.0.5:6379), ray://HOST:10001, auto, or --ray alone for a "
+                         "cluster on this machine")
+    host, port = match[1].strip("[]"), int(match[2])
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as exc:
+        raise InputError(f"--ray {address}: no Ray cluster answers there ({exc.strerror or exc}); start one with "
+                         "'ray start --head' on the head node and give the address it prints, or give --ray "
+                         "alone for a cluster on this machine") from None
+
+
+def connect(address: str = LOCAL, workers: int | None = None) -> None:
+    """Join the Ray cluster at ``address`` (:data:`LOCAL`: start one here, of ``workers`` one-thread workers,
+    by default one per core), unless this process has joined one already; quietly: no dashboard, no workers'
+    output echoed here."""
+    check_address(address)
+    try:
+        import ray
+    except ImportError:
+        raise InputError("--ray needs Ray, which is not installed here: pip install 'stereoforge[farm]'") from None
+    if ray.is_initialized():
+        return
+    local = address == LOCAL
+    on_term = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                 num_cpus=workers if local else None,
+                 object_store_memory=_OBJECT_STORE_BYTES if local else None)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise InputError(f"--ray {address}: cannot join the Ray cluster there ({str(exc).splitlines()[0]}); "
+                         "check the address ('ray status' on the head node)") from None
+    if on_term is not None:
+        # Ray's core puts its own SIGTERM handler in (it aborts the process): a farm's scheduler stops the job
+        # as Ctrl-C does instead, the tasks cancelled and the finished frames kept.
+        signal.signal(signal.SIGTERM, _Relay(on_term) if callable(on_term) else on_term)
+
+
+class _Relay:
+    """A SIGTERM handler that remembers the signal: ``ray.wait`` turns whatever a handler raises into a plain
+    KeyboardInterrupt, so the driver raises the handler's own exception again once the tasks are cancelled (the
+    command line then exits as SIGTERM asks, 143)."""
+
+    def __init__(self, handler: Callable) -> None:
+        self.handler = handler
+        self.seen = False
+
+    def __call__(self, signum, frame) -> None:
+        self.seen = True
+        self.handler(signum, frame)
+
+    @staticmethod
+    def raise_again() -> None:
+        """Raise what the SIGTERM handler raised, if a SIGTERM came."""
+        relay = signal.getsignal(signal.SIGTERM)
+        if isinstance(relay, _Relay) and relay.seen:
+            relay.seen = False
+            relay.handler(signal.SIGTERM, None)
+
+
+def convert(spec: ConvertSpec, address: str = LOCAL, progress: Progress | None = None,
+            cancel: Callable[[], bool] | None = None, log: Callable[[str], None] | None = None,
+            workers: int | None = None) -> dict:
+    """Run (or resume) a convert job on the Ray cluster at ``address`` (see :func:`connect`); returns what
+    :func:`stereoforge.pipeline.convert` returns, with the same files in the shot folder.
+
+    Raises :class:`InputError` for bad input or an address with no cluster, :class:`Cancelled` when
+    ``cancel()`` turns true (the tasks are cancelled; finished frames stay) and
+    :class:`~stereoforge.errors.StereoForgeError` when a task fails for good.
+    """
+    try:
+        return _convert(spec, address, progress, cancel, log or (lambda message: None), workers)
+    except OSError as exc:
+        raise disk_error(exc) from None
+
+
+def _convert(spec: ConvertSpec, address: str, progress, cancel, log, workers: int | None) -> dict:
+    import ray
+
+    from . import pipeline
+    from .io.images import remove_stale_temporaries
+
+    started = time.perf_counter()
+    connect(address, workers)
+    job, stages = pipeline.prepare(spec, progress, cancel, log)
+    p = job.plan
+    timings = {"plan": time.perf_counter() - started}
+    shared = ray.put(p)
+    width = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES,
+                      runtime_env={"env_vars": ONE_THREAD_ENV})(_run_part)
+    videos: list[str] = []
+    for stage in stages:
+        t0 = time.perf_counter()
+        parts = split(p, stage, width)
+        refs = [task.options(name=f"stereoforge.{stage}").remote(shared, stage, part) for part in parts]
+        results = _wait(stage, refs, [_frames(p, part) for part in parts], progress, cancel)
+        if stage == "encode":
+            videos = [video for written in results for video in written]
+        timings[stage] = time.perf_counter() - t0
+    # A worker killed while writing left its temporary file: the task's retry wrote the frame anew.
+    for path in remove_stale_temporaries(p.shot_dir):
+        log(f"removed '{path}', left half-written by a Ray worker that died")
+    return pipeline.result_of(p, videos, timings)
+
+
+def split(p: Plan, stage: str, workers: int) -> list[dict]:
+    """The parts ``stage`` of the planned shot ``p`` is split into for ``workers`` workers, each the keyword
+    arguments of :func:`stereoforge.pipeline.run_stage` (``chunk``, ``eyes`` or ``streams``)."""
+    from . import pipeline
+    from .composite import stream_names
+    from .stages import Job
+
+    if stage == "encode":
+        return [{"streams": (stream,)} for layout in Job(p).video_layouts() for stream in stream_names(layout)]
+    if stage == "inpaint" and not pipeline.fills_frame_by_frame(p.spec):
+        return [{"eyes": (eye,)} for eye in EYES]
+    # Eyes are splatted in batches: chunks of whole batches splat the batches one run splats.
+    return [{"chunk": chunk} for chunk in frame_ranges(p.count, workers, p.spec.batch if stage == "eyes" else 1)]
+
+
+def frame_ranges(count: int, parts: int, step: int = 1) -> list[tuple[int, int]]:
+    """Frames 1..``count`` in at most ``parts`` contiguous ranges (first, last) of nearly equal length, each
+    starting after a multiple of ``step`` frames."""
+    blocks = -(-count // step)
+    parts = max(1, min(parts, blocks))
+    bounds = [min(count, round(i * blocks / parts) * step) for i in range(parts + 1)]
+    return [(a + 1, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+
+
+def _frames(p: Plan, part: dict) -> int:
+    """Frames of the shot a part does (a whole eye or video counts the shot's frames)."""
+    first, last = part.get("chunk") or (1, p.count)
+    return last - first + 1
+
+
+def _run_part(p: Plan, stage: str, part: dict) -> list[str] | None:
+    """A Ray task: one part of one stage of a planned shot, on one thread."""
+    import cv2
+    import torch
+
+    from . import pipeline
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    return pipeline.run_stage(p, stage, **part)
+
+
+def _wait(stage: str, refs: list, sizes: list[int], progress, cancel) -> list:
+    """The results of a stage's tasks, in order; progress counts the frames of the finished ones. A cancel, a
+    Ctrl-C or a task that fails cancels the others."""
+    import ray
+
+    total, done = sum(sizes), 0
+    results: dict = {}
+    pending = list(refs)
+    if progress:
+        progress(stage, 0, total)
+    try:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1, timeout=_POLL_S)
+            for ref in ready:
+                results[ref] = _result(stage, ref)
+                done += sizes[refs.index(ref)]
+                if progress:
+                    progress(stage, done, total)
+            if pending and cancel and cancel():
+                raise Cancelled(f"cancelled during {stage}; the frames finished so far are kept")
+    except BaseException as exc:
+        _stop(pending)
+        if isinstance(exc, KeyboardInterrupt):
+            _Relay.raise_again()
+        raise
+    return [results[ref] for ref in refs]
+
+
+def _result(stage: str, ref):
+    """A task's result; its own error (bad input, a full disk, a cancel) raised here as it was raised there."""
+    import ray
+
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.cause
+        if isinstance(cause, (StereoForgeError, OSError)):
+            raise cause from None
+        raise StereoForgeError(f"a Ray task of the {stage} stage failed: {type(cause).__name__}: {cause}; run "
+                               "the same command again to resume") from None
+    except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as exc:
+        raise StereoForgeError(f"the Ray workers of the {stage} stage died {TASK_RETRIES + 1} times "
+                               f"({type(exc).__name__}); finished frames are kept: run the same command again "
+                               "to resume") from None
+
+
+def _stop(pending: list) -> None:
+    """Cancel tasks and wait until they stopped: a task stops between two files, each written whole or not at
+    all."""
+    import ray
+
+    for ref in pending:
+        ray.cancel(ref)
+    if pending:
+        ray.wait(pending, num_returns=len(pending), timeout=30)
+

@@ -1,0 +1,301 @@
+"""A shot spread over processes gives the files one process writes: over a local Ray cluster (``convert --ray``,
+:mod:`stereoforge.farm`), and as a farm manager's tasks (``convert --prepare``, ``--chunk A:B``, then the plain
+command). A Ray worker killed mid-stage is retried and its stage resumes; bad ``--ray`` and ``--chunk`` values are
+one line and exit status 2.
+
+One local Ray cluster of two workers serves the module. The clip: 24 frames of 128x72 with moving objects and
+relative depth (the benchmark's synthetic clip), the default inpainter, two layouts (two videos).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import ray
+
+from stereoforge import farm
+from stereoforge.cli import main
+from stereoforge.dev.bench import write_synthetic_clip
+from stereoforge.errors import Cancelled
+from stereoforge.pipeline import convert
+from stereoforge.server import run_job
+from stereoforge.spec import ConvertSpec
+
+FRAMES, H, W = 24, 72, 128
+LAYOUTS = ("sbs", "anaglyph")
+BACKEND = str(Path(__file__).resolve().parents[1] / "backend")
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+#: The records' times, by file and key path: what differs between two runs of the same command.
+TIMES = {"shot.json": (("created",),)}
+GENERATE_TIMES = {"shot.json": (("created",), ("generate", "created"), ("generate", "seconds")),
+                  "estimated_depth/model.json": (("created",),)}
+
+
+def shot_files(shot: Path, times: dict = TIMES) -> dict[str, str]:
+    """Every file of a shot folder -> its SHA-256; the records in ``times`` as their content without the times."""
+    files = {p.relative_to(shot).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+             for p in sorted(shot.rglob("*")) if p.is_file()}
+    for name, keys in times.items():
+        record = json.loads((shot / name).read_text())
+        for *parents, key in keys:
+            inner = record
+            for parent in parents:
+                inner = inner[parent]
+            del inner[key]
+        files[name] = json.dumps(record, sort_keys=True)
+    return files
+
+
+def assert_same_files(shot: Path, reference: dict[str, str]) -> None:
+    files = shot_files(shot)
+    assert sorted(files) == sorted(reference)
+    assert [name for name in files if files[name] != reference[name]] == []
+
+
+class Work:
+    """The module's clip and its shot folder: every run writes ``<root>/shot`` (the videos are named after the
+    folder and shot.json records its path, so runs to compare write the same path), moved aside after."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.video, self.depth = write_synthetic_clip(str(root), FRAMES, H, W)
+        self.shot = root / "shot"
+
+    def spec(self, **options) -> ConvertSpec:
+        return ConvertSpec(source=self.video, output_dir=str(self.shot), depth=self.depth, layouts=LAYOUTS,
+                           **options)
+
+    def args(self) -> list[str]:
+        """``stereoforge convert``'s arguments for the same shot."""
+        return [self.video, "--depth", self.depth, "-o", str(self.shot), "--layout", ",".join(LAYOUTS), "-q"]
+
+    def set_aside(self, name: str) -> Path:
+        target = self.root / name
+        os.rename(self.shot, target)
+        return target
+
+
+def stereoforge_tasks() -> list[int]:
+    """Process ids of this machine's Ray workers running a stereoforge task now: Ray titles a worker's process
+    ``ray::`` and the task's name while it runs one (``stereoforge.<stage>``)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            title = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if title.startswith(b"ray::stereoforge."):
+            pids.append(int(entry))
+    return pids
+
+
+def cli(*args: str) -> int:
+    """``stereoforge ARGS`` in-process: its exit status (argparse's refusals exit by SystemExit)."""
+    try:
+        return main(list(args))
+    except SystemExit as exc:
+        return exc.code
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Work:
+    return Work(tmp_path_factory.mktemp("farm"))
+
+
+@pytest.fixture(scope="module")
+def single(work) -> dict[str, str]:
+    """The files of the shot made by one process."""
+    convert(work.spec())
+    return shot_files(work.set_aside("single"))
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local Ray cluster of two workers, for the module."""
+    farm.connect(farm.LOCAL, workers=2)
+    yield
+    ray.shutdown()
+
+
+# ------------------------------------------------------------------------------------------------ tests
+
+
+def test_frame_ranges_are_contiguous_whole_batches():
+    assert farm.frame_ranges(24, 2, 4) == [(1, 12), (13, 24)]
+    assert farm.frame_ranges(10, 3, 4) == [(1, 4), (5, 8), (9, 10)]
+    assert farm.frame_ranges(5, 8) == [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)]
+    assert farm.frame_ranges(3, 2, 4) == [(1, 3)]
+
+
+def test_ray_run_gives_the_bytes_of_one_process(cluster, work, single):
+    result = farm.convert(work.spec())
+    assert [Path(v).name for v in result["videos"]] == ["shot_sbs.mp4", "shot_anaglyph.mp4"]
+    assert list(result["timings"]) == ["plan", "ingest", "cloud", "eyes", "inpaint", "composite", "encode"]
+    assert sum(name.startswith("filled/") for name in single) == 2 * FRAMES
+    assert_same_files(work.set_aside("ray"), single)
+
+
+def test_server_hands_its_convert_jobs_to_ray(cluster, work, single):
+    """``stereoforge serve --ray``: the worker runs a job's convert part on the cluster."""
+    stages = set()
+    result = run_job("convert", work.spec().to_dict(), lambda stage, done, total: stages.add(stage), lambda: False,
+                     lambda message: None, ray=farm.LOCAL)
+    assert stages == {"depth range", "source check", "ingest", "cloud", "eyes", "inpaint", "composite", "encode"}
+    assert len(result["videos"]) == 2
+    assert_same_files(work.set_aside("served"), single)
+
+
+def test_generate_runs_its_convert_part_on_ray(cluster, tmp_path, capsys):
+    """``generate --ray``: the video and its depth are made here, the stereo shot on the cluster, a model filling
+    each eye in a task of its own; the shot holds the bytes of the same generate without --ray."""
+    pytest.importorskip("diffusers")
+    import tiny_models
+
+    models = tmp_path / "models"
+    args = ["generate", "a cat", "--video-model", tiny_models.text_to_video_sd(models / "video"),
+            "--depth-model", tiny_models.depth_anything(models / "depth"),
+            "--inpaint-model", tiny_models.sd_inpaint(models / "inpaint"), "--inpaint-steps", "1",
+            "--num-frames", "3", "--height", "32", "--width", "48", "--steps", "2", "--seed", "7",
+            "--device", "cpu", "-o", str(tmp_path / "shot"), "-q"]
+    shots = {}
+    for name, extra in (("here", []), ("ray", ["--ray"])):
+        assert main([*args, *extra]) == 0
+        os.rename(tmp_path / "shot", tmp_path / name)
+        shots[name] = shot_files(tmp_path / name, GENERATE_TIMES)
+    capsys.readouterr()
+    assert sum(name.startswith("filled/") for name in shots["here"]) == 6
+    assert shots["ray"] == shots["here"]
+
+
+def test_farm_recipe_gives_the_bytes_of_one_process(work, single, capsys):
+    """The README's recipe for a farm manager: prepare, chunks of the per-frame stages (two at once, each its own
+    process), the inpainting once, chunks of composite, then the plain command, which encodes."""
+    args = work.args()
+    rc = main(["convert", *args, "--chunk", "1:12", "--stages", "ingest,cloud,eyes"])
+    assert rc == 2 and "--prepare" in capsys.readouterr().err
+    assert not work.shot.exists()  # refused before writing anything
+
+    assert main(["convert", *args, "--prepare"]) == 0
+    record = (work.shot / "shot.json").stat()
+    env = {**os.environ, "PYTHONPATH": BACKEND}
+    for stages in ("ingest,cloud,eyes", "composite"):
+        if stages == "composite":
+            assert main(["convert", *args, "--stages", "inpaint"]) == 0
+            record = (work.shot / "shot.json").stat()
+        chunks = [subprocess.Popen([sys.executable, "-m", "stereoforge.cli", "convert", *args, "--chunk", chunk,
+                                    "--stages", stages], env=env, stderr=subprocess.PIPE, text=True)
+                  for chunk in ("1:12", "13:24")]
+        for chunk in chunks:
+            assert chunk.wait(timeout=300) == 0, chunk.stderr.read()
+        after = (work.shot / "shot.json").stat()
+        assert (after.st_ino, after.st_mtime_ns) == (record.st_ino, record.st_mtime_ns)  # chunks never write it
+    assert not (work.shot / "out" / "video").exists()
+    assert main(["convert", *args]) == 0
+    capsys.readouterr()
+    assert_same_files(work.set_aside("recipe"), single)
+
+
+def test_killed_worker_is_retried_and_its_stage_resumes(cluster, work, single):
+    """A worker is killed (SIGKILL) while it inpaints an eye: Ray runs the task again in another worker, which
+    skips the frames the first one finished; the shot is the bytes of one process."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            farm.convert(work.spec())
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            failure.append(exc)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    killed, kept = None, {}
+    while runner.is_alive() and killed is None:
+        for pid in stereoforge_tasks():
+            os.kill(pid, signal.SIGSTOP)  # held still while we look at what it has written
+            title = Path(f"/proc/{pid}/cmdline").read_bytes()
+            filled = {eye: sorted((work.shot / "filled" / eye).glob("[0-9]*.png")) for eye in ("left", "right")}
+            if title.startswith(b"ray::stereoforge.inpaint") and all(2 <= len(f) < FRAMES for f in filled.values()):
+                kept = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for f in filled.values() for p in f}
+                os.kill(pid, signal.SIGKILL)
+                killed = pid
+                break
+            os.kill(pid, signal.SIGCONT)
+        time.sleep(0.005)
+    runner.join(timeout=300)
+    assert killed is not None, "the inpaint stage ended before a worker could be killed"
+    assert failure == []
+    assert not alive(killed)
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in kept} == kept  # finished frames not redone
+    assert_same_files(work.set_aside("killed"), single)
+
+
+def test_cancel_stops_the_tasks_and_keeps_finished_frames(cluster, work, single):
+    """A cancel while the eyes are inpainted cancels their tasks (ray.cancel): nothing runs on after the job
+    returns, the finished frames stay, and the same job resumes them."""
+    stages = []
+    with pytest.raises(Cancelled, match="cancelled during inpaint"):
+        farm.convert(work.spec(), progress=lambda stage, done, total: stages.append(stage),
+                     cancel=lambda: "inpaint" in stages)
+    for _ in range(50):
+        if not stereoforge_tasks():
+            break
+        time.sleep(0.1)
+    assert stereoforge_tasks() == []  # the tasks stopped with the job
+    filled = sorted((work.shot / "filled").rglob("[0-9]*.png"))
+    assert len(filled) < 2 * FRAMES
+    kept = {p: p.stat().st_ino for p in filled}
+    farm.convert(work.spec())  # resumes
+    assert {p: p.stat().st_ino for p in kept} == kept
+    assert_same_files(work.set_aside("cancelled"), single)
+
+
+@pytest.mark.parametrize("options, says", [
+    (["--ray", "not an address"], "--ray 'not an address' is not a Ray address"),
+    (["--ray", "127.0.0.1:1"], "--ray 127.0.0.1:1: no Ray cluster answers there"),
+    (["--chunk", "0:3"], "--chunk 0:3 is not valid"),
+    (["--chunk", "5:2"], "--chunk 5:2 is not valid"),
+    (["--chunk", "two"], "--chunk 'two' is not valid"),
+    (["--chunk", "20:30"], "--chunk 20:30 does not fit the shot's 24 frames"),
+    (["--chunk", "1:12", "--stages", "eyes,inpaint"], "--inpaint background fills each eye frame after frame"),
+    (["--chunk", "1:12", "--stages", "encode"], "the encode stage writes whole videos"),
+    (["--chunk", "1:12", "--ray"], "--ray and --chunk each say where and how the job runs"),
+])
+def test_bad_ray_address_or_chunk_is_one_line(work, capsys, options, says):
+    rc = cli("convert", *work.args(), *options)
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert says in err and len(err.strip().splitlines()) == 1
+    assert not work.shot.exists()
+
+
+def test_bad_ray_address_exits_2_without_a_traceback(work):
+    done = subprocess.run([sys.executable, "-m", "stereoforge.cli", "convert", *work.args(), "--ray", "127.0.0.1:1"],
+                          env={**os.environ, "PYTHONPATH": BACKEND}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.startswith("stereoforge: error: --ray 127.0.0.1:1") and "Traceback" not in done.stderr
