@@ -59,9 +59,10 @@ from .spherical import add_spherical_metadata
 #: 30 runs on a busy 2-core machine gave other bytes (its lookahead and row tasks race there).
 ENCODER_THREADS = 4
 #: The RGB to YUV conversion runs on one thread. FFmpeg 8's swscale, left to take a thread per core, races at
-#: the seams of its slices for 4:2:2 10-bit (ProRes 422): the first 8 chroma samples of a slice's first row
-#: came out wrong (by up to 290 of 1023) in a different set of frames each run; one thread is a few
-#: milliseconds a frame at 1708x480.
+#: the seams of its slices for the 10-bit formats: the first 8 chroma samples of a slice's first row came out
+#: wrong (by up to 290 of 1023) in a different set of frames each run (4:2:2 at 1708x480 and most widths that
+#: are not a multiple of 64; 4:2:0 and 4:4:4 at some, e.g. 600 and 1000). One thread is as fast here (under 2 ms
+#: a frame at 1708x480).
 _SCALER_THREADS = 1
 #: x264's instruction sets, capped at AVX2 where the CPU has AVX-512. x264's AVX-512 code gave other bytes in
 #: about 1 run in 15 (30 frames, one encoder thread, identical YUV planes, a busy 2-core AMD EPYC), AVX2 in none
