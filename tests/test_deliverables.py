@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -289,3 +290,30 @@ def test_audio_a_container_cannot_hold_is_refused_up_front_and_mkv_takes_it(caps
     convert(capsys, source, depth, tmp_path / "mkv", "--container", "mkv", "--codec", "h265")
     video = tmp_path / "mkv" / "out" / "video" / "mkv_sbs.mkv"
     assert audio_payloads(video) == audio_payloads(source) and probe_stereo(video) == "sbs"
+
+
+@pytest.fixture
+def busy_cores():
+    """Every core kept busy by a spinning child process, as on a loaded CI machine: threads and processes are
+    switched in and out mid-frame, which is where a race or a register state shows."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in os.sched_getaffinity(0)]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
+# At 600x160 FFmpeg 8's scaler, on a thread per core, wrote other chroma at its slices' seams for each 10-bit format.
+@pytest.mark.parametrize("codec, ext", [("h264", ".mp4"), ("h265", ".mkv"), ("h265-10", ".mp4"),
+                                        ("prores", ".mov"), ("prores4444", ".mov")])
+def test_every_codec_gives_the_same_bytes_run_after_run_on_busy_cores(tmp_path, busy_cores, codec, ext):
+    frames = [np.roll(texture(3, 160, 600), 4 * k, axis=1) for k in range(8)]
+    digests = set()
+    for run in range(4):
+        with VideoWriter(tmp_path / f"{run}{ext}", 600, 160, 24, codec=codec, stereo="sbs") as video:
+            for rgb in frames:
+                video.write(rgb)
+        digests.add(sha256(tmp_path / f"{run}{ext}"))
+    assert len(digests) == 1, digests

@@ -58,6 +58,17 @@ from .spherical import add_spherical_metadata
 #: x265 runs on one thread without a pool of its own (``pools=none``): with frame threads or its pool, 1 to 5 of
 #: 30 runs on a busy 2-core machine gave other bytes (its lookahead and row tasks race there).
 ENCODER_THREADS = 4
+#: The RGB to YUV conversion runs on one thread. FFmpeg 8's swscale, left to take a thread per core, races at
+#: the seams of its slices for the 10-bit formats: the first 8 chroma samples of a slice's first row came out
+#: wrong (by up to 290 of 1023) in a different set of frames each run (4:2:2 at 1708x480 and most widths that
+#: are not a multiple of 64; 4:2:0 and 4:4:4 at some, e.g. 600 and 1000). One thread is as fast here (under 2 ms
+#: a frame at 1708x480).
+_SCALER_THREADS = 1
+#: x264's instruction sets, capped at AVX2 where the CPU has AVX-512. x264's AVX-512 code gave other bytes in
+#: about 1 run in 15 (30 frames, one encoder thread, identical YUV planes, a busy 2-core AMD EPYC), AVX2 in none
+#: of 210; and AVX-512 and AVX2 machines gave different bytes, so a farm of both now agrees. Every CPU with
+#: AVX-512 has AVX2; on others x264 takes what it finds, as before.
+_X264_ASM_CAP = "AVX2"
 
 
 class _ZeroedAllocations:
@@ -180,6 +191,15 @@ def check_audio(clip: AudioClip, ext: str) -> None:
             _check_audio_codec(source.streams.audio[0].codec_context.codec.canonical_name, clip.path, ext)
 
 
+def _has_avx512() -> bool:
+    """Whether this CPU has AVX-512 (as NumPy found at import; False where NumPy does not say)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:
+        return False
+    return bool(__cpu_features__.get("AVX512F"))
+
+
 class VideoWriter:
     """Encode RGB frames to a video file, atomically.
 
@@ -262,8 +282,11 @@ class VideoWriter:
         if codec.crf:
             options["crf"] = str(self.crf)
         if codec.encoder == "libx264":
+            params = [f"asm={_X264_ASM_CAP}"] if _has_avx512() else []
             if self.stereo is not None:
-                options["x264-params"] = f"frame-packing={_X264_FRAME_PACKING[self.stereo]}"
+                params.append(f"frame-packing={_X264_FRAME_PACKING[self.stereo]}")
+            if params:
+                options["x264-params"] = ":".join(params)
         elif codec.encoder == "libx265":
             # x265 otherwise prints its banner on stderr, and takes frame threads and a pool by the cores it sees
             # (see ENCODER_THREADS: on one thread, the same bytes every time).
@@ -353,7 +376,7 @@ class VideoWriter:
             rgb = np.pad(rgb, pad, mode="edge")
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         frame = frame.reformat(format=CODECS[self.codec].pix_fmt, dst_colorspace="ITU709",
-                               dst_color_range="MPEG")
+                               dst_color_range="MPEG", threads=_SCALER_THREADS)
         frame.pts = self.frames_written
         frame.time_base = 1 / self.rate
         with self._named_errors():
