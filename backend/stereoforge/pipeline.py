@@ -8,10 +8,12 @@ Read this module to follow a convert job from start to end:
 3. :func:`stereoforge.shot_record.prepare_shot` clears the stages whose settings changed and writes
    ``shot.json``;
 4. each stage's ``run(job)`` (:mod:`stereoforge.stages`: ingest, cloud, eyes, inpaint, composite, encode)
-   writes its frames into the shot folder, reading what the stage before wrote.
+   writes its frames into the shot folder, reading what the stage before wrote; eyes, inpaint and composite
+   hand their frames over in memory instead when they run together (:func:`stereoforge.stages.runs`).
 
 Every file is written under a temporary name and renamed when complete, so a frame that exists is done: a re-run
-skips it (resume). Memory does not grow with the clip: only a batch of frames is in memory at a time.
+skips it (resume). Memory does not grow with the clip: only a batch of frames (the inpainter's window) is in
+memory at a time.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from .plan import Progress, plan
 from .shot import STAGES
 from .shot_record import prepare_shot
 from .spec import ConvertSpec
-from .stages import RUN, Job
+from .stages import Job, runs
 
 
 def convert(spec: ConvertSpec, progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
@@ -57,11 +59,11 @@ def _convert(spec: ConvertSpec, progress: Progress | None, cancel: Callable[[], 
     prepare_shot(job.plan, stages, job.log)
     timings = {"plan": time.perf_counter() - started}
     videos: list[str] = []
-    for stage in stages:
+    for label, run in runs(job, stages):
         t0 = time.perf_counter()
-        result = RUN[stage](job)
-        if stage == "encode":
+        result = run()
+        if label == "encode":
             videos = result
-        timings[stage] = time.perf_counter() - t0
+        timings[label] = time.perf_counter() - t0
     return {"shot_dir": job.dir, "videos": videos, "timings": timings, "frames": job.plan.count,
             "size": (job.plan.intrinsics.width, job.plan.intrinsics.height)}

@@ -533,7 +533,12 @@ def read_eye(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarra
     Takes the backend's channels (R, G, B, A, Z) and Blender's multilayer ones (``<layer>.Combined.R``...,
     ``<layer>.Depth.Z``); RGB is premultiplied by alpha in both, as Blender writes it.
     """
-    ch = read_exr_channels(path, "eye")
+    return eye_from_channels(read_exr_channels(path, "eye"), path)
+
+
+def eye_from_channels(ch: dict[str, np.ndarray], path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`read_eye` of an eye's channels as an EXR holds them (``path`` names the file, for errors): the eyes
+    stage hands its frames over in memory through this too, so that they are what the file would give."""
 
     def channel(name: str, *suffixes: str) -> np.ndarray | None:
         if name in ch:
@@ -661,8 +666,9 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
 
 
 def write_exr(path: str | os.PathLike, channels: dict[str, np.ndarray], half: bool = False,
-              attributes: dict | None = None) -> None:
-    """Write a single-part scanline EXR atomically, ZIP-compressed.
+              attributes: dict | None = None, compress: bool = True) -> None:
+    """Write a single-part scanline EXR atomically, ZIP-compressed (or not compressed at all: a shot's
+    intermediates, which the pipeline reads back, are written about twice as fast that way).
 
     Args:
         path: where to write (an ``.exr`` name).
@@ -670,6 +676,7 @@ def write_exr(path: str | os.PathLike, channels: dict[str, np.ndarray], half: bo
             with coverage, ``{'Z'}`` for depth. Values are stored as they are (linear colour, metres).
         half: store 16-bit floats instead of 32-bit (fine for colour, too coarse for far depth).
         attributes: more header attributes, e.g. ``{"multiView": ["left", "right"]}``.
+        compress: ZIP (lossless, smaller); False: none (lossless, faster).
     """
     if not channels:
         raise ValueError("write_exr needs at least one channel")
@@ -678,7 +685,8 @@ def write_exr(path: str | os.PathLike, channels: dict[str, np.ndarray], half: bo
     shapes = {name: values.shape for name, values in pixels.items()}
     if len(set(shapes.values())) != 1 or pixels[next(iter(pixels))].ndim != 2:
         raise ValueError(f"write_exr needs (H, W) channels of one size, got {shapes}")
-    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage, **(attributes or {})}
+    compression = OpenEXR.ZIP_COMPRESSION if compress else OpenEXR.NO_COMPRESSION
+    header = {"compression": compression, "type": OpenEXR.scanlineimage, **(attributes or {})}
     with atomic_path(path) as temp, OpenEXR.File(header, pixels) as exr:
         try:
             exr.write(str(temp))

@@ -1,36 +1,129 @@
 """``inpaint``: each eye's dropout filled, ``filled/{left,right}/000001.png``, by one of the weight-free
 inpainters (:mod:`stereoforge.inpaint`) or, with ``--inpaint-model``, a diffusers model
-(:mod:`stereoforge.models.inpaint`)."""
+(:mod:`stereoforge.models.inpaint`).
+
+:class:`Fills` fills both eyes frame by frame in memory: the composite stage takes its frames from it when it
+runs in the same process, and filled/ is written only when asked (``--keep filled``), or every
+:data:`CHECKPOINT_EVERY` frames as the point a stopped run resumes from. :func:`run` writes every frame.
+"""
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 
 from ..inpaint import INPAINTERS
 from ..io.images import write_png
 from ..shot import EYES
+from .eyes import EyeFrames
 from .job import Job
+from .writes import Writes
+
+#: Without ``--keep filled``, the fills of every this many frames are written (and the one before the last
+#: removed) for a stopped run to resume from: each frame's fill carries on from the one before, so a resumed
+#: run fills again, without writing, the frames from the last of these to the first it must make.
+CHECKPOINT_EVERY = 24
 
 
-def run(job: Job) -> None:
-    """Fill the frames of ``job`` not filled yet, both eyes."""
+def run(job: Job, eyes: EyeFrames | None = None) -> None:
+    """Fill and write the frames of ``job`` not filled yet, both eyes. ``eyes``: the eyes in memory (the eyes
+    stage runs in this process and writes no files), else they are read from eyes/."""
     if job.plan.spec.inpaint_model is not None:
         from ..models.inpaint import inpaint_stage
 
         return inpaint_stage(job)
-    make = INPAINTERS[job.plan.spec.inpaint]
     job.make_dirs("inpaint")
-    # One inpainter per eye, reading its window of frames from eyes/ (whether or not they are filled yet)
-    # and, when resuming, the fill of the frame before the first one to do from filled/.
-    inpainters = {eye: make(job.clip(eye)) for eye in EYES}
-    outputs = lambda n: [job.filled_frame(eye, n) for eye in EYES]
+    with Writes() as writes, Fills(job, writes, eyes, keep=True) as fills:
+        for n in job.frames_to_do("inpaint", lambda n: [job.filled_frame(eye, n) for eye in EYES]):
+            fills.fill(n)
 
-    def fill(eye: str, n: int) -> None:
-        write_png(job.filled_frame(eye, n), inpainters[eye].fill(n))
 
-    # The eyes are independent of each other: each on its own thread (OpenCV and numpy's array work
-    # releases the GIL), frame by frame, so a cancel between frames leaves no eye behind the other.
-    with ThreadPoolExecutor(len(EYES), thread_name_prefix="stereoforge-inpaint") as pool:
-        for n in job.frames_to_do("inpaint", outputs):
-            for future in [pool.submit(fill, eye, n) for eye in EYES]:
-                future.result()
+class Fills:
+    """Both eyes of the shot's frames filled, one inpainter per eye (:data:`stereoforge.inpaint.INPAINTERS`,
+    ``--inpaint``), each on its own thread (OpenCV and numpy's array work release the GIL), frame by frame, so
+    that a cancel between frames leaves no eye behind the other.
+
+    ``keep``: write every fill into filled/; the inpainters resume from the fill of the frame before, read back
+    from there. Otherwise only checkpoints are written (:data:`CHECKPOINT_EVERY`), and a run that starts after
+    the first frame (a resume) or skips frames fills again the frames from the last checkpoint before: its fills
+    are those of a run that never stopped. ``eyes``: where the inpainters read the eyes (else eyes/ and masks/).
+    """
+
+    def __init__(self, job: Job, writes: Writes, eyes: EyeFrames | None, keep: bool):
+        self.job, self.writes, self.eyes, self.keep = job, writes, eyes, keep
+        make = INPAINTERS[job.plan.spec.inpaint]
+        # Each inpainter reads its window of frames (whether or not they are filled yet) and, when resuming, the
+        # fill of the frame before the first one it makes from filled/.
+        self._inpainters = {eye: make(eyes.clip(eye) if eyes else job.clip(eye)) for eye in EYES}
+        self._pool = ThreadPoolExecutor(len(EYES), thread_name_prefix="stereoforge-inpaint")
+        self._next: int | None = None  # the frame the inpainters carry on with
+        self._checkpoints: list[int] = []
+
+    def fill(self, n: int) -> dict[str, np.ndarray]:
+        """Frame ``n`` of each eye, filled (uint8 sRGB (H, W, 3)); written to filled/ when kept."""
+        if not self.keep:
+            for m in range(self._first_to_refill(n), n):
+                self._fill(m)
+        codes = self._fill(n)
+        if self.keep or n % CHECKPOINT_EVERY == 0:
+            for eye in EYES:
+                self.writes.submit(write_png, self.job.filled_frame(eye, n), codes[eye])
+        if not self.keep and n % CHECKPOINT_EVERY == 0:
+            self._checkpoint(n)
+        return codes
+
+    def finish(self) -> None:
+        """After the run's last frame: when that is the shot's, the checkpoints of a run that keeps no fills go."""
+        if self.keep or self.job.frames[-1] != self.job.plan.count:
+            return
+        self.writes.wait()
+        for n in self._checkpoints:
+            self._remove_checkpoint(n)
+
+    def _fill(self, n: int) -> dict[str, np.ndarray]:
+        futures = {eye: self._pool.submit(self._inpainters[eye].fill, n) for eye in EYES}
+        codes = {eye: future.result() for eye, future in futures.items()}
+        self._next = n + 1
+        if self.eyes is not None:  # frame n stays: the composite stage reads its dropout (exr-multiview)
+            self.eyes.forget_before(n)
+        return codes
+
+    def _first_to_refill(self, n: int) -> int:
+        """The first frame to fill again before frame ``n``: the inpainters go on from the last frame they
+        filled, or from a checkpoint on disk (the frame before ``n``, or the last one before it), or from the
+        shot's start."""
+        if self._next is not None and self._next <= n:
+            return self._next
+        for m in range(n - 1, 0, -1):
+            if all(os.path.exists(self.job.filled_frame(eye, m)) for eye in EYES):
+                return m + 1
+        return 1
+
+    def _checkpoint(self, n: int) -> None:
+        """Checkpoint ``n`` is being written: the one two before it goes (all the frames before the one before
+        it are done by now, so a resume needs neither)."""
+        self._checkpoints.append(n)
+        if len(self._checkpoints) > 2:
+            self.writes.wait()
+            self._remove_checkpoint(self._checkpoints.pop(0))
+
+    def _remove_checkpoint(self, n: int) -> None:
+        for eye in EYES:
+            path = self.job.filled_frame(eye, n)
+            if os.path.exists(path):
+                os.remove(path)
+        for eye in EYES:  # filled/ itself goes when it holds nothing more
+            folder = os.path.dirname(self.job.filled_frame(eye, n))
+            if os.path.isdir(folder) and not os.listdir(folder):
+                os.rmdir(folder)
+        folder = os.path.dirname(os.path.dirname(self.job.filled_frame(EYES[0], n)))
+        if os.path.isdir(folder) and not os.listdir(folder):
+            os.rmdir(folder)
+
+    def __enter__(self) -> Fills:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._pool.shutdown(wait=True)
