@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 
 import numpy as np
 
@@ -25,7 +26,7 @@ def run(job: Job, fills: Fills | None = None, label: str = "composite") -> None:
     spec = job.plan.spec
     streams = [s for layout in spec.layouts for s in stream_names(layout)]
     job.make_dirs("composite")
-    outputs = lambda n: [job.composite_frame(stream, n) for stream in streams]
+    outputs = lambda n: [job.composite_frame(stream, n) for stream in streams] + (fills.outputs(n) if fills else [])
     # With fills, their writes (the checkpoints) and these are one queue: a checkpoint may go once the frames
     # composed before it are on disk.
     with contextlib.nullcontext(fills.writes) if fills is not None else Writes() as writes:
@@ -56,7 +57,9 @@ def _compose(job: Job, n: int, left: np.ndarray, right: np.ndarray, fills: Fills
         if layout == MULTIVIEW_EXR:
             masks = [fills.eyes.eye(eye, n).dropout if fills is not None and fills.eyes is not None else
                      read_mask(job.path("masks", eye, frame_name(n, "png"))) for eye in EYES]
-            writes.submit(write_multiview_frame, job.composite_frame(layout, n), left, right, *masks)
+            if not os.path.exists(job.composite_frame(layout, n)):
+                writes.submit(write_multiview_frame, job.composite_frame(layout, n), left, right, *masks)
             continue
         for stream, frame in compose(left, right, layout, eyes).items():
-            writes.submit(write_png, job.composite_frame(stream, n), frame)
+            if not os.path.exists(job.composite_frame(stream, n)):  # a frame redone for a kept file it lacked
+                writes.submit(write_png, job.composite_frame(stream, n), frame)

@@ -53,6 +53,11 @@ class EyeFrames:
         return [self.job.path(kind, eye, frame_name(n, ext)) for eye in EYES
                 for kind, ext in (("eyes", "exr"), ("masks", "png"))]
 
+    def kept_outputs(self, n: int) -> list[str]:
+        """The files of frame ``n`` that ``write`` asks for."""
+        return [self.job.path(kind, eye, frame_name(n, ext)) for eye in EYES
+                for kind, ext in (("eyes", "exr"), ("masks", "png")) if kind in self.write]
+
     def clip(self, eye: str) -> ClipReader:
         """One eye as an inpainter reads it: these frames, and the fills an earlier run left in filled/."""
         return ClipReader(lambda n: self.eye(eye, n), self.job.clip(eye).filled)
@@ -76,9 +81,11 @@ class EyeFrames:
                 del self._held[m]
 
     def _batch(self, n: int) -> list[int]:
-        """Frame ``n`` and the frames after it to splat with it: of its rig, not held, not on disk."""
+        """Frame ``n`` and the frames after it to splat with it: of its rig, not held, not on disk, and within
+        the run's frames when ``n`` is (a farm's chunk splats no frame of another)."""
         rigs, numbers = self.job.plan.rigs, [n]
-        for m in range(n + 1, min(n + self.job.plan.spec.batch, self.job.plan.count + 1)):
+        last = self.job.frames[-1] if n in self.job.frames else self.job.plan.count
+        for m in range(n + 1, min(n + self.job.plan.spec.batch, last + 1)):
             if m in self._held or rigs[m - 1] != rigs[n - 1] or all(os.path.exists(p) for p in self.outputs(m)):
                 break
             numbers.append(m)

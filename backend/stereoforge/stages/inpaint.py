@@ -61,6 +61,12 @@ class Fills:
         self._next: int | None = None  # the frame the inpainters carry on with
         self._checkpoints: list[int] = []
 
+    def outputs(self, n: int) -> list[str]:
+        """The files of frame ``n`` that this run keeps (in filled/, eyes/ and masks/), which must be there for
+        the frame to be done."""
+        kept = [self.job.filled_frame(eye, n) for eye in EYES] if self.keep else []
+        return kept + (self.eyes.kept_outputs(n) if self.eyes is not None else [])
+
     def fill(self, n: int) -> dict[str, np.ndarray]:
         """Frame ``n`` of each eye, filled (uint8 sRGB (H, W, 3)); written to filled/ when kept."""
         if not self.keep:
@@ -69,7 +75,8 @@ class Fills:
         codes = self._fill(n)
         if self.keep or n % CHECKPOINT_EVERY == 0:
             for eye in EYES:
-                self.writes.submit(write_png, self.job.filled_frame(eye, n), codes[eye])
+                if not os.path.exists(self.job.filled_frame(eye, n)):
+                    self.writes.submit(write_png, self.job.filled_frame(eye, n), codes[eye])
         if not self.keep and n % CHECKPOINT_EVERY == 0:
             self._checkpoint(n)
         return codes
