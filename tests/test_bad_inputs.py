@@ -41,8 +41,9 @@ from stereoforge.io.video import VideoWriter
 
 H, W, FRAMES = 64, 96, 4
 FAR_M, NEAR_M = 6.0, 2.0
-#: The finished shot's command, less the paths; every case adds a changed interocular to it.
-SETTINGS = ("--depth-kind", "metric", "--device", "cpu", "-q")
+#: The finished shot's command, less the paths; every case adds a changed interocular to it. The shot keeps
+#: every intermediate, so that each stage's files are there to break.
+SETTINGS = ("--depth-kind", "metric", "--device", "cpu", "-q", "--keep", "eyes,masks,filled")
 REMAKE = ("--interocular", "0.09")
 BACKEND = Path(stereoforge.__file__).resolve().parents[1]
 

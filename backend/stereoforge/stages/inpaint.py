@@ -59,7 +59,6 @@ class Fills:
         self._inpainters = {eye: make(eyes.clip(eye) if eyes else job.clip(eye)) for eye in EYES}
         self._pool = ThreadPoolExecutor(len(EYES), thread_name_prefix="stereoforge-inpaint")
         self._next: int | None = None  # the frame the inpainters carry on with
-        self._checkpoints: list[int] = []
 
     def outputs(self, n: int) -> list[str]:
         """The files of frame ``n`` that this run keeps (in filled/, eyes/ and masks/), which must be there for
@@ -86,7 +85,7 @@ class Fills:
         if self.keep or self.job.frames[-1] != self.job.plan.count:
             return
         self.writes.wait()
-        for n in self._checkpoints:
+        for n in self._checkpoints_on_disk():
             self._remove_checkpoint(n)
 
     def _fill(self, n: int) -> dict[str, np.ndarray]:
@@ -109,12 +108,20 @@ class Fills:
         return 1
 
     def _checkpoint(self, n: int) -> None:
-        """Checkpoint ``n`` is being written: the one two before it goes (all the frames before the one before
-        it are done by now, so a resume needs neither)."""
-        self._checkpoints.append(n)
-        if len(self._checkpoints) > 2:
+        """Checkpoint ``n`` is being written: once the frames before it are on disk, a resume starts at ``n``
+        or later and needs no checkpoint before the one before ``n``: those go."""
+        old = [m for m in self._checkpoints_on_disk() if m < n - CHECKPOINT_EVERY]
+        if old:
             self.writes.wait()
-            self._remove_checkpoint(self._checkpoints.pop(0))
+            for m in old:
+                self._remove_checkpoint(m)
+
+    def _checkpoints_on_disk(self) -> list[int]:
+        """The frames in filled/ (this run's checkpoints and a stopped run's), when it holds checkpoints only
+        (an earlier run's kept fills stay)."""
+        on_disk = {int(name.split(".")[0]) for eye in EYES if os.path.isdir(folder := self.job.path("filled", eye))
+                   for name in os.listdir(folder) if name.split(".")[0].isdigit()}
+        return sorted(on_disk) if all(n % CHECKPOINT_EVERY == 0 for n in on_disk) else []
 
     def _remove_checkpoint(self, n: int) -> None:
         for eye in EYES:

@@ -14,7 +14,8 @@ _PENDING_PER_WRITER = 4
 
 class Writes:
     """A context manager that runs ``submit(fn, *args)`` on :data:`WRITERS` threads; leaving it waits for every
-    write and raises the first one's error (as writing in line would have)."""
+    write (a stopped run keeps the frames it finished) and raises the first one's error (as writing in line
+    would have)."""
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="stereoforge-write")
@@ -39,4 +40,4 @@ class Writes:
             if kind is None:
                 self.wait()
         finally:
-            self._pool.shutdown(wait=True, cancel_futures=kind is not None)
+            self._pool.shutdown(wait=True)
