@@ -541,7 +541,9 @@ def run_and_signal(args: list[str], stage: str, act: Callable[[subprocess.Popen]
     acted = False
     for line in process.stdout:
         event = json.loads(line)
-        if not acted and event.get("stage", "").startswith(stage) and 1 <= event["done"] < event["total"]:
+        # Eyes, inpaint and composite run as one (eyes+inpaint+composite): a stop in any is a stop in it.
+        parts = event.get("stage", "").split("+")
+        if not acted and any(part.startswith(stage) for part in parts) and 1 <= event["done"] < event["total"]:
             act(process)
             acted = True
     _, err = process.communicate(timeout=300)

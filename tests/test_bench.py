@@ -44,7 +44,7 @@ def test_bench_pipeline_reports_stages_and_memory(capsys, tmp_path):
     figures = last_json_line(capsys)
     assert figures["frames"] == 3 and figures["height"] == 32 and figures["width"] == 48
     stages = figures["seconds_per_frame"]
-    assert {"ingest", "cloud", "eyes", "inpaint", "composite", "encode"} <= stages.keys()
+    assert {"ingest", "cloud", "eyes+inpaint+composite", "encode"} <= stages.keys()  # the middle three as one
     assert all(positive(seconds) for seconds in stages.values())
     for key in ("total_seconds_per_frame", "peak_rss_mb", "rss_before_mb", "peak_rss_during_convert_mb"):
         assert positive(figures[key]), key

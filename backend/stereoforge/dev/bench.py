@@ -416,6 +416,7 @@ _STAGE_NOTES = {
     "eyes": "splat both eyes + write EXR/masks (reads source/depth)",
     "inpaint": "fill dropout",
     "composite": "stereo layouts",
+    "eyes+inpaint+composite": "splat, fill and compose, handed over in memory; write the stereo frames",
     "encode": "video encode",
 }
 

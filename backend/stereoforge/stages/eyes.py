@@ -116,12 +116,20 @@ class EyeFrames:
                 self._write(n, eye, channels, self._held[n][eye].dropout)
 
     def _write(self, n: int, eye: str, channels: dict[str, np.ndarray], dropout: np.ndarray) -> None:
-        """Write the files of frame ``n`` of ``eye`` that ``write`` asks for and that are not there yet."""
+        """Write the files of frame ``n`` of ``eye`` that ``write`` asks for and that are not there yet: the eye,
+        then its mask (in that order, as one task: a disk that fills up stops at the eye)."""
         exr, mask = (self.job.path(kind, eye, frame_name(n, ext)) for kind, ext in (("eyes", "exr"), ("masks", "png")))
-        if "eyes" in self.write and not os.path.exists(exr):
-            self.writes.submit(write_exr, exr, channels, True, None, False)
-        if "masks" in self.write and not os.path.exists(mask):
-            self.writes.submit(write_png, mask, dropout.astype(np.uint8) * 255)
+        write_eye = "eyes" in self.write and not os.path.exists(exr)
+        write_mask = "masks" in self.write and not os.path.exists(mask)
+
+        def write() -> None:
+            if write_eye:
+                write_exr(exr, channels, half=True, compress=False)
+            if write_mask:
+                write_png(mask, dropout.astype(np.uint8) * 255)
+
+        if write_eye or write_mask:
+            self.writes.submit(write)
 
     def __enter__(self) -> EyeFrames:
         return self
