@@ -10,7 +10,7 @@ runs in the same process, and filled/ is written only when asked (``--keep fille
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -57,8 +57,10 @@ class Fills:
         # Each inpainter reads its window of frames (whether or not they are filled yet) and, when resuming, the
         # fill of the frame before the first one it makes from filled/.
         self._inpainters = {eye: make(eyes.clip(eye) if eyes else job.clip(eye)) for eye in EYES}
-        self._pool = ThreadPoolExecutor(len(EYES), thread_name_prefix="stereoforge-inpaint")
+        # One thread per eye: its inpainter fills its frames one after the other, in the order asked.
+        self._threads = {eye: ThreadPoolExecutor(1, thread_name_prefix=f"stereoforge-inpaint-{eye}") for eye in EYES}
         self._next: int | None = None  # the frame the inpainters carry on with
+        self._ahead: dict[int, dict[str, Future]] = {}  # the frame begun before it was asked for
 
     def outputs(self, n: int) -> list[str]:
         """The files of frame ``n`` that this run keeps (in filled/, eyes/ and masks/), which must be there for
@@ -89,12 +91,19 @@ class Fills:
             self._remove_checkpoint(n)
 
     def _fill(self, n: int) -> dict[str, np.ndarray]:
-        futures = {eye: self._pool.submit(self._inpainters[eye].fill, n) for eye in EYES}
+        """Frame ``n`` of both eyes; then frame ``n + 1`` is begun, so that the inpainters work on while the
+        caller composes frame ``n`` (each inpainter still fills its frames one after the other, in order)."""
+        futures = self._ahead.pop(n, None) or self._begin(n)
         codes = {eye: future.result() for eye, future in futures.items()}
         self._next = n + 1
         if self.eyes is not None:  # frame n stays: the composite stage reads its dropout (exr-multiview)
             self.eyes.forget_before(n)
+        if n + 1 <= self.job.frames[-1]:
+            self._ahead = {n + 1: self._begin(n + 1)}
         return codes
+
+    def _begin(self, n: int) -> dict[str, Future]:
+        return {eye: self._threads[eye].submit(self._inpainters[eye].fill, n) for eye in EYES}
 
     def _first_to_refill(self, n: int) -> int:
         """The first frame to fill again before frame ``n``: the inpainters go on from the last frame they
@@ -140,4 +149,5 @@ class Fills:
         return self
 
     def __exit__(self, *exc) -> None:
-        self._pool.shutdown(wait=True)
+        for thread in self._threads.values():
+            thread.shutdown(wait=True)
