@@ -33,17 +33,17 @@ def run(job: Job, fills: Fills | None = None, label: str = "composite") -> None:
         for n in job.frames_to_do(label, outputs):
             if fills is None:
                 left, right = (read_image(job.filled_frame(eye, n)) for eye in EYES)
-            else:
+            else:  # the codes themselves (the inpainter keeps them: copied before the floating window)
                 codes = fills.fill(n)
-                left, right = (srgb_integers_to_linear(codes[eye]) for eye in EYES)
+                left, right = (codes[eye].copy() if spec.floating_window else codes[eye] for eye in EYES)
             _compose(job, n, left, right, fills, writes)
         if fills is not None:
             fills.finish()
 
 
 def _compose(job: Job, n: int, left: np.ndarray, right: np.ndarray, fills: Fills | None, writes: Writes) -> None:
-    """Write frame ``n`` of every layout from its filled eyes (linear RGB); exr-multiview takes the dropout too,
-    from the eyes in memory when ``fills`` has them."""
+    """Write frame ``n`` of every layout from its filled eyes (linear RGB, or uint8 sRGB codes); exr-multiview
+    takes the dropout too, from the eyes in memory when ``fills`` has them."""
     spec, k, rigs = job.plan.spec, job.plan.intrinsics, job.plan.rigs
     # Each eye's own camera (its lens shift follows the frame's rig), for the layouts that reproject.
     eyes = {eye: dataclasses.replace(k, cx=k.cx - view.shift_px)
@@ -58,7 +58,8 @@ def _compose(job: Job, n: int, left: np.ndarray, right: np.ndarray, fills: Fills
             masks = [fills.eyes.eye(eye, n).dropout if fills is not None and fills.eyes is not None else
                      read_mask(job.path("masks", eye, frame_name(n, "png"))) for eye in EYES]
             if not os.path.exists(job.composite_frame(layout, n)):
-                writes.submit(write_multiview_frame, job.composite_frame(layout, n), left, right, *masks)
+                linear = [srgb_integers_to_linear(eye) if eye.dtype == np.uint8 else eye for eye in (left, right)]
+                writes.submit(write_multiview_frame, job.composite_frame(layout, n), *linear, *masks)
             continue
         for stream, frame in compose(left, right, layout, eyes).items():
             if not os.path.exists(job.composite_frame(stream, n)):  # a frame redone for a kept file it lacked
