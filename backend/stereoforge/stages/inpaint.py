@@ -59,6 +59,8 @@ class Fills:
         self._inpainters = {eye: make(eyes.clip(eye) if eyes else job.clip(eye)) for eye in EYES}
         # One thread per eye: its inpainter fills its frames one after the other, in the order asked.
         self._threads = {eye: ThreadPoolExecutor(1, thread_name_prefix=f"stereoforge-inpaint-{eye}") for eye in EYES}
+        #: How far ahead of the frame it fills an inpainter looks (its window's radius).
+        self._window = getattr(self._inpainters[EYES[0]], "radius", 0)
         self._next: int | None = None  # the frame the inpainters carry on with
         self._ahead: dict[int, dict[str, Future]] = {}  # the frame begun before it was asked for
 
@@ -100,6 +102,8 @@ class Fills:
             self.eyes.forget_before(n)
         if n + 1 <= self.job.frames[-1]:
             self._ahead = {n + 1: self._begin(n + 1)}
+            if self.eyes is not None:  # the newest frame that filling n + 1 reads, splatted here meanwhile
+                self.eyes.eye(EYES[0], min(n + 1 + self._window, self.job.plan.count))
         return codes
 
     def _begin(self, n: int) -> dict[str, Future]:
