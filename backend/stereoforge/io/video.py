@@ -60,56 +60,6 @@ from .spherical import add_spherical_metadata
 ENCODER_THREADS = 4
 
 
-class _ZeroedAllocations:
-    """While a video is encoded, memory that glibc's malloc hands out is zeroed (``mallopt(M_PERTURB)``).
-
-    FFmpeg's x264 reads memory it never wrote, and its bytes follow: the same 1708x480 frames gave one video as
-    the first encode of a process, another after an encode of the same size (it reused that one's freed
-    memory), a third after one of another size; with ``MALLOC_PERTURB_`` set, each fill byte gave its own video
-    (measured with PyAV 18 / FFmpeg 8.1, on 1 to 4 threads). Zeroed, as the fresh pages of a new process are,
-    the bytes are the same every time, whichever process encodes (a farm's worker, stereoforge.farm). A no-op
-    where the C library has no ``mallopt``.
-    """
-
-    M_PERTURB = -6
-    #: glibc fills what malloc returns with this byte XOR 0xff: zeros (and what free takes back with 0xff).
-    FILL = 0xFF
-
-    def __init__(self) -> None:
-        import threading
-
-        self.lock = threading.Lock()
-        self.open = 0
-        self._mallopt = None
-
-    def mallopt(self):
-        if self._mallopt is None:
-            import ctypes
-
-            try:
-                self._mallopt = ctypes.CDLL(None).mallopt
-            except (OSError, AttributeError):  # not glibc
-                self._mallopt = lambda option, value: 0
-        return self._mallopt
-
-    @contextlib.contextmanager
-    def __call__(self) -> Iterator[None]:
-        with self.lock:
-            self.open += 1
-            if self.open == 1:
-                self.mallopt()(self.M_PERTURB, self.FILL)
-        try:
-            yield
-        finally:
-            with self.lock:
-                self.open -= 1
-                if self.open == 0:
-                    self.mallopt()(self.M_PERTURB, 0)
-
-
-_zeroed_allocations = _ZeroedAllocations()
-
-
 @dataclass(frozen=True)
 class Codec:
     """How one ``--codec`` is encoded: FFmpeg's encoder, its pixel format, its options, where it may go."""
@@ -277,7 +227,6 @@ class VideoWriter:
         codec = CODECS[self.codec]
         with contextlib.ExitStack() as stack:
             temp = stack.enter_context(atomic_path(self.path))
-            stack.enter_context(_zeroed_allocations())  # until the container is closed
             if self.projection is not None:  # after the container is closed, before the file is moved in place
                 stack.push(partial(self._add_projection, temp))
             # faststart moves the index to the front so players can start before the whole file arrives;
