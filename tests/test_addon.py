@@ -290,7 +290,7 @@ def test_blender_and_the_splatter_agree(headless_shot, tmp_path):
     Blender's points are spheres 1.5 px wide, the splatter's are bilinear splats)."""
     _, shot = headless_shot
     spec = json.loads((shot / "shot.json").read_text())["spec"]
-    spec.update(output_dir=str(tmp_path / "splat"), stages=None, device="cpu")
+    spec.update(output_dir=str(tmp_path / "splat"), stages=None, device="cpu", keep=["eyes"])
     convert(ConvertSpec.from_dict(spec))
     figures = []
     for n in range(1, FRAMES + 1):

@@ -41,8 +41,9 @@ from stereoforge.io.video import VideoWriter
 
 H, W, FRAMES = 64, 96, 4
 FAR_M, NEAR_M = 6.0, 2.0
-#: The finished shot's command, less the paths; every case adds a changed interocular to it.
-SETTINGS = ("--depth-kind", "metric", "--device", "cpu", "-q")
+#: The finished shot's command, less the paths; every case adds a changed interocular to it. The shot keeps
+#: every intermediate, so that each stage's files are there to break.
+SETTINGS = ("--depth-kind", "metric", "--device", "cpu", "-q", "--keep", "eyes,masks,filled")
 REMAKE = ("--interocular", "0.09")
 BACKEND = Path(stereoforge.__file__).resolve().parents[1]
 
@@ -540,7 +541,9 @@ def run_and_signal(args: list[str], stage: str, act: Callable[[subprocess.Popen]
     acted = False
     for line in process.stdout:
         event = json.loads(line)
-        if not acted and event.get("stage", "").startswith(stage) and 1 <= event["done"] < event["total"]:
+        # Eyes, inpaint and composite run as one (eyes+inpaint+composite): a stop in any is a stop in it.
+        parts = event.get("stage", "").split("+")
+        if not acted and any(part.startswith(stage) for part in parts) and 1 <= event["done"] < event["total"]:
             act(process)
             acted = True
     _, err = process.communicate(timeout=300)

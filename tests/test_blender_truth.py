@@ -35,7 +35,8 @@ def render_truth(out: Path, mode: str, pivot: str, interocular: float = 0.1, con
 
 def convert(truth: Path, info: dict, shot: Path, **rig) -> None:
     args = ["convert", str(truth / "center"), "--depth", str(truth / "depth"), "--depth-kind", "metric",
-            "--focal-px", str(info["focal_px"]), "--inpaint", "none", "--no-cloud", "-o", str(shot), "-q"]
+            "--focal-px", str(info["focal_px"]), "--inpaint", "none", "--no-cloud", "-o", str(shot), "-q",
+            "--keep", "eyes,masks,filled"]
     for key, value in rig.items():
         args += [f"--{key.replace('_', '-')}", str(value)]
     assert main(args) == 0
@@ -118,7 +119,7 @@ def test_a_stereo_pair_is_reproduced_from_its_disparity(tmp_path):
     left.write_bytes((truth / "left" / "000001.png").read_bytes())
     shot = tmp_path / "shot"
     assert main(["convert", str(left), "--depth", str(tmp_path / "disp0.pfm"), "--depth-kind", "disparity",
-                 "--baseline", "0.25", "-o", str(shot), "--no-cloud", "-q"]) == 0
+                 "--baseline", "0.25", "-o", str(shot), "--no-cloud", "-q", "--keep", "eyes,masks,filled"]) == 0
     scores = eye_scores(shot, truth)
     print("disparity", {f"{a}/{b}": round(v, 1) for (a, b), v in scores.items()})
     assert scores[("left", "left")] > 60  # the source itself

@@ -204,14 +204,16 @@ def clip(inputs):
 
 @pytest.fixture(scope="module")
 def image_shot(tmp_path_factory):
-    """One image with metric .npy depth, converted with every default (run once for several tests)."""
+    """One image with metric .npy depth, converted with every default, keeping the intermediates (run once for
+    several tests)."""
     root = tmp_path_factory.mktemp("image")
     made = Inputs(root / "in")
     rgb = texture(1)
     depth = scene_depth()
     source, depth_path = made.image("frame.png", rgb), made.npy("depth.npy", depth)
     shot = root / "shot"
-    rc = main(["convert", str(source), "--depth", str(depth_path), "--depth-kind", "metric", "-o", str(shot)])
+    rc = main(["convert", str(source), "--depth", str(depth_path), "--depth-kind", "metric", "-o", str(shot),
+               "--keep", "eyes,masks,filled"])
     assert rc == 0
     made.check()
     return SimpleNamespace(source=source, depth_path=depth_path, rgb=rgb, depth=depth, shot=shot)
@@ -363,10 +365,8 @@ def test_folder_of_frames_with_folder_of_depth(clip, tmp_path, capsys):
     names = [f"{k:06d}" for k in range(1, CLIP_FRAMES + 1)]
     assert listing(shot / "source") == [n + ".png" for n in names]
     assert listing(shot / "depth") == [n + ".exr" for n in names]
-    for folder in ("eyes/left", "eyes/right"):
-        assert listing(shot / folder) == [n + ".exr" for n in names]
-    for folder in ("masks/left", "masks/right", "filled/left", "filled/right"):
-        assert listing(shot / folder) == [n + ".png" for n in names]
+    for folder in ("eyes", "masks", "filled"):  # handed over in memory, not kept (no --keep)
+        assert not (shot / folder).exists(), folder
     assert listing(shot / "out" / "frames" / "sbs") == [f"sbs_{n}.png" for n in names]
     for k in range(CLIP_FRAMES):
         np.testing.assert_array_equal(load_rgb(shot / "source" / f"{k + 1:06d}.png"), clip.rgb[k])
@@ -469,7 +469,7 @@ def test_layouts(inputs, tmp_path, capsys):
     source, depth = inputs.image("frame.png", texture(3)), inputs.npy("depth.npy", scene_depth())
     shot = tmp_path / "shot"
     rc, out, err = cli(capsys, source, "--depth", depth, "--depth-kind", "metric", "-o", shot, "-q",
-                       "--layout", "sbs-half,tb,tb-half,anaglyph,separate")
+                       "--layout", "sbs-half,tb,tb-half,anaglyph,separate", "--keep", "filled")
     assert rc == 0, err
     streams = {"sbs-half": (H, W), "tb": (2 * H, W), "tb-half": (H, W), "anaglyph": (H, W), "left": (H, W),
                "right": (H, W)}
@@ -524,7 +524,8 @@ def test_disparity_reproduces_the_right_view(inputs, tmp_path, capsys):
     disparity = inputs.npy("disparity.npy", np.full((H, W), float(shift), np.float32))
     shot = tmp_path / "shot"
     rc, _, err = cli(capsys, source, "--depth", disparity, "--depth-kind", "disparity", "--baseline", "0.1",
-                     "--pivot", "LEFT", "--convergence-mode", "PARALLEL", "-o", shot, "-q")
+                     "--pivot", "LEFT", "--convergence-mode", "PARALLEL", "-o", shot, "-q",
+                     "--keep", "eyes,masks,filled")
     assert rc == 0, err
     metric = read_depth_file(shot / "depth" / "000001.exr")
     np.testing.assert_allclose(metric, FOCAL_PX * 0.1 / shift, rtol=1e-6)
@@ -572,7 +573,7 @@ def test_max_parallax_sets_the_interocular(inputs, tmp_path, capsys, mode):
 @pytest.fixture
 def resumable(inputs, tmp_path):
     source, depth = inputs.image("frame.png", texture(7)), inputs.npy("depth.npy", scene_depth())
-    args = [source, "--depth", depth, "--depth-kind", "metric", "-o", tmp_path / "shot"]
+    args = [source, "--depth", depth, "--depth-kind", "metric", "-o", tmp_path / "shot", "--keep", "eyes,masks,filled"]
     return SimpleNamespace(args=args, shot=tmp_path / "shot")
 
 
@@ -691,8 +692,7 @@ def test_cancelled_job_keeps_complete_files_and_resumes(clip, tmp_path):
         _readable(shot)
         limit += 1
         assert limit < 300, "the job never finished"
-    for stage in ("during ingest", "during cloud", "during eyes", "during inpaint", "during composite",
-                  "while encoding"):
+    for stage in ("during ingest", "during cloud", "during eyes+inpaint+composite", "while encoding"):
         assert any(stage in m for m in messages), f"no run was cancelled {stage}: {messages}"
 
     # The resumed shot is the uninterrupted one.
@@ -810,7 +810,7 @@ def test_missing_depth_becomes_dropout_in_both_eyes(inputs, tmp_path, capsys, ki
     source, depth_path = inputs.image("frame.png", texture(11)), inputs.npy("depth.npy", depth)
     shot = tmp_path / "shot"
     rc, _, err = cli(capsys, source, "--depth", depth_path, "--depth-kind", kind, "--pivot", "CENTER",
-                     "--cloud-stride", "1", "-o", shot, "-q")
+                     "--cloud-stride", "1", "-o", shot, "-q", "--keep", "masks")
     assert rc == 0, err
     metric = read_depth_file(shot / "depth" / "000001.exr")
     assert not np.isfinite(metric[missing]).any() and np.isfinite(metric[~missing]).all()

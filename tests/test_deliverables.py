@@ -126,7 +126,7 @@ def spherical_side_data(path: Path) -> tuple[list[int], int]:
 def test_vr180_video_from_convert_reads_back_as_a_tagged_half_sphere(capsys, inputs, tmp_path):
     source, depth = inputs
     shot = tmp_path / "sh010"
-    convert(capsys, source, depth, shot, "--layout", "vr180,sbs-half", "--vr-tags")
+    convert(capsys, source, depth, shot, "--layout", "vr180,sbs-half", "--vr-tags", "--keep", "filled")
     video = shot / "out" / "video" / "sh010_vr180_180_LR.mp4"
     assert (shot / "out" / "video" / "sh010_sbs-half_3dh.mp4").is_file()
     size = eye_size(Intrinsics.from_focal(W, H, FOCAL_PX))
@@ -166,7 +166,8 @@ def test_vr180_video_from_convert_reads_back_as_a_tagged_half_sphere(capsys, inp
 def test_prores_mov_with_the_sources_audio_and_a_multiview_exr_blender_reads(capsys, inputs, tmp_path):
     source, depth = inputs
     shot = tmp_path / "sh020"
-    convert(capsys, source, depth, shot, "--layout", "sbs,exr-multiview", "--codec", "prores", "--vr-tags")
+    convert(capsys, source, depth, shot, "--layout", "sbs,exr-multiview", "--codec", "prores", "--vr-tags",
+            "--keep", "masks,filled")
     video = shot / "out" / "video" / "sh020_sbs_LR.mov"
     assert sorted(p.name for p in (shot / "out" / "video").iterdir()) == [video.name]  # no video for the EXR
     with av.open(str(video)) as container:

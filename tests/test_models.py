@@ -195,7 +195,7 @@ def test_convert_with_a_depth_model_estimates_into_the_shot_and_resumes(tiny, tm
     source = frames_folder(tmp_path / "plate", 3)
     shot = tmp_path / "shot"
     spec = ConvertSpec(source=str(source), output_dir=str(shot), depth_model=tiny["depth_anything"], device="cpu",
-                       frames=(2, 3), layouts=("sbs",), cloud=False)
+                       frames=(2, 3), layouts=("sbs",), cloud=False, keep=("filled",))
     stages = []
     result = convert(spec, progress=lambda stage, done, total: stages.append(stage))
     assert "depth model" in stages and result["frames"] == 2
@@ -348,7 +348,7 @@ def test_generate_makes_a_finished_stereo_shot_and_records_how(tiny, tmp_path, c
     code = main(["generate", "a teddy bear dancing in the snow", "-o", str(shot),
                  "--video-model", tiny["text_to_video_sd"], "--depth-model", tiny["depth_anything"],
                  "--num-frames", "3", "--height", "32", "--width", "48", "--steps", "2", "--seed", "7",
-                 "--device", "cpu", "--layout", "sbs,anaglyph", "-q"])
+                 "--device", "cpu", "--layout", "sbs,anaglyph", "-q", "--keep", "eyes,masks,filled"])
     assert code == 0
     assert count_files(shot / "generated", ".png") == 3
     assert read_image(shot / "generated" / "000001.png").shape == (32, 48, 3)
@@ -399,7 +399,7 @@ def test_generate_resumes_and_a_changed_setting_makes_a_new_take(tiny, tmp_path,
     def args(frames: int) -> list[str]:
         return ["generate", "a cat", "-o", str(shot), "--video-model", tiny["text_to_video_sd"],
                 "--depth-model", tiny["dpt"], "--num-frames", str(frames), "--height", "32", "--width", "48",
-                "--steps", "1", "--device", "cpu", "-q"]
+                "--steps", "1", "--device", "cpu", "-q", "--keep", "filled"]
 
     assert main(args(2)) == 0
     seed = json.loads((shot / "shot.json").read_text())["generate"]["seed"]  # drawn at random, recorded

@@ -44,7 +44,7 @@ def make_clip(folder: Path, near_col: int = 36, frames: int = FRAMES) -> tuple[P
 
 def convert(plate: Path, depth: Path, shot: Path, *args: str, capsys=None) -> str:
     code = main(["convert", str(plate), "--depth", str(depth), "--depth-kind", "metric", "--inpaint", "none",
-                 "--no-cloud", "-o", str(shot), "-q", *map(str, args)])
+                 "--no-cloud", "-o", str(shot), "-q", "--keep", "eyes,masks,filled", *map(str, args)])
     err = capsys.readouterr().err if capsys else ""
     assert code == 0, err
     return err

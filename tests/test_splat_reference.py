@@ -216,7 +216,7 @@ def test_convert_of_two_halves_writes_the_frames_of_one_run(tmp_path):
         # Metric depth and a fixed rig: what a farm's job spec pins, so that no half works out its own.
         spec = ConvertSpec(source=str(video), output_dir=str(tmp_path / name), depth=str(depth_path),
                            depth_kind="metric", convergence_distance=2.5, interocular=0.065, frames=(first, last),
-                           cloud=False, batch=4, device="cpu")
+                           cloud=False, batch=4, device="cpu", keep=("eyes", "masks", "filled"))
         assert convert(spec)["frames"] == last - first + 1
         return tmp_path / name
 

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from .camera import Intrinsics
-from .io.images import to_uint8_srgb, write_multiview_exr
+from .io.images import srgb_integers_to_linear, to_uint8_srgb, write_multiview_exr
 from .vr180 import eye_size, to_half_sphere
 
 MULTIVIEW_EXR = "exr-multiview"
@@ -57,7 +57,10 @@ def compose(left: np.ndarray, right: np.ndarray, layout: str,
             eyes: dict[str, Intrinsics] | None = None) -> dict[str, np.ndarray]:
     """The frames of ``layout`` for one pair of eyes, as ``{stream name: (h, w, 3) uint8 sRGB}``.
 
-    Every layout gives one stream named after it, except ``separate``, which gives ``left`` and ``right``.
+    ``left`` and ``right``: each eye as linear float RGB, or as its uint8 sRGB codes (what the filled eyes are:
+    the frames are the same, and the codes need no encoding again; 8-bit codes decode and encode back to
+    themselves). Every layout gives one stream named after it, except ``separate``, which gives ``left`` and
+    ``right``.
     ``vr180`` needs ``eyes``, each eye's pinhole camera (its own principal point: an off-axis eye's lens
     shift included); ``exr-multiview`` is written by :func:`write_multiview_frame` instead.
     """
@@ -65,11 +68,11 @@ def compose(left: np.ndarray, right: np.ndarray, layout: str,
         size = eye_size(eyes["left"])
         # Resampled as 8-bit codes, as the half layouts are: the picture is 20 times the eye's pixels, most
         # of them black, and encoding them all from float took 0.83 s a frame at 854x480 (0.18 s so).
-        return {layout: np.concatenate([to_half_sphere(to_uint8_srgb(eye), eyes[name], size)
+        return {layout: np.concatenate([to_half_sphere(_codes(eye), eyes[name], size)
                                         for name, eye in (("left", left), ("right", right))], axis=1)}
     if layout == "anaglyph":
-        return {layout: to_uint8_srgb(anaglyph(left, right))}
-    l8, r8 = to_uint8_srgb(left), to_uint8_srgb(right)
+        return {layout: to_uint8_srgb(anaglyph(_linear(left), _linear(right)))}
+    l8, r8 = _codes(left), _codes(right)
     if layout == "separate":
         return {"left": l8, "right": r8}
     if layout == "sbs":
@@ -81,6 +84,16 @@ def compose(left: np.ndarray, right: np.ndarray, layout: str,
     if layout == "tb-half":
         return {layout: np.concatenate((_squeeze(l8, 0), _squeeze(r8, 0)), axis=0)}
     raise ValueError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
+
+
+def _codes(eye: np.ndarray) -> np.ndarray:
+    """An eye as uint8 sRGB codes."""
+    return eye if eye.dtype == np.uint8 else to_uint8_srgb(eye)
+
+
+def _linear(eye: np.ndarray) -> np.ndarray:
+    """An eye as linear float RGB."""
+    return srgb_integers_to_linear(eye) if eye.dtype == np.uint8 else eye
 
 
 def write_multiview_frame(path: str, left: np.ndarray, right: np.ndarray, left_dropout: np.ndarray,

@@ -332,16 +332,17 @@ class BackgroundInpainter:
             flow = self._flows[(n, m)] = _complete(self._dense_flow(n, m), self._frame(n))
         return flow
 
-    def _dense_flow(self, n: int, m: int) -> np.ndarray:
+    def _dense_flow(self, n: int, m: int) -> np.ndarray | _InverseFlow:
         """(H, W, 2) flow from frame ``n`` to frame ``m``, measured once for each pair of frames: from the earlier
-        to the later, and the other way round by inverting it (which costs one resampling, not a measurement)."""
+        to the later, and the other way round by inverting it (which costs one resampling, not a measurement,
+        and only at the pixels read)."""
         a, b = min(n, m), max(n, m)
         flow = self._dense.get((a, b))
         if flow is None:
             first, second = self._frame(a), self._frame(b)
             self._dis.setFinestScale(max(0, round(np.log2(first.grey.shape[0] / self.flow_rows))))
             flow = self._dense[(a, b)] = self._dis.calc(first.grey, second.grey, None)
-        return flow if n == a else _inverse_flow(flow)
+        return flow if n == a else _InverseFlow(flow)
 
     def _forget(self, n: int) -> None:
         """Drop what filling frame ``n`` and later ones no longer needs."""
@@ -603,13 +604,29 @@ def _clean_source(alpha: np.ndarray, dropout: np.ndarray, inv_depth: np.ndarray)
     return ((alpha > 0.95) & ~dropout & (hi <= lo * 1.05)).astype(np.float32)
 
 
-def _inverse_flow(flow: np.ndarray) -> np.ndarray:
+@dataclass
+class _InverseFlow:
     """The flow back from where ``flow`` (H, W, 2) leads: at pixel p, -flow(q) with q = p - flow(p), the point
     that moves to p (one fixed-point step; exact for a constant flow, close for the smooth flow of a
-    background)."""
-    h, w = flow.shape[:2]
-    grid = np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), axis=-1)
-    return -cv2.remap(flow, grid - flow, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    background). Worked out only where it is read, ``inverse[rows, cols]`` (N, ..., 2): the holes' samples
+    are a few percent of the frame, and each pixel's value is the one the whole frame's resampling gives."""
+
+    flow: np.ndarray
+    #: cv2.remap takes maps under 32767 pixels high: the points go in rows of this many.
+    ROW = 1024
+
+    def __getitem__(self, index: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        rows, cols = np.broadcast_arrays(*index)
+        if rows.size == 0:
+            return np.zeros((*rows.shape, 2), np.float32)
+        ahead = self.flow[rows, cols]
+        where = np.stack((cols.astype(np.float32) - ahead[..., 0], rows.astype(np.float32) - ahead[..., 1]), axis=-1)
+        count = rows.size
+        padded = np.zeros((-(-count // self.ROW) * self.ROW, 2), np.float32)
+        padded[:count] = where.reshape(-1, 2)
+        back = cv2.remap(self.flow, padded.reshape(-1, self.ROW, 2), None, cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+        return -back.reshape(-1, 2)[:count].reshape(*rows.shape, 2)
 
 
 @dataclass
@@ -655,7 +672,7 @@ def _flow_samples(rows: np.ndarray, cols: np.ndarray, bg_col: np.ndarray, inv_de
                         rest_cols)
 
 
-def _complete(flow: np.ndarray, f: _Frame) -> np.ndarray:
+def _complete(flow: np.ndarray | _InverseFlow, f: _Frame) -> np.ndarray:
     """The flow (N, 2) at the hole pixels of ``f``: that of their background side (it cannot be measured in
     the hole): the (lower) median of the samples of :func:`_flow_samples`; where a run has none, the median
     flow of the frame's covered pixels."""

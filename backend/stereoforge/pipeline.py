@@ -8,14 +8,16 @@ Read this module to follow a convert job from start to end:
 3. :func:`stereoforge.shot_record.prepare_shot` clears the stages whose settings changed and writes
    ``shot.json``;
 4. each stage's ``run(job)`` (:mod:`stereoforge.stages`: ingest, cloud, eyes, inpaint, composite, encode)
-   writes its frames into the shot folder, reading what the stage before wrote.
+   writes its frames into the shot folder, reading what the stage before wrote; eyes, inpaint and composite
+   hand their frames over in memory instead when they run together (:func:`stereoforge.stages.runs`).
 
 A farm splits the same steps: :func:`prepare` does 1 to 3 once, then :func:`run_stage` runs a part of a stage
 (some frames, one eye, one video) in each of several processes (:mod:`stereoforge.farm` on Ray; ``convert
 --chunk`` for a farm manager's tasks).
 
 Every file is written under a temporary name and renamed when complete, so a frame that exists is done: a re-run
-skips it (resume). Memory does not grow with the clip: only a batch of frames is in memory at a time.
+skips it (resume). Memory does not grow with the clip: only a batch of frames (the inpainter's window) is in
+memory at a time.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from .plan import Plan, Progress, plan
 from .shot import SHOT_JSON, STAGES
 from .shot_record import prepare_shot, read_record
 from .spec import ConvertSpec
-from .stages import RUN, Job
+from .stages import RUN, Job, runs
 
 
 def convert(spec: ConvertSpec, progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
@@ -59,12 +61,12 @@ def _convert(spec: ConvertSpec, progress: Progress | None, cancel: Callable[[], 
     job, stages = prepare(spec, progress, cancel, log, chunk)
     timings = {"plan": time.perf_counter() - started}
     videos: list[str] = []
-    for stage in () if prepare_only else stages:
+    for label, run in () if prepare_only else runs(job, stages):
         t0 = time.perf_counter()
-        result = RUN[stage](job)
-        if stage == "encode":
+        result = run()
+        if label == "encode":
             videos = result
-        timings[stage] = time.perf_counter() - t0
+        timings[label] = time.perf_counter() - t0
     return result_of(job.plan, videos, timings)
 
 

@@ -65,7 +65,7 @@ def phase_of(stage: str) -> str:
         return "depth"
     if stage in ("cloud", "eyes"):
         return "rendering"
-    if stage.startswith("inpaint"):
+    if stage.startswith("inpaint") or "+inpaint" in stage:  # eyes+inpaint+composite: mostly the inpainting
         return "inpainting"
     if stage == "composite":
         return "compositing"

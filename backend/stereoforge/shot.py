@@ -27,6 +27,10 @@ STAGE_OUTPUTS = {
     "composite": (os.path.join("out", "frames"),),
     "encode": (os.path.join("out", "video"),),
 }
+#: The intermediates a run writes only when asked (``--keep``) or when a stage that reads them does not run in
+#: the same process (a later run, the add-on, a farm's next task reads them from the folder): folder -> the
+#: stages that read it. Within one process the frames are handed over in memory.
+INTERMEDIATES = {"eyes": ("inpaint",), "masks": ("inpaint", "composite"), "filled": ("composite",)}
 #: Where a shot keeps its generated mono frames, and a depth model's raw output: inputs a job makes itself.
 GENERATED = "generated"
 ESTIMATED_DEPTH = "estimated_depth"

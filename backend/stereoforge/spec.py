@@ -20,7 +20,7 @@ from .errors import InputError
 from .inpaint import DEFAULT_INPAINTER, INPAINTERS
 from .io.video import CODECS
 from .rig import CONVERGENCE_MODES, DEFAULT_INTEROCULAR, PIVOTS
-from .shot import STAGES
+from .shot import INTERMEDIATES, STAGES
 
 MODEL_DTYPES = ("auto", "float32", "float16", "bfloat16")
 #: Short names of the model precisions, taken wherever a precision is given (``--dtype fp16``, the server's body).
@@ -178,6 +178,11 @@ class ConvertSpec:
         None, "run only these of " + ", ".join(STAGES) + " (default: all); the others' files must be there already, "
               "e.g. eyes rendered by Blender", group=OUTPUT, metavar="STAGE[,STAGE...]", choices=STAGES,
         listed=True)
+    keep: tuple[str, ...] | None = option(
+        None, "also write these intermediates, which a run hands from stage to stage in memory: "
+              + ", ".join(INTERMEDIATES) + " (the splatted eyes as EXR, their dropout masks, the filled eyes as "
+              "PNG); a run that stops before the stage that reads them writes them anyway, for the next run "
+              "(default: none)", group=OUTPUT, metavar="WHAT[,WHAT...]", choices=tuple(INTERMEDIATES), listed=True)
     # Models (stereoforge.models): a Hugging Face id or a local folder each.
     depth_model: str | None = option(
         None, "estimate the depth with a model instead of --depth: a Hugging Face id or a local folder of a "
@@ -309,7 +314,7 @@ class ConvertSpec:
         if unknown:
             raise InputError(f"unknown convert option(s): {', '.join(unknown)}")
         data = dict(data)
-        for name in ("layouts", "stages", "frames"):
+        for name in ("layouts", "stages", "frames", "keep"):
             if data.get(name) is not None:
                 data[name] = tuple(data[name])
         return cls(**data)

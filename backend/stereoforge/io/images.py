@@ -533,7 +533,12 @@ def read_eye(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarra
     Takes the backend's channels (R, G, B, A, Z) and Blender's multilayer ones (``<layer>.Combined.R``...,
     ``<layer>.Depth.Z``); RGB is premultiplied by alpha in both, as Blender writes it.
     """
-    ch = read_exr_channels(path, "eye")
+    return eye_from_channels(read_exr_channels(path, "eye"), path)
+
+
+def eye_from_channels(ch: dict[str, np.ndarray], path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`read_eye` of an eye's channels as an EXR holds them (``path`` names the file, for errors): the eyes
+    stage hands its frames over in memory through this too, so that they are what the file would give."""
 
     def channel(name: str, *suffixes: str) -> np.ndarray | None:
         if name in ch:
@@ -547,13 +552,18 @@ def read_eye(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarra
     if any(c is None for c in rgba):
         raise InputError(f"eye '{path}' has no R, G, B and A channels (it has {', '.join(sorted(ch))}); "
                          "render it with transparent film to RGBA EXR")
-    rgb = np.stack([c.astype(np.float32) for c in rgba[:3]], axis=-1)
     alpha = rgba[3].astype(np.float32)
     z = channel("Z", "Depth.Z")
     depth = z.astype(np.float32) if z is not None else np.full(alpha.shape, np.inf, np.float32)
-    depth = np.where(alpha > 0, depth, np.inf).astype(np.float32)
-    straight = np.where(alpha[..., None] > 1e-6, rgb / np.maximum(alpha[..., None], 1e-6), 0.0)
-    return straight.astype(np.float32), alpha, depth
+    depth[~(alpha > 0)] = np.inf
+    # Unpremultiplied in place, in float32 (a frame is read for every frame an inpainter fills: few passes).
+    straight = np.empty((*alpha.shape, 3), np.float32)
+    for i, c in enumerate(rgba[:3]):
+        straight[..., i] = c
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        np.divide(straight, np.maximum(alpha, np.float32(1e-6))[..., None], out=straight)
+    straight[~(alpha > 1e-6)] = 0.0
+    return straight, alpha, depth
 
 
 def storable_half(rgb: np.ndarray) -> np.ndarray:
@@ -661,8 +671,9 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
 
 
 def write_exr(path: str | os.PathLike, channels: dict[str, np.ndarray], half: bool = False,
-              attributes: dict | None = None) -> None:
-    """Write a single-part scanline EXR atomically, ZIP-compressed.
+              attributes: dict | None = None, compress: bool = True) -> None:
+    """Write a single-part scanline EXR atomically, ZIP-compressed (or not compressed at all: a shot's
+    intermediates, which the pipeline reads back, are written about twice as fast that way).
 
     Args:
         path: where to write (an ``.exr`` name).
@@ -670,6 +681,7 @@ def write_exr(path: str | os.PathLike, channels: dict[str, np.ndarray], half: bo
             with coverage, ``{'Z'}`` for depth. Values are stored as they are (linear colour, metres).
         half: store 16-bit floats instead of 32-bit (fine for colour, too coarse for far depth).
         attributes: more header attributes, e.g. ``{"multiView": ["left", "right"]}``.
+        compress: ZIP (lossless, smaller); False: none (lossless, faster).
     """
     if not channels:
         raise ValueError("write_exr needs at least one channel")
@@ -678,7 +690,8 @@ def write_exr(path: str | os.PathLike, channels: dict[str, np.ndarray], half: bo
     shapes = {name: values.shape for name, values in pixels.items()}
     if len(set(shapes.values())) != 1 or pixels[next(iter(pixels))].ndim != 2:
         raise ValueError(f"write_exr needs (H, W) channels of one size, got {shapes}")
-    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage, **(attributes or {})}
+    compression = OpenEXR.ZIP_COMPRESSION if compress else OpenEXR.NO_COMPRESSION
+    header = {"compression": compression, "type": OpenEXR.scanlineimage, **(attributes or {})}
     with atomic_path(path) as temp, OpenEXR.File(header, pixels) as exr:
         try:
             exr.write(str(temp))

@@ -11,6 +11,7 @@ from ..depth import sharpen_edges
 from ..io.images import storable_half, to_uint8_srgb, write_exr, write_png
 from ..plan import open_inputs
 from .job import Job
+from .writes import Writes
 
 
 def run(job: Job) -> None:
@@ -26,19 +27,22 @@ def run(job: Job) -> None:
     source, depth = open_inputs(plan.spec)
     last = max(todo)
     # Decoding is sequential (a video cannot skip ahead cheaply): frames already written are decoded and passed.
-    for (i, rgb), (_, raw) in zip(source.frames(), depth.frames(), strict=True):
-        n = i + 1
-        if n not in todo:
-            continue
-        job.check_cancel("ingest")
-        if plan.source_ext == "exr":
-            rgb = storable_half(rgb)
-            write_exr(job.source_frame(n), {c: rgb[..., j] for j, c in enumerate("RGB")}, half=True)
-        else:
-            write_png(job.source_frame(n), to_uint8_srgb(rgb))
-        metric = sharpen_edges(plan.converter(raw, i), plan.spec.depth_edge_radius)
-        write_exr(job.depth_frame(n), {"Z": np.nan_to_num(metric, nan=np.inf)})
-        done += 1
-        job.progress("ingest", done, total)
-        if n == last:
-            break
+    # The files are written on other threads while the next frame is decoded; depth uncompressed (read back
+    # by the next stages, it is written twice as fast so).
+    with Writes() as writes:
+        for (i, rgb), (_, raw) in zip(source.frames(), depth.frames(), strict=True):
+            n = i + 1
+            if n not in todo:
+                continue
+            job.check_cancel("ingest")
+            if plan.source_ext == "exr":
+                rgb = storable_half(rgb)
+                writes.submit(write_exr, job.source_frame(n), {c: rgb[..., j] for j, c in enumerate("RGB")}, True)
+            else:
+                writes.submit(write_png, job.source_frame(n), to_uint8_srgb(rgb))
+            metric = sharpen_edges(plan.converter(raw, i), plan.spec.depth_edge_radius)
+            writes.submit(write_exr, job.depth_frame(n), {"Z": np.nan_to_num(metric, nan=np.inf)}, False, None, False)
+            done += 1
+            job.progress("ingest", done, total)
+            if n == last:
+                break

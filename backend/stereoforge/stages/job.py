@@ -18,7 +18,7 @@ from functools import partial
 import numpy as np
 
 from ..cloud import CLIP_FOLDER
-from ..composite import FRAME_ONLY_LAYOUTS, VR_TAGS, frame_ext, stream_names
+from ..composite import FRAME_ONLY_LAYOUTS, MULTIVIEW_EXR, VR_TAGS, frame_ext, stream_names
 from ..errors import Cancelled, InputError
 from ..inpaint import ClipReader, EyeFrame
 from ..io.images import read_eye, read_mask, read_png8, write_png
@@ -118,7 +118,9 @@ class Job:
             "cloud": lambda n: [self.source_frame(n), self.depth_frame(n)],
             "eyes": lambda n: [self.source_frame(n), self.depth_frame(n)],
             "inpaint": lambda n: [self.path("eyes", eye, frame_name(n, "exr")) for eye in EYES],
-            "composite": lambda n: [self.filled_frame(eye, n) for eye in EYES],
+            "composite": lambda n: [self.filled_frame(eye, n) for eye in EYES] + (
+                [self.path("masks", eye, frame_name(n, "png")) for eye in EYES]
+                if MULTIVIEW_EXR in self.plan.spec.layouts else []),
             "encode": lambda n: [self.composite_frame(stream, n) for layout in self.video_layouts()
                                  for stream in stream_names(layout)],
         }.get(stage)
