@@ -28,10 +28,13 @@ from stereoforge.dev.bench import write_synthetic_clip
 from stereoforge.errors import Cancelled
 from stereoforge.pipeline import convert
 from stereoforge.server import run_job
+from stereoforge.shot import INTERMEDIATES
 from stereoforge.spec import ConvertSpec
 
 FRAMES, H, W = 24, 72, 128
 LAYOUTS = ("sbs", "anaglyph")
+#: Every intermediate a shot can keep (stereoforge.shot.INTERMEDIATES).
+KEEP = tuple(INTERMEDIATES)
 BACKEND = str(Path(__file__).resolve().parents[1] / "backend")
 
 
@@ -75,12 +78,14 @@ class Work:
         self.shot = root / "shot"
 
     def spec(self, **options) -> ConvertSpec:
+        """The shot's settings; every intermediate kept (eyes, masks, fills), so that comparisons cover them."""
         return ConvertSpec(source=self.video, output_dir=str(self.shot), depth=self.depth, layouts=LAYOUTS,
-                           **options)
+                           **{"keep": KEEP, **options})
 
     def args(self) -> list[str]:
         """``stereoforge convert``'s arguments for the same shot."""
-        return [self.video, "--depth", self.depth, "-o", str(self.shot), "--layout", ",".join(LAYOUTS), "-q"]
+        return [self.video, "--depth", self.depth, "-o", str(self.shot), "--layout", ",".join(LAYOUTS),
+                "--keep", ",".join(KEEP), "-q"]
 
     def set_aside(self, name: str) -> Path:
         target = self.root / name
@@ -159,6 +164,17 @@ def test_ray_run_gives_the_bytes_of_one_process(cluster, work, single):
     assert list(result["timings"]) == ["plan", "ingest", "cloud", "eyes", "inpaint", "composite", "encode"]
     assert sum(name.startswith("filled/") for name in single) == 2 * FRAMES
     assert_same_files(work.set_aside("ray"), single)
+
+
+def test_a_ray_run_that_keeps_no_intermediates_leaves_the_files_of_one_process(cluster, work):
+    """Ray's tasks hand frames over through eyes/, masks/ and filled/; without --keep those go at the end, as
+    one process (which hands them over in memory) never writes them."""
+    convert(work.spec(keep=None))
+    alone = shot_files(work.set_aside("single-no-keep"))
+    farm.convert(work.spec(keep=None))
+    on_ray = shot_files(work.set_aside("ray-no-keep"))
+    assert not [name for name in alone if name.split("/")[0] in ("eyes", "masks", "filled")]
+    assert on_ray == alone
 
 
 def test_server_hands_its_convert_jobs_to_ray(cluster, work, single):

@@ -21,7 +21,9 @@ the cluster's parallelism is its workers.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import shutil
 import signal
 import socket
 import threading
@@ -30,7 +32,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .errors import Cancelled, InputError, StereoForgeError, disk_error
-from .shot import EYES
+from .shot import EYES, INTERMEDIATES
 
 if TYPE_CHECKING:  # the pipeline (torch) loads when a job runs, not when a server checks its --ray address
     from .plan import Plan, Progress
@@ -139,6 +141,7 @@ def _convert(spec: ConvertSpec, address: str, progress, cancel, log, workers: in
 
     from . import pipeline
     from .io.images import remove_stale_temporaries
+    from .stages import written
 
     started = time.perf_counter()
     connect(address, workers)
@@ -150,6 +153,10 @@ def _convert(spec: ConvertSpec, address: str, progress, cancel, log, workers: in
     task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES,
                       runtime_env={"env_vars": ONE_THREAD_ENV})(_run_part)
     videos: list[str] = []
+    # The tasks hand frames to the next stage through files; what one process would have kept in memory goes
+    # at the end (eyes/, masks/, filled/ unless --keep asks for them), so the shot holds what it would hold.
+    passed_on = [os.path.join(p.shot_dir, folder) for folder in INTERMEDIATES if folder not in written(job, stages)
+                 and not os.path.exists(os.path.join(p.shot_dir, folder))]
     for stage in stages:
         t0 = time.perf_counter()
         parts = split(p, stage, width)
@@ -158,6 +165,8 @@ def _convert(spec: ConvertSpec, address: str, progress, cancel, log, workers: in
         if stage == "encode":
             videos = [video for written in results for video in written]
         timings[stage] = time.perf_counter() - t0
+    for folder in passed_on:
+        shutil.rmtree(folder, ignore_errors=True)
     # A worker killed while writing left its temporary file: the task's retry wrote the frame anew.
     for path in remove_stale_temporaries(p.shot_dir):
         log(f"removed '{path}', left half-written by a Ray worker that died")
