@@ -131,18 +131,21 @@ def bench_farm(height: int = 480, width: int = 854, frames: int = 48, workers: t
 def cmd_farm(args: argparse.Namespace) -> int:
     r = bench_farm(args.height, args.width, args.frames, args.workers, args.inpaint, not args.no_single,
                    args.workdir, args.keep, args.batch, args.device)
-    stages = list(next(iter(r["runs"].values()))["timings"])
+    # One process runs eyes, inpaint and composite as one step (frames handed over in memory), Ray as three.
+    stages = list(dict.fromkeys(stage for run in r["runs"].values() for stage in run["timings"]))
+    seconds = lambda run, stage: f"{run['timings'][stage]:9.2f}" if stage in run["timings"] else f"{'-':>9}"
     print(f"convert, {r['frames']} frames at {r['width']}x{r['height']} on {r['device']} (batch {r['batch']}), "
           f"inpaint {r['inpaint']}; Ray workers of one thread each (seconds):")
     print(f"  {'run':<16} {'start':>6} {'total':>7}  " + " ".join(f"{stage:>9}" for stage in stages))
     for name, run in r["runs"].items():
         start = f"{run['start_seconds']:6.1f}" if name.startswith("Ray") else f"{'-':>6}"
         print(f"  {name:<16} {start} {run['seconds']:7.1f}  "
-              + " ".join(f"{run['timings'][stage]:9.2f}" for stage in stages))
+              + " ".join(seconds(run, stage) for stage in stages))
     low, high = r["workers"][0], r["workers"][-1]
     slow, fast = (r["runs"][_ray_run(n)] for n in (low, high))
     print(f"  {f'speed-up {high}/{low}':<23} {r['speed_up']:7.2f}x "
-          + " ".join(f"{slow['timings'][stage] / max(fast['timings'][stage], 1e-9):8.2f}x" for stage in stages))
+          + " ".join(f"{slow['timings'][stage] / max(fast['timings'][stage], 1e-9):8.2f}x"
+                     if stage in slow["timings"] else f"{'-':>9}" for stage in stages))
     runs = ", ".join(r["runs"])
     print(f"  files identical: {'yes' if r['identical'] else 'NO'} ({r['files']} files; {runs})")
     if "workdir" in r:
