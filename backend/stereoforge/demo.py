@@ -10,6 +10,7 @@ import json
 import os
 
 from .errors import InputError
+from .shot import INTERMEDIATES
 from .spec import ConvertSpec
 
 DEMO_DIR = os.path.join(os.path.dirname(__file__), "data", "demo")
@@ -25,7 +26,9 @@ def demo_info() -> dict:
 
 
 def demo_spec(output_dir: str) -> ConvertSpec:
+    """The demo's convert settings. It keeps every stage's frames (eyes, masks, fills), which a plain convert
+    hands from stage to stage in memory, so that a newcomer finds each stage's work in the shot folder."""
     info = demo_info()
     return ConvertSpec(source=os.path.join(DEMO_DIR, "plate.mp4"), output_dir=output_dir,
                        depth=os.path.join(DEMO_DIR, "depth"), depth_kind="metric", focal_px=info["focal_px"],
-                       layouts=("sbs", "anaglyph"), fps=info["fps"])
+                       layouts=("sbs", "anaglyph"), fps=info["fps"], keep=tuple(INTERMEDIATES))
