@@ -209,9 +209,11 @@ def _run_part(p: Plan, stage: str, part: dict) -> list[str] | None:
     import torch
 
     from . import pipeline
+    from .stages import writes
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
+    writes.WRITERS = 0  # the frames' files written in line: a task is one thread, as its one CPU reserves
     return pipeline.run_stage(p, stage, **part)
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-#: Threads that write; a stage waits when this many writes per thread are pending, so memory stays flat.
+#: Threads that write; a stage waits when this many writes per thread are pending, so memory stays flat. 0: each
+#: write in line, on the stage's own thread (a farm's task of one thread, :mod:`stereoforge.farm`).
 WRITERS = 2
 _PENDING_PER_WRITER = 4
 
@@ -18,10 +19,13 @@ class Writes:
     would have)."""
 
     def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="stereoforge-write")
+        self._pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="stereoforge-write") if WRITERS else None
         self._pending: list[Future] = []
 
     def submit(self, fn: Callable[..., object], *args) -> None:
+        if self._pool is None:
+            fn(*args)
+            return
         self._pending.append(self._pool.submit(fn, *args))
         if len(self._pending) > WRITERS * _PENDING_PER_WRITER:
             self._pending.pop(0).result()
@@ -40,4 +44,5 @@ class Writes:
             if kind is None:
                 self.wait()
         finally:
-            self._pool.shutdown(wait=True)
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
