@@ -13,7 +13,7 @@ from ..comfort import window_edges
 from ..composite import MULTIVIEW_EXR, compose, stream_names, write_multiview_frame
 from ..io.images import read_depth_file, read_image, read_mask, srgb_integers_to_linear, write_png
 from ..rig import eye_views
-from ..shot import EYES, frame_name
+from ..shot import EYES
 from .inpaint import Fills
 from .job import Job
 from .writes import Writes
@@ -56,7 +56,7 @@ def _compose(job: Job, n: int, left: np.ndarray, right: np.ndarray, fills: Fills
     for layout in spec.layouts:
         if layout == MULTIVIEW_EXR:
             masks = [fills.eyes.eye(eye, n).dropout if fills is not None and fills.eyes is not None else
-                     read_mask(job.path("masks", eye, frame_name(n, "png"))) for eye in EYES]
+                     read_mask(job.mask_png(eye, n)) for eye in EYES]
             if not os.path.exists(job.composite_frame(layout, n)):
                 linear = [srgb_integers_to_linear(eye) if eye.dtype == np.uint8 else eye for eye in (left, right)]
                 writes.submit(write_multiview_frame, job.composite_frame(layout, n), *linear, *masks)

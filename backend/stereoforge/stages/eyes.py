@@ -17,7 +17,7 @@ import torch
 from ..inpaint import ClipReader, EyeFrame
 from ..io.images import eye_from_channels, read_depth_file, read_image, write_exr, write_png
 from ..rig import eye_views
-from ..shot import EYES, frame_name
+from ..shot import EYES
 from ..splat import EyeImage, splat_eye
 from .job import Job
 from .writes import Writes
@@ -48,15 +48,14 @@ class EyeFrames:
         self._images: dict[tuple[str, int], EyeImage] = {}  # splat_eye writes each batch into the last one's
         self._lock = threading.Lock()
 
-    def outputs(self, n: int) -> list[str]:
-        """The files of frame ``n`` in eyes/ and masks/."""
-        return [self.job.path(kind, eye, frame_name(n, ext)) for eye in EYES
-                for kind, ext in (("eyes", "exr"), ("masks", "png"))]
+    def outputs(self, n: int, kinds: tuple[str, ...] = ("eyes", "masks")) -> list[str]:
+        """The files of frame ``n`` in eyes/ and masks/ (those of ``kinds``)."""
+        return [path for eye in EYES for kind, path in (("eyes", self.job.eye_exr(eye, n)),
+                                                          ("masks", self.job.mask_png(eye, n))) if kind in kinds]
 
     def kept_outputs(self, n: int) -> list[str]:
         """The files of frame ``n`` that ``write`` asks for."""
-        return [self.job.path(kind, eye, frame_name(n, ext)) for eye in EYES
-                for kind, ext in (("eyes", "exr"), ("masks", "png")) if kind in self.write]
+        return self.outputs(n, self.write)
 
     def clip(self, eye: str) -> ClipReader:
         """One eye as an inpainter reads it: these frames, and the fills an earlier run left in filled/."""
@@ -111,14 +110,14 @@ class EyeFrames:
                 # Half floats, as the EXR holds them: the frame is what reading the file back gives.
                 channels = {c: rgba[j, ..., i].astype(np.float16) for i, c in enumerate("RGBA")}
                 channels["Z"] = eye_depth[j].astype(np.float16)
-                path = job.path("eyes", eye, frame_name(n, "exr"))
+                path = job.eye_exr(eye, n)
                 self._held[n][eye] = EyeFrame(*eye_from_channels(channels, path), dropout[j].copy())
                 self._write(n, eye, channels, self._held[n][eye].dropout)
 
     def _write(self, n: int, eye: str, channels: dict[str, np.ndarray], dropout: np.ndarray) -> None:
         """Write the files of frame ``n`` of ``eye`` that ``write`` asks for and that are not there yet: the eye,
         then its mask (in that order, as one task: a disk that fills up stops at the eye)."""
-        exr, mask = (self.job.path(kind, eye, frame_name(n, ext)) for kind, ext in (("eyes", "exr"), ("masks", "png")))
+        exr, mask = self.job.eye_exr(eye, n), self.job.mask_png(eye, n)
         write_eye = "eyes" in self.write and not os.path.exists(exr)
         write_mask = "masks" in self.write and not os.path.exists(mask)
 

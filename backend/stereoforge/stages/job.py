@@ -24,7 +24,7 @@ from ..inpaint import ClipReader, EyeFrame
 from ..io.images import read_eye, read_mask, read_png8, write_png
 from ..io.video import AudioClip, check_audio
 from ..plan import Plan, Progress, check_can_write
-from ..shot import EYES, UPSTREAM, frame_name
+from ..shot import EYES, UPSTREAM, eye_path, frame_name
 from ..spec import video_container
 
 #: A pixel covered less than this is dropout (the splatter's default, and the rule for Blender's alpha).
@@ -117,9 +117,9 @@ class Job:
         needs = {
             "cloud": lambda n: [self.source_frame(n), self.depth_frame(n)],
             "eyes": lambda n: [self.source_frame(n), self.depth_frame(n)],
-            "inpaint": lambda n: [self.path("eyes", eye, frame_name(n, "exr")) for eye in EYES],
+            "inpaint": lambda n: [self.eye_exr(eye, n) for eye in EYES],
             "composite": lambda n: [self.filled_frame(eye, n) for eye in EYES] + (
-                [self.path("masks", eye, frame_name(n, "png")) for eye in EYES]
+                [self.mask_png(eye, n) for eye in EYES]
                 if MULTIVIEW_EXR in self.plan.spec.layouts else []),
             "encode": lambda n: [self.composite_frame(stream, n) for layout in self.video_layouts()
                                  for stream in stream_names(layout)],
@@ -163,6 +163,12 @@ class Job:
     def depth_frame(self, n: int) -> str:
         return self.path("depth", frame_name(n, "exr"))
 
+    def eye_exr(self, eye: str, n: int) -> str:
+        return eye_path(self.dir, eye, n)
+
+    def mask_png(self, eye: str, n: int) -> str:
+        return self.path("masks", eye, frame_name(n, "png"))
+
     def filled_frame(self, eye: str, n: int) -> str:
         return self.path("filled", eye, frame_name(n, "png"))
 
@@ -194,8 +200,8 @@ class Job:
         """Frame ``n`` of ``eye`` for an inpainter, None past either end of the clip."""
         if not 1 <= n <= self.plan.count:
             return None
-        rgb, alpha, depth = read_eye(self.path("eyes", eye, frame_name(n, "exr")))
-        mask_path = self.path("masks", eye, frame_name(n, "png"))
+        rgb, alpha, depth = read_eye(self.eye_exr(eye, n))
+        mask_path = self.mask_png(eye, n)
         if os.path.exists(mask_path):
             dropout = read_mask(mask_path)
         else:  # eyes from another renderer (Blender): dropout is where coverage stayed under half
