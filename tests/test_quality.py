@@ -12,7 +12,15 @@ import numpy as np
 import pytest
 
 from stereoforge.cli import main
-from stereoforge.dev.quality import bench_quality, read_pair, real_pair_truth, trusted_pixels
+from stereoforge.dev.quality import (
+    TRUTH_SCRIPT,
+    TruthSettings,
+    bench_quality,
+    read_pair,
+    real_pair_truth,
+    trusted_pixels,
+    truth_folder,
+)
 from stereoforge.errors import InputError
 
 
@@ -50,6 +58,23 @@ def test_bench_quality_scores_each_inpainter_on_a_blender_scene_and_caches_the_r
     code, out, err = run_cli(args[:-1], capsys)
     assert code == 0 and "rendering" not in out + err
     assert len(list((tmp_path / "cache").iterdir())) == 1
+
+
+def test_the_render_cache_is_renewed_when_the_add_on_modules_the_script_renders_with_change(tmp_path):
+    # A checkout's layout: tools/blender_truth.py beside addon/ and backend/stereoforge/rig.py.
+    root = Path(TRUTH_SCRIPT).parents[1]
+    for relative in ("tools/blender_truth.py", "addon/scene.py", "addon/render.py", "backend/stereoforge/rig.py"):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_bytes((root / relative).read_bytes())
+    script, settings = tmp_path / "tools" / "blender_truth.py", TruthSettings()
+    before = truth_folder("cache", "demo", settings, script)
+    assert truth_folder("cache", "demo", settings, script) == before  # the same inputs, the same folder
+    for relative in ("addon/scene.py", "addon/render.py", "backend/stereoforge/rig.py"):
+        path = tmp_path / relative
+        path.write_text(path.read_text() + "\n# changed\n")
+        after = truth_folder("cache", "demo", settings, script)
+        assert after != before, relative
+        before = after
 
 
 def test_an_unknown_scene_is_refused(tmp_path, capsys):

@@ -232,10 +232,20 @@ def default_cache() -> str:
     return os.path.join(base, "stereoforge", "bench-quality")
 
 
+def truth_sources(script: Path) -> list[Path]:
+    """The render script and the modules of its project that decide what it renders: the add-on's render
+    settings and stereo views (``addon/scene.py``, ``addon/render.py``) and the rig (``stereoforge/rig.py``),
+    where the script sits in a StereoForge checkout (``tools/``); a script elsewhere counts alone."""
+    root = script.resolve().parent.parent
+    modules = [root / "addon" / "scene.py", root / "addon" / "render.py", root / "backend" / "stereoforge" / "rig.py"]
+    return [script, *(path for path in modules if path.is_file())]
+
+
 def truth_folder(cache: str, scene: str, settings: TruthSettings, script: Path) -> str:
-    """The cache folder of one scene's renders: named by the settings and by the render script's contents, so
-    a changed scene is rendered again."""
-    digest = hashlib.sha1(script.read_bytes()).hexdigest()[:10]
+    """The cache folder of one scene's renders: named by the settings and by the contents of the render script
+    and of the project modules it renders with (:func:`truth_sources`), so a changed scene or render setting is
+    rendered again."""
+    digest = hashlib.sha1(b"".join(path.read_bytes() for path in truth_sources(script))).hexdigest()[:10]
     s = settings
     name = (f"{scene}-{s.width}x{s.height}-{s.frames}f-{s.samples}spp-io{s.interocular:g}-"
             f"c{s.convergence_distance:g}-{digest}")
