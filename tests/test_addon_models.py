@@ -105,8 +105,10 @@ def test_prompt_becomes_a_stereo_shot_on_a_remote_server(addon_zip, models, tmp_
     token = "s3cret-token"
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"))
     port = _free_port()
+    # The models lie outside the root: the server reads model folders there only as --models-dir folders.
     server = subprocess.Popen([sys.executable, "-m", "stereoforge.cli", "serve", "--root", str(root), "--port",
-                               str(port), "--token", token], env=env, stdout=subprocess.PIPE,
+                               str(port), "--token", token, "--models-dir", models["folder"],
+                               "--models-dir", str(tmp_path)], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}"

@@ -31,7 +31,7 @@ from stereoforge.cli.serve import check_host  # noqa: E402
 from stereoforge.errors import InputError  # noqa: E402
 from stereoforge.io.images import write_png  # noqa: E402
 from stereoforge.remote import Client  # noqa: E402
-from stereoforge.server import MAX_BODY_BYTES, confine, create_app, is_loopback  # noqa: E402
+from stereoforge.server import MAX_BODY_BYTES, confine, create_app, is_loopback, job_models  # noqa: E402
 
 TOKEN = "s3cret-token"
 EYES = ("left", "right")
@@ -213,6 +213,32 @@ def test_inputs_stay_inside_the_root_or_a_read_root(server, tmp_path):
                          "depth": str(server.shared / shared_depth), "output_dir": "shots/shared"})
     assert server.wait(job["id"])["state"] == "succeeded"
     assert len(list((server.root / "shots" / "shared" / "source").glob("*.png"))) == 3
+
+
+def test_model_folders_stay_inside_the_root_a_read_root_or_a_models_dir(server, tmp_path):
+    """A model is a hub id or a folder; a folder elsewhere on the server's machine (absolute, '..', a symlink
+    out) is refused like an input, naming the field. Hub ids pass as they are (checked when loaded)."""
+    tiny_models.depth_anything(tmp_path / "depth-outside")
+    (server.root / "models-link").symlink_to(tmp_path, target_is_directory=True)
+    inside, inside_depth = plate(server.root, "plate-models")
+    body = {"kind": "convert", "source": inside, "depth": inside_depth, "depth_kind": "metric",
+            "output_dir": "shots/models", "device": "cpu"}
+    for field, bad in (("inpaint_model", str(tmp_path / "depth-outside")), ("depth_model", "../outside"),
+                       ("depth_model", "models-link/depth-outside")):
+        response = server.http.post("/jobs", json={**body, field: bad})
+        assert response.status_code == 422, (field, bad)
+        error = response.json()["detail"][0]
+        assert error["loc"][-1] == field and ("not inside" in error["msg"] or "'..'" in error["msg"]), error
+    generate = server.http.post("/jobs", json={**generate_body("shots/models-gen"),
+                                               "video_model": str(tmp_path / "depth-outside")})
+    assert generate.status_code == 422 and generate.json()["detail"][0]["loc"][-1] == "video_model"
+    assert not (server.root / "shots" / "models").exists()
+
+    _, generate = job_models(str(server.root), model_dirs=(str(tmp_path),))  # serve --models-dir TMP
+    accepted = generate(**{**generate_body("shots/m"), "video_model": str(tmp_path / "depth-outside"),
+                           "depth_model": "org/some-hub-model"})
+    assert accepted.video_model == os.path.realpath(tmp_path / "depth-outside")
+    assert accepted.depth_model == "org/some-hub-model"
 
 
 def test_a_symlink_swapped_before_the_job_starts_is_refused_then(server, tmp_path):

@@ -18,7 +18,8 @@ a token, every request needs ``Authorization: Bearer TOKEN`` (401 without, 403 w
 job writes (``output_dir``) resolves inside ``--root``: ``..``, absolute paths elsewhere and symlinks that lead
 out are refused (422, naming the field), and checked again when the job starts. Input files (source, depth,
 first frame) are only read, and must resolve the same way inside ``--root`` or inside a folder the server was
-started with as ``--read-root DIR``; relative ones are taken from ``--root``, model folders too. Request bodies
+started with as ``--read-root DIR``; relative ones are taken from ``--root``, model folders too (which may also
+lie in a ``--models-dir`` folder; anything else is a hub id). Request bodies
 are at most ``MAX_BODY_BYTES`` (a larger one is a 413, read no further) and are validated by pydantic: a bad one
 is a 422 that names the field. Job views shorten long text fields (a prompt) to ``_SHOWN_CHARS`` characters.
 With a token, ``/docs`` and ``/openapi.json`` need it like every other path. Models never run code from their
@@ -422,8 +423,11 @@ def _dataclass_fields(cls, skip: tuple[str, ...] = (), defaults: dict | None = N
     return out
 
 
-def job_models(root: str, allow_remote_code: bool = False, read_roots: tuple[str, ...] = ()):
-    """The pydantic models of POST /jobs bodies, with paths checked against ``root``: ``(Convert, Generate)``."""
+def job_models(root: str, allow_remote_code: bool = False, read_roots: tuple[str, ...] = (),
+               model_dirs: tuple[str, ...] = ()):
+    """The pydantic models of POST /jobs bodies, with paths checked against ``root``: ``(Convert, Generate)``.
+    A model is a hub id or a folder; a folder (absolute, with ``..``, or one that exists under ``root``) must
+    resolve inside ``root``, a ``read_roots`` folder or a ``model_dirs`` folder (``serve --models-dir``)."""
     from pydantic import ConfigDict, create_model, field_validator, model_validator
 
     from .generate import DEFAULT_DEPTH_MODEL, SET_BY_GENERATE, GenerateSpec
@@ -438,8 +442,9 @@ def job_models(root: str, allow_remote_code: bool = False, read_roots: tuple[str
     def model_path(cls, value):
         if value is None:
             return value
-        local = os.path.join(root, value)
-        return local if not os.path.isabs(value) and os.path.isdir(local) else value
+        folder = os.path.isabs(value) or ".." in value.replace("\\", "/").split("/") \
+            or os.path.isdir(os.path.join(root, value))
+        return confine(root, value, *read_roots, *model_dirs) if folder else value  # else a hub id
 
     def remote_code(cls, value: bool) -> bool:
         if value and not allow_remote_code:
@@ -493,7 +498,8 @@ def create_app(root: str, token: str | None = None, model_dirs: tuple[str, ...] 
     root = os.path.realpath(root)
     read_roots = tuple(os.path.realpath(folder) for folder in read_roots)
     manager = JobManager(root, read_roots, ray)
-    convert_job, generate_job = job_models(root, allow_remote_code, read_roots)
+    model_dirs = tuple(os.path.realpath(folder) for folder in model_dirs)
+    convert_job, generate_job = job_models(root, allow_remote_code, read_roots, model_dirs)
     bearer = HTTPBearer(auto_error=False)
 
     def authorise(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:

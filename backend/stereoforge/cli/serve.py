@@ -38,7 +38,8 @@ def register(sub) -> None:
                    help="also let jobs read their inputs (source, depth, image) from DIR; repeat for more "
                         "(default: inputs only from --root)")
     p.add_argument("--models-dir", action="append", default=[], metavar="FOLDER",
-                   help="also list the models in FOLDER at GET /models (ROOT/models always is)")
+                   help="also list the models in FOLDER at GET /models (ROOT/models always is), and let jobs "
+                        "load model folders from it (default: model folders only from --root)")
     p.add_argument("--allow-remote-code", action="store_true",
                    help="let jobs ask for trust_remote_code (models that run code from their repository)")
     p.add_argument("--stop-with-stdin", action="store_true",
