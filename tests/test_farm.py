@@ -161,7 +161,8 @@ def test_frame_ranges_are_contiguous_whole_batches():
 def test_ray_run_gives_the_bytes_of_one_process(cluster, work, single):
     result = farm.convert(work.spec())
     assert [Path(v).name for v in result["videos"]] == ["shot_sbs.mp4", "shot_anaglyph.mp4"]
-    assert list(result["timings"]) == ["plan", "ingest", "cloud", "eyes", "inpaint", "composite", "encode"]
+    # Each eye splatted and filled in a task of its own, in memory; composite by frame ranges.
+    assert list(result["timings"]) == ["plan", "ingest", "cloud", "eyes+inpaint", "composite", "encode"]
     assert sum(name.startswith("filled/") for name in single) == 2 * FRAMES
     assert_same_files(work.set_aside("ray"), single)
 
@@ -182,7 +183,7 @@ def test_server_hands_its_convert_jobs_to_ray(cluster, work, single):
     stages = set()
     result = run_job("convert", work.spec().to_dict(), lambda stage, done, total: stages.add(stage), lambda: False,
                      lambda message: None, ray=farm.LOCAL)
-    assert stages == {"depth range", "source check", "ingest", "cloud", "eyes", "inpaint", "composite", "encode"}
+    assert stages == {"depth range", "source check", "ingest", "cloud", "eyes+inpaint", "composite", "encode"}
     assert len(result["videos"]) == 2
     assert_same_files(work.set_aside("served"), single)
 
@@ -238,8 +239,8 @@ def test_farm_recipe_gives_the_bytes_of_one_process(work, single, capsys):
 
 
 def test_killed_worker_is_retried_and_its_stage_resumes(cluster, work, single):
-    """A worker is killed (SIGKILL) while it inpaints an eye: Ray runs the task again in another worker, which
-    skips the frames the first one finished; the shot is the bytes of one process."""
+    """A worker is killed (SIGKILL) while it splats and inpaints an eye: Ray runs the task again in another
+    worker, which skips the frames the first one finished; the shot is the bytes of one process."""
     failure: list[BaseException] = []
 
     def run() -> None:
@@ -256,7 +257,8 @@ def test_killed_worker_is_retried_and_its_stage_resumes(cluster, work, single):
             os.kill(pid, signal.SIGSTOP)  # held still while we look at what it has written
             title = Path(f"/proc/{pid}/cmdline").read_bytes()
             filled = {eye: sorted((work.shot / "filled" / eye).glob("[0-9]*.png")) for eye in ("left", "right")}
-            if title.startswith(b"ray::stereoforge.inpaint") and all(2 <= len(f) < FRAMES for f in filled.values()):
+            fills = all(2 <= len(f) < FRAMES for f in filled.values())
+            if title.startswith(b"ray::stereoforge.eyes+inpaint") and fills:
                 kept = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for f in filled.values() for p in f}
                 os.kill(pid, signal.SIGKILL)
                 killed = pid
@@ -272,12 +274,12 @@ def test_killed_worker_is_retried_and_its_stage_resumes(cluster, work, single):
 
 
 def test_cancel_stops_the_tasks_and_keeps_finished_frames(cluster, work, single):
-    """A cancel while the eyes are inpainted cancels their tasks (ray.cancel): nothing runs on after the job
-    returns, the finished frames stay, and the same job resumes them."""
+    """A cancel while the eyes are splatted and inpainted cancels their tasks (ray.cancel): nothing runs on after
+    the job returns, the finished frames stay, and the same job resumes them."""
     stages = []
-    with pytest.raises(Cancelled, match="cancelled during inpaint"):
+    with pytest.raises(Cancelled, match=r"cancelled during eyes\+inpaint"):
         farm.convert(work.spec(), progress=lambda stage, done, total: stages.append(stage),
-                     cancel=lambda: "inpaint" in stages)
+                     cancel=lambda: "eyes+inpaint" in stages)
     for _ in range(50):
         if not stereoforge_tasks():
             break

@@ -124,7 +124,8 @@ def convert(spec: ConvertSpec, address: str = LOCAL, progress: Progress | None =
             cancel: Callable[[], bool] | None = None, log: Callable[[str], None] | None = None,
             workers: int | None = None) -> dict:
     """Run (or resume) a convert job on the Ray cluster at ``address`` (see :func:`connect`); returns what
-    :func:`stereoforge.pipeline.convert` returns, with the same files in the shot folder.
+    :func:`stereoforge.pipeline.convert` returns, with the same files in the shot folder, and ``task_cpu``: each
+    group of stages' label -> the CPU seconds of each of its tasks.
 
     Raises :class:`InputError` for bad input or an address with no cluster, :class:`Cancelled` when
     ``cancel()`` turns true (the tasks are cancelled; finished frames stay) and
@@ -141,7 +142,7 @@ def _convert(spec: ConvertSpec, address: str, progress, cancel, log, workers: in
 
     from . import pipeline
     from .io.images import remove_stale_temporaries
-    from .stages import written
+    from .stages import groups, written
 
     started = time.perf_counter()
     connect(address, workers)
@@ -152,40 +153,47 @@ def _convert(spec: ConvertSpec, address: str, progress, cancel, log, workers: in
     width = max(1, int(ray.cluster_resources().get("CPU", 1)))
     task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES,
                       runtime_env={"env_vars": ONE_THREAD_ENV})(_run_part)
+    grouped = groups(job, stages, by_eye=not pipeline.fills_frame_by_frame(p.spec))
+    handed_on = written(job, stages, grouped)
     videos: list[str] = []
-    # The tasks hand frames to the next stage through files; what one process would have kept in memory goes
+    cpu: dict[str, list[float]] = {}
+    # The tasks hand frames to the next group through files; what one process would have kept in memory goes
     # at the end (eyes/, masks/, filled/ unless --keep asks for them), so the shot holds what it would hold.
     passed_on = [os.path.join(p.shot_dir, folder) for folder in INTERMEDIATES if folder not in written(job, stages)
                  and not os.path.exists(os.path.join(p.shot_dir, folder))]
-    for stage in stages:
+    for group in grouped:
         t0 = time.perf_counter()
-        parts = split(p, stage, width)
-        refs = [task.options(name=f"stereoforge.{stage}").remote(shared, stage, part) for part in parts]
-        results = _wait(stage, refs, [_frames(p, part) for part in parts], progress, cancel)
-        if stage == "encode":
-            videos = [video for written in results for video in written]
-        timings[stage] = time.perf_counter() - t0
+        label = "+".join(group)
+        parts = split(p, group, width)
+        refs = [task.options(name=f"stereoforge.{label}").remote(shared, group, handed_on, part) for part in parts]
+        results = _wait(label, refs, [_frames(p, part) for part in parts], progress, cancel)
+        if group == ("encode",):
+            videos = [video for written, _ in results for video in written]
+        timings[label] = time.perf_counter() - t0
+        cpu[label] = [seconds for _, seconds in results]
     for folder in passed_on:
         shutil.rmtree(folder, ignore_errors=True)
     # A worker killed while writing left its temporary file: the task's retry wrote the frame anew.
     for path in remove_stale_temporaries(p.shot_dir):
         log(f"removed '{path}', left half-written by a Ray worker that died")
-    return pipeline.result_of(p, videos, timings)
+    return {**pipeline.result_of(p, videos, timings), "task_cpu": cpu}
 
 
-def split(p: Plan, stage: str, workers: int) -> list[dict]:
-    """The parts ``stage`` of the planned shot ``p`` is split into for ``workers`` workers, each the keyword
-    arguments of :func:`stereoforge.pipeline.run_stage` (``chunk``, ``eyes`` or ``streams``)."""
+def split(p: Plan, group: tuple[str, ...], workers: int) -> list[dict]:
+    """The parts a group of stages (:func:`stereoforge.stages.groups`) of the planned shot ``p`` is split into
+    for ``workers`` workers, each the keyword arguments of :func:`stereoforge.pipeline.run_group` (``chunk``,
+    ``eyes`` or ``streams``)."""
     from . import pipeline
     from .composite import stream_names
     from .stages import Job
 
-    if stage == "encode":
+    if group == ("encode",):
         return [{"streams": (stream,)} for layout in Job(p).video_layouts() for stream in stream_names(layout)]
-    if stage == "inpaint" and not pipeline.fills_frame_by_frame(p.spec):
+    if "inpaint" in group and not pipeline.fills_frame_by_frame(p.spec):
         return [{"eyes": (eye,)} for eye in EYES]
     # Eyes are splatted in batches: chunks of whole batches splat the batches one run splats.
-    return [{"chunk": chunk} for chunk in frame_ranges(p.count, workers, p.spec.batch if stage == "eyes" else 1)]
+    return [{"chunk": chunk}
+            for chunk in frame_ranges(p.count, workers, p.spec.batch if "eyes" in group else 1)]
 
 
 def frame_ranges(count: int, parts: int, step: int = 1) -> list[tuple[int, int]]:
@@ -203,18 +211,14 @@ def _frames(p: Plan, part: dict) -> int:
     return last - first + 1
 
 
-def _run_part(p: Plan, stage: str, part: dict) -> list[str] | None:
-    """A Ray task: one part of one stage of a planned shot, on one thread."""
-    import cv2
-    import torch
-
+def _run_part(p: Plan, group: tuple[str, ...], written: tuple[str, ...], part: dict) -> tuple[list[str] | None, float]:
+    """A Ray task: one part of one group of stages of a planned shot, on the one thread its CPU reserves.
+    Returns what the group returns and the CPU seconds the task took (``task_cpu``: what a loaded machine's
+    clock cannot tell, the work of each part)."""
     from . import pipeline
-    from .stages import writes
 
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-    writes.WRITERS = 0  # the frames' files written in line: a task is one thread, as its one CPU reserves
-    return pipeline.run_stage(p, stage, **part)
+    started = time.process_time()
+    return pipeline.run_group(p, group, written, threads=1, **part), time.process_time() - started
 
 
 def _wait(stage: str, refs: list, sizes: list[int], progress, cancel) -> list:

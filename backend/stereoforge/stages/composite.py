@@ -29,7 +29,7 @@ def run(job: Job, fills: Fills | None = None, label: str = "composite") -> None:
     outputs = lambda n: [job.composite_frame(stream, n) for stream in streams] + (fills.outputs(n) if fills else [])
     # With fills, their writes (the checkpoints) and these are one queue: a checkpoint may go once the frames
     # composed before it are on disk.
-    with contextlib.nullcontext(fills.writes) if fills is not None else Writes() as writes:
+    with contextlib.nullcontext(fills.writes) if fills is not None else Writes(job.writers) as writes:
         for n in job.frames_to_do(label, outputs):
             if fills is None:
                 left, right = (read_image(job.filled_frame(eye, n)) for eye in EYES)

@@ -35,7 +35,7 @@ def run(job: Job, eyes: EyeFrames | None = None) -> None:
 
         return inpaint_stage(job)
     job.make_dirs("inpaint")
-    with Writes() as writes, Fills(job, writes, eyes, keep=True) as fills:
+    with Writes(job.writers) as writes, Fills(job, writes, eyes, keep=True) as fills:
         for n in job.frames_to_do("inpaint", lambda n: [job.filled_frame(eye, n) for eye in job.eyes]):
             fills.fill(n)
 
