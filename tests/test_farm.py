@@ -273,6 +273,30 @@ def test_killed_worker_is_retried_and_its_stage_resumes(cluster, work, single):
     assert_same_files(work.set_aside("killed"), single)
 
 
+def test_progress_json_on_ray_is_json_lines_only_when_a_worker_dies(work, single):
+    """``convert --ray --progress json`` in its own process: a worker is killed while it fills an eye, Ray says so
+    (on standard error) and retries the task; standard output holds the JSON lines only, and the shot is the bytes
+    of one process."""
+    command = subprocess.Popen([sys.executable, "-m", "stereoforge.cli", "convert", *work.args(), "--ray",
+                                "--progress", "json"], env={**os.environ, "PYTHONPATH": BACKEND},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = None
+    while command.poll() is None and killed is None:
+        for pid in stereoforge_tasks():
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::stereoforge.eyes+inpaint"):
+                os.kill(pid, signal.SIGKILL)
+                killed = pid
+                break
+        time.sleep(0.05)
+    out, err = command.communicate(timeout=300)
+    assert killed is not None, "the job ended before a worker could be killed"
+    assert command.returncode == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert records[-1]["event"] == "finished"
+    assert "A worker died" in err
+    assert_same_files(work.set_aside("json"), single)
+
+
 def test_cancel_stops_the_tasks_and_keeps_finished_frames(cluster, work, single):
     """A cancel while the eyes are splatted and inpainted cancels their tasks (ray.cancel): nothing runs on after
     the job returns, the finished frames stay, and the same job resumes them."""
