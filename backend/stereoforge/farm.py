@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .errors import Cancelled, InputError, StereoForgeError, disk_error
-from .shot import EYES, INTERMEDIATES
+from .shot import EYES, INTERMEDIATES, UPSTREAM
 
 if TYPE_CHECKING:  # the pipeline (torch) loads when a job runs, not when a server checks its --ray address
     from .plan import Plan, Progress
@@ -155,28 +155,41 @@ def _convert(spec: ConvertSpec, address: str, progress, cancel, log, workers: in
                       runtime_env={"env_vars": ONE_THREAD_ENV})(_run_part)
     grouped = groups(job, stages, by_eye=not pipeline.fills_frame_by_frame(p.spec))
     handed_on = written(job, stages, grouped)
-    videos: list[str] = []
-    cpu: dict[str, list[float]] = {}
     # The tasks hand frames to the next group through files; what one process would have kept in memory goes
     # at the end (eyes/, masks/, filled/ unless --keep asks for them), so the shot holds what it would hold.
     passed_on = [os.path.join(p.shot_dir, folder) for folder in INTERMEDIATES if folder not in written(job, stages)
                  and not os.path.exists(os.path.join(p.shot_dir, folder))]
-    for group in grouped:
-        t0 = time.perf_counter()
-        label = "+".join(group)
-        parts = split(p, group, width)
-        refs = [task.options(name=f"stereoforge.{label}").remote(shared, group, handed_on, part) for part in parts]
-        results = _wait(label, refs, [_frames(p, part) for part in parts], progress, cancel)
-        if group == ("encode",):
-            videos = [video for written, _ in results for video in written]
-        timings[label] = time.perf_counter() - t0
-        cpu[label] = [seconds for _, seconds in results]
+    parts = {group: split(p, group, width) for group in grouped}
+    labels = {"+".join(group): "+".join(_read_from(group, grouped)) for group in grouped}
+    t0 = time.perf_counter()
+    results, finished = _wait(_submit(task, shared, handed_on, parts),
+                              {"+".join(group): [_frames(p, part) for part in ps] for group, ps in parts.items()},
+                              labels, progress, cancel)
+    for label, read_from in labels.items():  # a group's seconds: from the end of the one it reads to its own end
+        timings[label] = finished.get(label, t0) - finished.get(read_from, t0)
+    videos = [video for paths, _ in results.get("encode", []) for video in paths]
+    cpu = {label: [seconds for _, seconds in done] for label, done in results.items()}
     for folder in passed_on:
         shutil.rmtree(folder, ignore_errors=True)
     # A worker killed while writing left its temporary file: the task's retry wrote the frame anew.
     for path in remove_stale_temporaries(p.shot_dir):
         log(f"removed '{path}', left half-written by a Ray worker that died")
     return {**pipeline.result_of(p, videos, timings), "task_cpu": cpu}
+
+
+def _submit(task, shared, written: tuple[str, ...], parts: dict[tuple[str, ...], list[dict]]) -> dict[str, list]:
+    """Submit every group's tasks (``parts``: group -> its parts, in the order the groups run) now, each given
+    the tasks of the group it reads from, so that Ray starts it when those are done: no barrier waits for a
+    group that a task does not read (the point clouds are made while the eyes are filled). The groups on the way
+    to the videos go first: a worker that frees up while the other fills the slower eye makes the point clouds.
+    Returns each group's label -> its tasks' references, in the order the groups run."""
+    grouped = list(parts)
+    refs: dict[tuple[str, ...], list] = {}
+    for group in sorted(grouped, key=lambda group: -_followers(group, grouped)):
+        after = refs.get(_read_from(group, grouped), [])
+        name = f"stereoforge.{'+'.join(group)}"
+        refs[group] = [task.options(name=name).remote(shared, group, written, part, *after) for part in parts[group]]
+    return {"+".join(group): refs[group] for group in grouped}
 
 
 def split(p: Plan, group: tuple[str, ...], workers: int) -> list[dict]:
@@ -211,42 +224,77 @@ def _frames(p: Plan, part: dict) -> int:
     return last - first + 1
 
 
-def _run_part(p: Plan, group: tuple[str, ...], written: tuple[str, ...], part: dict) -> tuple[list[str] | None, float]:
-    """A Ray task: one part of one group of stages of a planned shot, on the one thread its CPU reserves.
-    Returns what the group returns and the CPU seconds the task took (``task_cpu``: what a loaded machine's
-    clock cannot tell, the work of each part)."""
+def _run_part(p: Plan, group: tuple[str, ...], written: tuple[str, ...], part: dict,
+              *after) -> tuple[list[str] | None, float]:
+    """A Ray task: one part of one group of stages of a planned shot, on the one thread its CPU reserves;
+    ``after``: the results of the tasks whose files it reads (Ray starts it once they are done). Returns what the
+    group returns and the CPU seconds the task took (``task_cpu``: what a loaded machine's clock cannot tell,
+    the work of each part)."""
     from . import pipeline
 
     started = time.process_time()
     return pipeline.run_group(p, group, written, threads=1, **part), time.process_time() - started
 
 
-def _wait(stage: str, refs: list, sizes: list[int], progress, cancel) -> list:
-    """The results of a stage's tasks, in order; progress counts the frames of the finished ones. A cancel, a
+def _read_from(group: tuple[str, ...], grouped: list[tuple[str, ...]]) -> tuple[str, ...]:
+    """The group whose files ``group`` reads (the one that holds its first stage's upstream stage); () when
+    that stage does not run now."""
+    return next((other for other in grouped if UPSTREAM.get(group[0]) in other), ())
+
+
+def _followers(group: tuple[str, ...], grouped: list[tuple[str, ...]]) -> int:
+    """How many groups follow ``group`` one after the other at most, each reading the one before."""
+    return max((1 + _followers(other, grouped) for other in grouped if _read_from(other, grouped) == group),
+               default=0)
+
+
+def _wait(refs: dict[str, list], sizes: dict[str, list[int]], read_from: dict[str, str], progress,
+          cancel) -> tuple[dict, dict]:
+    """The results of each group's tasks (label -> their results, in order) and when each group's last task
+    finished (``time.perf_counter``). ``read_from``: the label of the group each reads from ("" for none): a
+    group's progress starts when that one is done, and counts the frames of its finished tasks. A cancel, a
     Ctrl-C or a task that fails cancels the others."""
     import ray
 
-    total, done = sum(sizes), 0
+    label_of = {ref: label for label, group_refs in refs.items() for ref in group_refs}
+    size_of = {ref: size for label in refs for ref, size in zip(refs[label], sizes[label], strict=True)}
+    done = dict.fromkeys(refs, 0)
     results: dict = {}
-    pending = list(refs)
-    if progress:
-        progress(stage, 0, total)
+    finished: dict[str, float] = {}
+    pending = list(label_of)
+
+    def start(after: str) -> None:
+        """The groups that read ``after``'s files may run now: their progress starts."""
+        for label in refs:
+            if read_from[label] == after:
+                if progress:
+                    progress(label, 0, sum(sizes[label]))
+                if not refs[label]:  # no tasks (encode, when every layout is frames only)
+                    finished[label] = time.perf_counter()
+                    start(label)
+
+    start("")
     try:
         while pending:
             ready, pending = ray.wait(pending, num_returns=1, timeout=_POLL_S)
             for ref in ready:
-                results[ref] = _result(stage, ref)
-                done += sizes[refs.index(ref)]
+                label = label_of[ref]
+                results[ref] = _result(label, ref)
+                done[label] += size_of[ref]
                 if progress:
-                    progress(stage, done, total)
+                    progress(label, done[label], sum(sizes[label]))
+                if not any(label_of[other] == label for other in pending):
+                    finished[label] = time.perf_counter()
+                    start(label)
             if pending and cancel and cancel():
-                raise Cancelled(f"cancelled during {stage}; the frames finished so far are kept")
+                running = dict.fromkeys(label_of[ref] for ref in pending if read_from[label_of[ref]] in ("", *finished))
+                raise Cancelled(f"cancelled during {' and '.join(running)}; the frames finished so far are kept")
     except BaseException as exc:
         _stop(pending)
         if isinstance(exc, KeyboardInterrupt):
             _Relay.raise_again()
         raise
-    return [results[ref] for ref in refs]
+    return {label: [results[ref] for ref in group_refs] for label, group_refs in refs.items()}, finished
 
 
 def _result(stage: str, ref):
