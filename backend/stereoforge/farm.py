@@ -1,21 +1,26 @@
 """A convert job spread over a Ray cluster: ``stereoforge convert ... --ray [ADDRESS]``.
 
 This process (the driver) plans the shot once (:func:`stereoforge.pipeline.prepare`: the inputs checked, the
-depth range, the rig, shot.json) and runs the stages in order. Each stage is split into Ray tasks, and each
-task runs the stage's entry point (:func:`stereoforge.pipeline.run_stage`) on its part of the shot::
+depth range, the rig, shot.json) and hands the stages to Ray, grouped as one process groups them where the
+frames can stay in memory (:func:`stereoforge.stages.groups`, ``by_eye``). Each group is split into tasks, and
+each task runs it (:func:`stereoforge.pipeline.run_group`) on its part of the shot::
 
-    ingest, cloud, eyes, composite   contiguous frame ranges, one per worker (eyes: whole splat batches)
-    inpaint                          one task per eye: the default inpainter carries each frame's fill to the
-                                     next, and a model cross-fades its chunks, but the two eyes are independent;
-                                     frame ranges for an inpainter that fills each frame on its own (telea, none)
+    eyes+inpaint                     one task per eye, for the default inpainter (it carries each frame's fill to
+                                     the next, but the two eyes are independent): the eye splatted and filled in
+                                     memory, its fills written for composite
+    eyes+inpaint+composite           contiguous frame ranges (whole splat batches) for an inpainter that fills
+                                     each frame on its own (telea, none)
+    ingest, cloud, composite, eyes   contiguous frame ranges, one per worker
+    inpaint                          one task per eye, for a model (it reads the eyes from files)
     encode                           one task per video
 
-A task reads what the stage before wrote into the shot folder, the neighbouring frames it needs included, so
-the files are the bytes one process writes (only shot.json's ``created`` time differs). Every node needs
-stereoforge installed and the shot folder at the same path (shared storage). A worker that dies is retried by
-Ray (:data:`TASK_RETRIES`) and its stage skips the frames it finished; a cancel (or Ctrl-C) cancels the
-tasks, and the finished frames stay. Each task runs on one thread (torch, OpenCV, numba, OpenMP and BLAS):
-the cluster's parallelism is its workers.
+Every task is submitted at once, after the tasks of the group whose files it reads (Ray starts it when those
+are done), so no stage waits for one it does not read. A task reads what those wrote into the shot folder, the
+neighbouring frames it needs included, so the files are the bytes one process writes (only shot.json's
+``created`` time differs). Every node needs stereoforge installed and the shot folder at the same path (shared
+storage). A worker that dies is retried by Ray (:data:`TASK_RETRIES`) and its task skips the frames it
+finished; a cancel (or Ctrl-C) cancels the tasks, and the finished frames stay. Each task runs on one thread
+(``Job.threads``; torch, OpenCV, numba, OpenMP and BLAS): the cluster's parallelism is its workers.
 """
 
 from __future__ import annotations
