@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import ray
 
-from stereoforge import farm
+from stereoforge import farm, pipeline
 from stereoforge.cli import main
 from stereoforge.dev.bench import write_synthetic_clip
 from stereoforge.errors import Cancelled
@@ -161,7 +161,8 @@ def test_frame_ranges_are_contiguous_whole_batches():
 def test_ray_run_gives_the_bytes_of_one_process(cluster, work, single):
     result = farm.convert(work.spec())
     assert [Path(v).name for v in result["videos"]] == ["shot_sbs.mp4", "shot_anaglyph.mp4"]
-    assert list(result["timings"]) == ["plan", "ingest", "cloud", "eyes", "inpaint", "composite", "encode"]
+    # Each eye splatted and filled in a task of its own, in memory; composite by frame ranges.
+    assert list(result["timings"]) == ["plan", "ingest", "cloud", "eyes+inpaint", "composite", "encode"]
     assert sum(name.startswith("filled/") for name in single) == 2 * FRAMES
     assert_same_files(work.set_aside("ray"), single)
 
@@ -182,7 +183,7 @@ def test_server_hands_its_convert_jobs_to_ray(cluster, work, single):
     stages = set()
     result = run_job("convert", work.spec().to_dict(), lambda stage, done, total: stages.add(stage), lambda: False,
                      lambda message: None, ray=farm.LOCAL)
-    assert stages == {"depth range", "source check", "ingest", "cloud", "eyes", "inpaint", "composite", "encode"}
+    assert stages == {"depth range", "source check", "ingest", "cloud", "eyes+inpaint", "composite", "encode"}
     assert len(result["videos"]) == 2
     assert_same_files(work.set_aside("served"), single)
 
@@ -207,6 +208,18 @@ def test_generate_runs_its_convert_part_on_ray(cluster, tmp_path, capsys):
     capsys.readouterr()
     assert sum(name.startswith("filled/") for name in shots["here"]) == 6
     assert shots["ray"] == shots["here"]
+
+
+def test_encode_makes_the_composite_frames_it_finds_missing(work, single):
+    """A farm's encode task starts once the first composite part is done (``Job.compose``): the frames that the
+    other parts have not made yet it makes itself, from filled/; the shot is the bytes of one process."""
+    job, _ = pipeline.prepare(work.spec(), None, None, None)
+    for group in (("ingest",), ("cloud",), ("eyes",), ("inpaint",)):
+        pipeline.run_group(job.plan, group, KEEP)
+    pipeline.run_group(job.plan, ("composite",), KEEP, chunk=(1, 6))
+    assert not (work.shot / "out" / "frames" / "sbs" / "sbs_000007.png").exists()
+    assert len(pipeline.run_group(job.plan, ("encode",), KEEP, compose=True)) == 2
+    assert_same_files(work.set_aside("composed-by-encode"), single)
 
 
 def test_farm_recipe_gives_the_bytes_of_one_process(work, single, capsys):
@@ -238,8 +251,8 @@ def test_farm_recipe_gives_the_bytes_of_one_process(work, single, capsys):
 
 
 def test_killed_worker_is_retried_and_its_stage_resumes(cluster, work, single):
-    """A worker is killed (SIGKILL) while it inpaints an eye: Ray runs the task again in another worker, which
-    skips the frames the first one finished; the shot is the bytes of one process."""
+    """A worker is killed (SIGKILL) while it splats and inpaints an eye: Ray runs the task again in another
+    worker, which skips the frames the first one finished; the shot is the bytes of one process."""
     failure: list[BaseException] = []
 
     def run() -> None:
@@ -256,7 +269,8 @@ def test_killed_worker_is_retried_and_its_stage_resumes(cluster, work, single):
             os.kill(pid, signal.SIGSTOP)  # held still while we look at what it has written
             title = Path(f"/proc/{pid}/cmdline").read_bytes()
             filled = {eye: sorted((work.shot / "filled" / eye).glob("[0-9]*.png")) for eye in ("left", "right")}
-            if title.startswith(b"ray::stereoforge.inpaint") and all(2 <= len(f) < FRAMES for f in filled.values()):
+            fills = all(2 <= len(f) < FRAMES for f in filled.values())
+            if title.startswith(b"ray::stereoforge.eyes+inpaint") and fills:
                 kept = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for f in filled.values() for p in f}
                 os.kill(pid, signal.SIGKILL)
                 killed = pid
@@ -271,13 +285,37 @@ def test_killed_worker_is_retried_and_its_stage_resumes(cluster, work, single):
     assert_same_files(work.set_aside("killed"), single)
 
 
+def test_progress_json_on_ray_is_json_lines_only_when_a_worker_dies(work, single):
+    """``convert --ray --progress json`` in its own process: a worker is killed while it fills an eye, Ray says so
+    (on standard error) and retries the task; standard output holds the JSON lines only, and the shot is the bytes
+    of one process."""
+    command = subprocess.Popen([sys.executable, "-m", "stereoforge.cli", "convert", *work.args(), "--ray",
+                                "--progress", "json"], env={**os.environ, "PYTHONPATH": BACKEND},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = None
+    while command.poll() is None and killed is None:
+        for pid in stereoforge_tasks():
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::stereoforge.eyes+inpaint"):
+                os.kill(pid, signal.SIGKILL)
+                killed = pid
+                break
+        time.sleep(0.05)
+    out, err = command.communicate(timeout=300)
+    assert killed is not None, "the job ended before a worker could be killed"
+    assert command.returncode == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert records[-1]["event"] == "finished"
+    assert "A worker died" in err
+    assert_same_files(work.set_aside("json"), single)
+
+
 def test_cancel_stops_the_tasks_and_keeps_finished_frames(cluster, work, single):
-    """A cancel while the eyes are inpainted cancels their tasks (ray.cancel): nothing runs on after the job
-    returns, the finished frames stay, and the same job resumes them."""
+    """A cancel while the eyes are splatted and inpainted cancels their tasks (ray.cancel): nothing runs on after
+    the job returns, the finished frames stay, and the same job resumes them."""
     stages = []
-    with pytest.raises(Cancelled, match="cancelled during inpaint"):
+    with pytest.raises(Cancelled, match=r"cancelled during (cloud and )?eyes\+inpaint;"):
         farm.convert(work.spec(), progress=lambda stage, done, total: stages.append(stage),
-                     cancel=lambda: "inpaint" in stages)
+                     cancel=lambda: "eyes+inpaint" in stages)
     for _ in range(50):
         if not stereoforge_tasks():
             break

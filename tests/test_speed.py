@@ -14,13 +14,14 @@ import cv2
 import numpy as np
 import pytest
 
+from stereoforge.composite import MULTIVIEW_EXR
 from stereoforge.errors import Cancelled
 from stereoforge.io.images import read_exr_channels, read_png8
 from stereoforge.pipeline import convert
 from stereoforge.plan import plan
 from stereoforge.shot import INTERMEDIATES, STAGES
 from stereoforge.spec import ConvertSpec
-from stereoforge.stages import Job, inpaint, runs
+from stereoforge.stages import Job, groups, inpaint, runs, written
 
 H, W, FRAMES = 48, 80, 14
 #: Checkpoints of the fill this often in these tests (the clip is short), so that a resume meets each case.
@@ -173,3 +174,15 @@ def test_which_stages_run_together(clip, tmp_path):
     assert labels(("eyes",)) == ["eyes"]
     model = Job(plan(spec(clip, tmp_path / "shot", inpaint_model="some/model")))
     assert [label for label, _ in runs(model, STAGES)] == list(STAGES)
+
+
+def test_a_farm_splats_and_fills_each_eye_in_memory_and_hands_the_fills_on(clip, tmp_path):
+    """Split by eye (a farm's tasks), eyes and inpaint run as one and composite on its own: only the fills go
+    through files (and the masks, for exr-multiview, which composite reads)."""
+    job = Job(plan(spec(clip, tmp_path / "shot")))
+    by_eye = groups(job, STAGES, by_eye=True)
+    assert by_eye == [("ingest",), ("cloud",), ("eyes", "inpaint"), ("composite",), ("encode",)]
+    assert written(job, STAGES, by_eye) == ("filled",)
+    assert written(job, STAGES) == ()
+    multiview = Job(plan(spec(clip, tmp_path / "shot", layouts=("sbs", MULTIVIEW_EXR))))
+    assert written(multiview, STAGES, groups(multiview, STAGES, by_eye=True)) == ("masks", "filled")

@@ -1,21 +1,28 @@
 """A convert job spread over a Ray cluster: ``stereoforge convert ... --ray [ADDRESS]``.
 
 This process (the driver) plans the shot once (:func:`stereoforge.pipeline.prepare`: the inputs checked, the
-depth range, the rig, shot.json) and runs the stages in order. Each stage is split into Ray tasks, and each
-task runs the stage's entry point (:func:`stereoforge.pipeline.run_stage`) on its part of the shot::
+depth range, the rig, shot.json) and hands the stages to Ray, grouped as one process groups them where the
+frames can stay in memory (:func:`stereoforge.stages.groups`, ``by_eye``). Each group is split into tasks, and
+each task runs it (:func:`stereoforge.pipeline.run_group`) on its part of the shot::
 
-    ingest, cloud, eyes, composite   contiguous frame ranges, one per worker (eyes: whole splat batches)
-    inpaint                          one task per eye: the default inpainter carries each frame's fill to the
-                                     next, and a model cross-fades its chunks, but the two eyes are independent;
-                                     frame ranges for an inpainter that fills each frame on its own (telea, none)
-    encode                           one task per video
+    eyes+inpaint                     one task per eye, for the default inpainter (it carries each frame's fill to
+                                     the next, but the two eyes are independent): the eye splatted and filled in
+                                     memory, its fills written for composite
+    eyes+inpaint+composite           contiguous frame ranges (whole splat batches) for an inpainter that fills
+                                     each frame on its own (telea, none)
+    ingest, cloud, composite, eyes   contiguous frame ranges, one per worker (composite's first range short
+                                     when encode follows, see below)
+    inpaint                          one task per eye, for a model (it reads the eyes from files)
+    encode                           one task per video; with more than one worker it starts once the first
+                                     composite range is done and makes any frame still missing itself
 
-A task reads what the stage before wrote into the shot folder, the neighbouring frames it needs included, so
-the files are the bytes one process writes (only shot.json's ``created`` time differs). Every node needs
-stereoforge installed and the shot folder at the same path (shared storage). A worker that dies is retried by
-Ray (:data:`TASK_RETRIES`) and its stage skips the frames it finished; a cancel (or Ctrl-C) cancels the
-tasks, and the finished frames stay. Each task runs on one thread (torch, OpenCV, numba, OpenMP and BLAS):
-the cluster's parallelism is its workers.
+Every task is submitted at once, after the tasks of the group whose files it reads (Ray starts it when those
+are done), so no stage waits for one it does not read. A task reads what those wrote into the shot folder, the
+neighbouring frames it needs included, so the files are the bytes one process writes (only shot.json's
+``created`` time differs). Every node needs stereoforge installed and the shot folder at the same path (shared
+storage). A worker that dies is retried by Ray (:data:`TASK_RETRIES`) and its task skips the frames it
+finished; a cancel (or Ctrl-C) cancels the tasks, and the finished frames stay. Each task runs on one thread
+(``Job.threads``; torch, OpenCV, numba, OpenMP and BLAS): the cluster's parallelism is its workers.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .errors import Cancelled, InputError, StereoForgeError, disk_error
-from .shot import EYES, INTERMEDIATES
+from .shot import EYES, INTERMEDIATES, UPSTREAM
 
 if TYPE_CHECKING:  # the pipeline (torch) loads when a job runs, not when a server checks its --ray address
     from .plan import Plan, Progress
@@ -124,7 +131,8 @@ def convert(spec: ConvertSpec, address: str = LOCAL, progress: Progress | None =
             cancel: Callable[[], bool] | None = None, log: Callable[[str], None] | None = None,
             workers: int | None = None) -> dict:
     """Run (or resume) a convert job on the Ray cluster at ``address`` (see :func:`connect`); returns what
-    :func:`stereoforge.pipeline.convert` returns, with the same files in the shot folder.
+    :func:`stereoforge.pipeline.convert` returns, with the same files in the shot folder, and ``task_cpu``: each
+    group of stages' label -> the CPU seconds of each of its tasks.
 
     Raises :class:`InputError` for bad input or an address with no cluster, :class:`Cancelled` when
     ``cancel()`` turns true (the tasks are cancelled; finished frames stay) and
@@ -141,7 +149,7 @@ def _convert(spec: ConvertSpec, address: str, progress, cancel, log, workers: in
 
     from . import pipeline
     from .io.images import remove_stale_temporaries
-    from .stages import written
+    from .stages import groups, written
 
     started = time.perf_counter()
     connect(address, workers)
@@ -152,40 +160,79 @@ def _convert(spec: ConvertSpec, address: str, progress, cancel, log, workers: in
     width = max(1, int(ray.cluster_resources().get("CPU", 1)))
     task = ray.remote(num_cpus=1, max_retries=TASK_RETRIES,
                       runtime_env={"env_vars": ONE_THREAD_ENV})(_run_part)
-    videos: list[str] = []
-    # The tasks hand frames to the next stage through files; what one process would have kept in memory goes
+    grouped = groups(job, stages, by_eye=not pipeline.fills_frame_by_frame(p.spec))
+    handed_on = written(job, stages, grouped)
+    # The tasks hand frames to the next group through files; what one process would have kept in memory goes
     # at the end (eyes/, masks/, filled/ unless --keep asks for them), so the shot holds what it would hold.
     passed_on = [os.path.join(p.shot_dir, folder) for folder in INTERMEDIATES if folder not in written(job, stages)
                  and not os.path.exists(os.path.join(p.shot_dir, folder))]
-    for stage in stages:
-        t0 = time.perf_counter()
-        parts = split(p, stage, width)
-        refs = [task.options(name=f"stereoforge.{stage}").remote(shared, stage, part) for part in parts]
-        results = _wait(stage, refs, [_frames(p, part) for part in parts], progress, cancel)
-        if stage == "encode":
-            videos = [video for written in results for video in written]
-        timings[stage] = time.perf_counter() - t0
+    overlap = _overlaps_encode(grouped, width)
+    parts = {group: split(p, group, width, overlap) for group in grouped}
+    labels = {"+".join(group): "+".join(_read_from(group, grouped)) for group in grouped}
+    t0 = time.perf_counter()
+    results, finished = _wait(_submit(task, shared, handed_on, parts, overlap),
+                              {"+".join(group): [_frames(p, part) for part in ps] for group, ps in parts.items()},
+                              labels, progress, cancel)
+    for label, read_from in labels.items():  # a group's seconds: from the end of the one it reads to its own end
+        timings[label] = finished.get(label, t0) - finished.get(read_from, t0)
+    videos = [video for paths, _ in results.get("encode", []) for video in paths]
+    cpu = {label: [seconds for _, seconds in done] for label, done in results.items()}
     for folder in passed_on:
         shutil.rmtree(folder, ignore_errors=True)
     # A worker killed while writing left its temporary file: the task's retry wrote the frame anew.
     for path in remove_stale_temporaries(p.shot_dir):
         log(f"removed '{path}', left half-written by a Ray worker that died")
-    return pipeline.result_of(p, videos, timings)
+    return {**pipeline.result_of(p, videos, timings), "task_cpu": cpu}
 
 
-def split(p: Plan, stage: str, workers: int) -> list[dict]:
-    """The parts ``stage`` of the planned shot ``p`` is split into for ``workers`` workers, each the keyword
-    arguments of :func:`stereoforge.pipeline.run_stage` (``chunk``, ``eyes`` or ``streams``)."""
+def _submit(task, shared, written: tuple[str, ...], parts: dict[tuple[str, ...], list[dict]],
+            overlap: bool) -> dict[str, list]:
+    """Submit every group's tasks (``parts``: group -> its parts, in the order the groups run) now, each given
+    the tasks of the group it reads from, so that Ray starts it when those are done: no barrier waits for a
+    group that a task does not read (the point clouds are made while the eyes are filled). The groups on the way
+    to the videos go first: a worker that frees up while the other fills the slower eye makes the point clouds.
+    ``overlap`` (:func:`_overlaps_encode`): encode waits for the first composite part only. Returns each group's
+    label -> its tasks' references, in the order the groups run."""
+    grouped = list(parts)
+    refs: dict[tuple[str, ...], list] = {}
+    for group in sorted(grouped, key=lambda group: -_followers(group, grouped)):
+        after = refs.get(_read_from(group, grouped), [])
+        if overlap and group == ("encode",):
+            after = after[:1]
+        name = f"stereoforge.{'+'.join(group)}"
+        refs[group] = [task.options(name=name).remote(shared, group, written, part, *after) for part in parts[group]]
+    return {"+".join(group): refs[group] for group in grouped}
+
+
+def _overlaps_encode(grouped: list[tuple[str, ...]], workers: int) -> bool:
+    """Whether the encoding overlaps the composite tasks: with more than one worker, when composite runs on its
+    own before encode (reading filled/), the encode tasks start once a short first composite part is done and
+    make any frame they find missing themselves (:attr:`stereoforge.stages.Job.compose`), while the other parts
+    make the later frames (a video's encoding, one task, would otherwise wait for the last composite frame)."""
+    return workers > 1 and ("composite",) in grouped and ("encode",) in grouped
+
+
+def split(p: Plan, group: tuple[str, ...], workers: int, overlap: bool = False) -> list[dict]:
+    """The parts a group of stages (:func:`stereoforge.stages.groups`) of the planned shot ``p`` is split into
+    for ``workers`` workers, each the keyword arguments of :func:`stereoforge.pipeline.run_group` (``chunk``,
+    ``eyes``, ``streams``, ``compose``). ``overlap`` (:func:`_overlaps_encode`): composite's first part is short
+    (a 2 ``workers``-th of the shot), the others share the rest, and encode makes missing frames."""
     from . import pipeline
     from .composite import stream_names
     from .stages import Job
 
-    if stage == "encode":
-        return [{"streams": (stream,)} for layout in Job(p).video_layouts() for stream in stream_names(layout)]
-    if stage == "inpaint" and not pipeline.fills_frame_by_frame(p.spec):
+    if group == ("encode",):
+        return [{"streams": (stream,), "compose": overlap}
+                for layout in Job(p).video_layouts() for stream in stream_names(layout)]
+    if "inpaint" in group and not pipeline.fills_frame_by_frame(p.spec):
         return [{"eyes": (eye,)} for eye in EYES]
+    if overlap and group == ("composite",) and p.count > 1:
+        first = -(-p.count // (2 * workers))
+        return [{"chunk": (1, first)}] + [{"chunk": (first + a, first + b)}
+                                          for a, b in frame_ranges(p.count - first, workers - 1)]
     # Eyes are splatted in batches: chunks of whole batches splat the batches one run splats.
-    return [{"chunk": chunk} for chunk in frame_ranges(p.count, workers, p.spec.batch if stage == "eyes" else 1)]
+    return [{"chunk": chunk}
+            for chunk in frame_ranges(p.count, workers, p.spec.batch if "eyes" in group else 1)]
 
 
 def frame_ranges(count: int, parts: int, step: int = 1) -> list[tuple[int, int]]:
@@ -203,46 +250,77 @@ def _frames(p: Plan, part: dict) -> int:
     return last - first + 1
 
 
-def _run_part(p: Plan, stage: str, part: dict) -> list[str] | None:
-    """A Ray task: one part of one stage of a planned shot, on one thread."""
-    import cv2
-    import torch
-
+def _run_part(p: Plan, group: tuple[str, ...], written: tuple[str, ...], part: dict,
+              *after) -> tuple[list[str] | None, float]:
+    """A Ray task: one part of one group of stages of a planned shot, on the one thread its CPU reserves;
+    ``after``: the results of the tasks whose files it reads (Ray starts it once they are done). Returns what the
+    group returns and the CPU seconds the task took (``task_cpu``: what a loaded machine's clock cannot tell,
+    the work of each part)."""
     from . import pipeline
-    from .stages import writes
 
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-    writes.WRITERS = 0  # the frames' files written in line: a task is one thread, as its one CPU reserves
-    return pipeline.run_stage(p, stage, **part)
+    started = time.process_time()
+    return pipeline.run_group(p, group, written, threads=1, **part), time.process_time() - started
 
 
-def _wait(stage: str, refs: list, sizes: list[int], progress, cancel) -> list:
-    """The results of a stage's tasks, in order; progress counts the frames of the finished ones. A cancel, a
+def _read_from(group: tuple[str, ...], grouped: list[tuple[str, ...]]) -> tuple[str, ...]:
+    """The group whose files ``group`` reads (the one that holds its first stage's upstream stage); () when
+    that stage does not run now."""
+    return next((other for other in grouped if UPSTREAM.get(group[0]) in other), ())
+
+
+def _followers(group: tuple[str, ...], grouped: list[tuple[str, ...]]) -> int:
+    """How many groups follow ``group`` one after the other at most, each reading the one before."""
+    return max((1 + _followers(other, grouped) for other in grouped if _read_from(other, grouped) == group),
+               default=0)
+
+
+def _wait(refs: dict[str, list], sizes: dict[str, list[int]], read_from: dict[str, str], progress,
+          cancel) -> tuple[dict, dict]:
+    """The results of each group's tasks (label -> their results, in order) and when each group's last task
+    finished (``time.perf_counter``). ``read_from``: the label of the group each reads from ("" for none): a
+    group's progress starts when that one is done, and counts the frames of its finished tasks. A cancel, a
     Ctrl-C or a task that fails cancels the others."""
     import ray
 
-    total, done = sum(sizes), 0
+    label_of = {ref: label for label, group_refs in refs.items() for ref in group_refs}
+    size_of = {ref: size for label in refs for ref, size in zip(refs[label], sizes[label], strict=True)}
+    done = dict.fromkeys(refs, 0)
     results: dict = {}
-    pending = list(refs)
-    if progress:
-        progress(stage, 0, total)
+    finished: dict[str, float] = {}
+    pending = list(label_of)
+
+    def start(after: str) -> None:
+        """The groups that read ``after``'s files may run now: their progress starts."""
+        for label in refs:
+            if read_from[label] == after:
+                if progress:
+                    progress(label, 0, sum(sizes[label]))
+                if not refs[label]:  # no tasks (encode, when every layout is frames only)
+                    finished[label] = time.perf_counter()
+                    start(label)
+
+    start("")
     try:
         while pending:
             ready, pending = ray.wait(pending, num_returns=1, timeout=_POLL_S)
             for ref in ready:
-                results[ref] = _result(stage, ref)
-                done += sizes[refs.index(ref)]
+                label = label_of[ref]
+                results[ref] = _result(label, ref)
+                done[label] += size_of[ref]
                 if progress:
-                    progress(stage, done, total)
+                    progress(label, done[label], sum(sizes[label]))
+                if not any(label_of[other] == label for other in pending):
+                    finished[label] = time.perf_counter()
+                    start(label)
             if pending and cancel and cancel():
-                raise Cancelled(f"cancelled during {stage}; the frames finished so far are kept")
+                running = dict.fromkeys(label_of[ref] for ref in pending if read_from[label_of[ref]] in ("", *finished))
+                raise Cancelled(f"cancelled during {' and '.join(running)}; the frames finished so far are kept")
     except BaseException as exc:
         _stop(pending)
         if isinstance(exc, KeyboardInterrupt):
             _Relay.raise_again()
         raise
-    return [results[ref] for ref in refs]
+    return {label: [results[ref] for ref in group_refs] for label, group_refs in refs.items()}, finished
 
 
 def _result(stage: str, ref):

@@ -11,8 +11,8 @@ Read this module to follow a convert job from start to end:
    writes its frames into the shot folder, reading what the stage before wrote; eyes, inpaint and composite
    hand their frames over in memory instead when they run together (:func:`stereoforge.stages.runs`).
 
-A farm splits the same steps: :func:`prepare` does 1 to 3 once, then :func:`run_stage` runs a part of a stage
-(some frames, one eye, one video) in each of several processes (:mod:`stereoforge.farm` on Ray; ``convert
+A farm splits the same steps: :func:`prepare` does 1 to 3 once, then :func:`run_group` runs a part of a group of
+stages (some frames, one eye, one video) in each of several processes (:mod:`stereoforge.farm` on Ray; ``convert
 --chunk`` for a farm manager's tasks).
 
 Every file is written under a temporary name and renamed when complete, so a frame that exists is done: a re-run
@@ -33,7 +33,8 @@ from .plan import Plan, Progress, plan
 from .shot import SHOT_JSON, STAGES
 from .shot_record import prepare_shot, read_record
 from .spec import ConvertSpec
-from .stages import RUN, Job, runs
+from .stages import Job, runs
+from .stages import run as run_stages
 
 
 def convert(spec: ConvertSpec, progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
@@ -102,15 +103,17 @@ def prepare(spec: ConvertSpec, progress: Progress | None, cancel: Callable[[], b
     return job, stages
 
 
-def run_stage(p: Plan, stage: str, progress: Progress | None = None, cancel: Callable[[], bool] | None = None,
-              log: Callable[[str], None] | None = None, **part) -> list[str] | None:
-    """Run one stage of a planned shot whose folder is ready (:func:`prepare`), or a part of it: ``chunk``,
-    ``eyes`` or ``streams`` (see :class:`~stereoforge.stages.Job`). What a farm's task runs; returns the videos
-    encode wrote."""
+def run_group(p: Plan, group: tuple[str, ...], written: tuple[str, ...], progress: Progress | None = None,
+              cancel: Callable[[], bool] | None = None, log: Callable[[str], None] | None = None,
+              **part) -> list[str] | None:
+    """Run one group of stages (:func:`stereoforge.stages.groups`) of a planned shot whose folder is ready
+    (:func:`prepare`), or a part of it: ``chunk``, ``eyes`` or ``streams``, on ``threads`` (see
+    :class:`~stereoforge.stages.Job`), writing the intermediate folders ``written`` names. What a farm's task
+    runs; returns the videos encode wrote."""
     job = Job(p, progress or (lambda stage, done, total: None), cancel or (lambda: False),
               log or (lambda message: None), **part)
     try:
-        return RUN[stage](job)
+        return run_stages(job, group, written)
     except OSError as exc:
         raise disk_error(exc) from None
 

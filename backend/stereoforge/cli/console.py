@@ -5,6 +5,7 @@ closing report, and running a job here or on a server. Nothing in the library im
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -117,18 +118,20 @@ class Bars:
             bar.close()
 
 
-def json_progress(stage: str, done: int, total: int) -> None:
-    print(json.dumps({"stage": stage, "done": done, "total": total}), flush=True)
-
-
 def run_job(run: Callable, progress: str):
-    """``run(progress=..., log=...)`` with the display ``--progress`` asked for."""
+    """``run(progress=..., log=...)`` with the display ``--progress`` asked for. With ``json``, standard output
+    holds only the JSON lines: what a library prints there while the job runs goes to standard error (Ray's
+    driver reports a worker that died so)."""
+    if progress == "json":
+        out = sys.stdout
+        emit = lambda record: print(json.dumps(record), file=out, flush=True)
+        with contextlib.redirect_stdout(sys.stderr):
+            # Notices (a stage remade because its settings changed) are rare and matter on a farm: never silenced.
+            return run(progress=lambda stage, done, total: emit({"stage": stage, "done": done, "total": total}),
+                       log=lambda m: emit({"event": "notice", "message": m}))
     bars = Bars(progress != "bar")
-    # Notices (a stage remade because its settings changed) are rare and matter on a farm: never silenced.
-    log = (lambda m: print(m, file=sys.stderr)) if progress != "json" else (
-        lambda m: print(json.dumps({"event": "notice", "message": m}), flush=True))
     try:
-        return run(progress=json_progress if progress == "json" else bars, log=log)
+        return run(progress=bars, log=lambda m: print(m, file=sys.stderr))
     finally:
         bars.close()
 

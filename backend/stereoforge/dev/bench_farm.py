@@ -69,7 +69,8 @@ def _on_ray(spec, workers: int) -> dict:
         seconds = time.perf_counter() - ready
     finally:
         ray.shutdown()
-    return {"start_seconds": ready - started, "seconds": seconds, "timings": result["timings"]}
+    return {"start_seconds": ready - started, "seconds": seconds, "timings": result["timings"],
+            "task_cpu": result["task_cpu"]}
 
 
 def _in_one_process(spec) -> dict:
@@ -148,11 +149,29 @@ def cmd_farm(args: argparse.Namespace) -> int:
                      if stage in slow["timings"] else f"{'-':>9}" for stage in stages))
     runs = ", ".join(r["runs"])
     print(f"  files identical: {'yes' if r['identical'] else 'NO'} ({r['files']} files; {runs})")
+    _print_cpu(r)
     if "workdir" in r:
         print(f"  clip and shots kept in {r['workdir']}")
     if args.json:
         print(json.dumps(r))
     return 0 if r["identical"] else 1
+
+
+def _print_cpu(r: dict) -> None:
+    """The CPU seconds of each Ray run's tasks by stage (all tasks, and the longest: the stage's critical path
+    when it has no more tasks than workers), and the speed-up they give: what a machine that others share lets
+    one measure, where the clock is disturbed. The stages that overlap (the point clouds beside the eyes, the
+    encoding beside the later composite parts) are added one after the other: the seconds are an upper bound."""
+    print("  CPU seconds of the tasks by stage (all / longest), and the seconds they take on the run's workers:")
+    estimates = {}
+    for n in r["workers"]:
+        cpu = r["runs"][_ray_run(n)]["task_cpu"]
+        estimates[n] = sum(max(max(parts), sum(parts) / n) for parts in cpu.values())
+        print(f"  {_ray_run(n):<16} {estimates[n]:14.1f}  "
+              + " ".join(f"{stage} {sum(parts):.1f}/{max(parts):.1f}" for stage, parts in cpu.items()))
+    low, high = r["workers"][0], r["workers"][-1]
+    print(f"  {f'CPU-bound speed-up {high}/{low}':<30} {estimates[low] / estimates[high]:.2f}x (stages that overlap "
+          "counted one after the other; the driver and Ray's scheduling not counted)")
 
 
 def _counts(text: str) -> tuple[int, ...]:

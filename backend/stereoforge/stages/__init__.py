@@ -10,19 +10,21 @@
 
 Each module has one entry point, ``run(job)``: it reads what the stage before wrote into the shot folder and
 writes its own frames, skipping those that exist (every file is written under a temporary name and renamed
-when complete, so a frame that exists is done). :data:`RUN` maps each stage's name to it; a farm runner calls
-the stages through it, one at a time, with a :class:`Job`.
+when complete, so a frame that exists is done). :data:`RUN` maps each stage's name to it.
 
-``convert`` runs them through :func:`runs`: eyes, inpaint and composite, when they run in one process, hand
-their frames over in memory and write eyes/, masks/ and filled/ only where asked (``--keep``) or where a stage
-that reads them does not run now (:data:`stereoforge.shot.INTERMEDIATES`); the other files are the same.
+:func:`groups` decides which stages run together, in one process and in a farm's tasks, and :func:`run` runs a
+group: eyes, inpaint and composite, when they run in one group, hand their frames over in memory and write
+eyes/, masks/ and filled/ only where asked (``--keep``) or where a stage that reads them does not run now or
+runs in another group (:func:`written`); the other files are the same. ``convert`` runs the groups through
+:func:`runs`; a farm's task runs one group on its part of the shot (:func:`stereoforge.pipeline.run_group`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..shot import INTERMEDIATES, STAGES
+from ..composite import MULTIVIEW_EXR
+from ..shot import INTERMEDIATES, STAGES, UPSTREAM
 from . import cloud, composite, encode, eyes, ingest, inpaint
 from .job import Job
 from .writes import Writes
@@ -35,33 +37,59 @@ RUN: dict[str, Callable[[Job], object]] = {stage: _MODULES[stage].run for stage 
 IN_MEMORY = ("eyes", "inpaint", "composite")
 
 
-def written(job: Job, stages: tuple[str, ...]) -> tuple[str, ...]:
-    """The intermediate folders (:data:`~stereoforge.shot.INTERMEDIATES`) that a run of ``stages`` writes: those
-    kept (``--keep``), those that a stage not run now reads, and all of them for an inpainting model (which
-    reads the eyes from the files)."""
-    spec = job.plan.spec
-    return tuple(folder for folder, readers in INTERMEDIATES.items()
-                 if folder in (spec.keep or ()) or spec.inpaint_model is not None
-                 or not set(readers) <= set(stages))
-
-
-def runs(job: Job, stages: tuple[str, ...]) -> list[tuple[str, Callable[[], object]]]:
-    """How a run of ``stages`` (in order) goes: ``(label, call)`` pairs. Each stage runs on its own, except
-    that eyes, inpaint and composite that run together (one after the other, without an inpainting model) run
-    as one, labelled ``eyes+inpaint+composite`` (or two of them), handing their frames over in memory."""
+def groups(job: Job, stages: tuple[str, ...], by_eye: bool = False) -> list[tuple[str, ...]]:
+    """How a run of ``stages`` (in order) goes: each stage on its own, except that eyes, inpaint and composite
+    that run one after the other (without an inpainting model, which reads the eyes from the files) run as one
+    group, handing their frames over in memory. ``by_eye``: the inpainting runs one eye at a time (a farm's task
+    per eye, for an inpainter that carries each fill to the next frame), so composite, which takes both eyes,
+    runs on its own after it."""
     together = [] if job.plan.spec.inpaint_model is not None else [st for st in IN_MEMORY if st in stages]
     if together and together != list(IN_MEMORY[IN_MEMORY.index(together[0]):][:len(together)]):
         together = []  # not one after the other (eyes and composite without inpaint): each on its own
+    if by_eye and "inpaint" in together:
+        together = together[:together.index("inpaint") + 1]
     if len(together) < 2:
         together = []
-    label = "+".join(together)
-    plan: list[tuple[str, Callable[[], object]]] = []
-    for stage in stages:
-        if stage not in together:
-            plan.append((stage, lambda stage=stage: RUN[stage](job)))
-        elif stage == together[0]:
-            plan.append((label, lambda: _together(job, tuple(together), written(job, stages), label)))
-    return plan
+    return [tuple(together) if together and stage == together[0] else (stage,)
+            for stage in stages if stage not in together[1:]]
+
+
+def written(job: Job, stages: tuple[str, ...], grouped: list[tuple[str, ...]] | None = None) -> tuple[str, ...]:
+    """The intermediate folders (:data:`~stereoforge.shot.INTERMEDIATES`) that a run of ``stages``, in
+    ``grouped`` (:func:`groups`; by default as one process runs them), writes: those kept (``--keep``), those
+    that a stage not run now reads, those that a stage of another group than their writer's reads, and all of
+    them for an inpainting model (which reads the eyes from the files)."""
+    spec = job.plan.spec
+    grouped = groups(job, stages) if grouped is None else grouped
+
+    def handed_over(folder: str) -> bool:
+        """Whether the stages run now that read ``folder`` run in the group of the stage that writes it (the
+        composite stage reads masks/ for exr-multiview only), or that stage does not run now."""
+        writer = UPSTREAM[INTERMEDIATES[folder][0]]
+        readers = {st for st in INTERMEDIATES[folder] if st in stages and (
+            folder != "masks" or st != "composite" or MULTIVIEW_EXR in spec.layouts)}
+        return writer not in stages or any({writer, *readers} <= set(group) for group in grouped)
+
+    return tuple(folder for folder, readers in INTERMEDIATES.items()
+                 if folder in (spec.keep or ()) or spec.inpaint_model is not None
+                 or not set(readers) <= set(stages) or not handed_over(folder))
+
+
+def run(job: Job, group: tuple[str, ...], written: tuple[str, ...]) -> object:
+    """Run one group of stages (:func:`groups`) of ``job``, writing the intermediate folders ``written`` asks
+    for; returns what the stage returns (encode: the videos' paths)."""
+    job.limit_threads()
+    if len(group) == 1:
+        return RUN[group[0]](job)
+    return _together(job, group, written, "+".join(group))
+
+
+def runs(job: Job, stages: tuple[str, ...]) -> list[tuple[str, Callable[[], object]]]:
+    """How a run of ``stages`` (in order) goes in one process: ``(label, call)`` pairs, one per group
+    (:func:`groups`), labelled with its stages (``eyes+inpaint+composite``)."""
+    grouped = groups(job, stages)
+    to_write = written(job, stages, grouped)
+    return [("+".join(group), lambda group=group: run(job, group, to_write)) for group in grouped]
 
 
 def _together(job: Job, together: tuple[str, ...], written: tuple[str, ...], label: str) -> None:
@@ -70,8 +98,8 @@ def _together(job: Job, together: tuple[str, ...], written: tuple[str, ...], lab
         in_memory = frames if "eyes" in together else None
         if "composite" not in together:
             return inpaint.run(job, in_memory)
-        with Writes() as writes, inpaint.Fills(job, writes, in_memory, keep="filled" in written) as fills:
+        with Writes(job.writers) as writes, inpaint.Fills(job, writes, in_memory, keep="filled" in written) as fills:
             composite.run(job, fills, label)
 
 
-__all__ = ["RUN", "Job", "runs", "written"]
+__all__ = ["RUN", "Job", "groups", "run", "runs", "written"]

@@ -17,7 +17,6 @@ import torch
 from ..inpaint import ClipReader, EyeFrame
 from ..io.images import eye_from_channels, read_depth_file, read_image, write_exr, write_png
 from ..rig import eye_views
-from ..shot import EYES
 from ..splat import EyeImage, splat_eye
 from .job import Job
 from .writes import Writes
@@ -29,28 +28,29 @@ def run(job: Job) -> None:
     job.make_dirs("eyes")
     with EyeFrames(job, write=("eyes", "masks")) as frames:
         for n in job.frames_to_do("eyes", frames.outputs):
-            frames.eye(EYES[0], n)  # splats (and writes) the batch from n on, unless an earlier one held it
+            frames.eye(job.eyes[0], n)  # splats (and writes) the batch from n on, unless an earlier one held it
             frames.forget_before(n + 1)
 
 
 class EyeFrames:
-    """Both eyes of the shot's frames, as :class:`~stereoforge.inpaint.EyeFrame` (what reading eyes/ and masks/
-    gives, to the bit): read from the files where a frame has them all (Blender's eyes, or an earlier run's),
-    else splatted a batch at a time and held until :meth:`forget_before`. The splatted frames' files are written
+    """The job's eyes (both, unless a farm's task does one) of the shot's frames, as
+    :class:`~stereoforge.inpaint.EyeFrame` (what reading eyes/ and masks/ gives, to the bit): read from the files
+    where a frame has them all (Blender's eyes, or an earlier run's), else splatted a batch at a time and held
+    until :meth:`forget_before`. The splatted frames' files are written
     on a few threads where ``write`` names their folders ("eyes", "masks"); leaving the context waits for them.
     Each eye's inpainter may read from its own thread."""
 
     def __init__(self, job: Job, write: tuple[str, ...] = ()):
         self.job = job
-        self.writes = Writes()
+        self.writes = Writes(job.writers)
         self.write = write
         self._held: dict[int, dict[str, EyeFrame]] = {}
         self._images: dict[tuple[str, int], EyeImage] = {}  # splat_eye writes each batch into the last one's
         self._lock = threading.Lock()
 
     def outputs(self, n: int, kinds: tuple[str, ...] = ("eyes", "masks")) -> list[str]:
-        """The files of frame ``n`` in eyes/ and masks/ (those of ``kinds``)."""
-        return [path for eye in EYES for kind, path in (("eyes", self.job.eye_exr(eye, n)),
+        """The files of frame ``n`` in eyes/ and masks/ (those of ``kinds``), of the job's eyes."""
+        return [path for eye in self.job.eyes for kind, path in (("eyes", self.job.eye_exr(eye, n)),
                                                           ("masks", self.job.mask_png(eye, n))) if kind in kinds]
 
     def kept_outputs(self, n: int) -> list[str]:
@@ -68,7 +68,7 @@ class EyeFrames:
         with self._lock:
             if n not in self._held:
                 if all(os.path.exists(p) for p in self.outputs(n)):
-                    self._held[n] = {e: self.job.clip(e).eye(n) for e in EYES}
+                    self._held[n] = {e: self.job.clip(e).eye(n) for e in self.job.eyes}
                 else:
                     self._splat(self._batch(n))
             return self._held[n][eye]
@@ -100,7 +100,7 @@ class EyeFrames:
         depth = torch.from_numpy(np.stack([f[1] for f in frames])).to(device)
         for n in numbers:
             self._held[n] = {}
-        for eye in EYES:
+        for eye in job.eyes:
             key = (eye, len(numbers))
             image = self._images[key] = splat_eye(color, depth, k, views[eye], out=self._images.get(key))
             rgba = image.rgba.permute(0, 2, 3, 1).cpu().numpy()

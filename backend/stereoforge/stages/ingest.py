@@ -29,7 +29,7 @@ def run(job: Job) -> None:
     # Decoding is sequential (a video cannot skip ahead cheaply): frames already written are decoded and passed.
     # The files are written on other threads while the next frame is decoded; depth uncompressed (read back
     # by the next stages, it is written twice as fast so).
-    with Writes() as writes:
+    with Writes(job.writers) as writes:
         for (i, rgb), (_, raw) in zip(source.frames(), depth.frames(), strict=True):
             n = i + 1
             if n not in todo:

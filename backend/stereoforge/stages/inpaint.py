@@ -35,7 +35,7 @@ def run(job: Job, eyes: EyeFrames | None = None) -> None:
 
         return inpaint_stage(job)
     job.make_dirs("inpaint")
-    with Writes() as writes, Fills(job, writes, eyes, keep=True) as fills:
+    with Writes(job.writers) as writes, Fills(job, writes, eyes, keep=True) as fills:
         for n in job.frames_to_do("inpaint", lambda n: [job.filled_frame(eye, n) for eye in job.eyes]):
             fills.fill(n)
 
@@ -57,9 +57,10 @@ class Fills:
         # Each inpainter reads its window of frames (whether or not they are filled yet) and, when resuming, the
         # fill of the frame before the first one it makes from filled/.
         self._inpainters = {eye: make(eyes.clip(eye) if eyes else job.clip(eye)) for eye in self.job.eyes}
-        # One thread per eye: its inpainter fills its frames one after the other, in the order asked.
+        # One thread per eye: its inpainter fills its frames one after the other, in the order asked; in line
+        # in a job of one thread (a farm's task).
         self._threads = {eye: ThreadPoolExecutor(1, thread_name_prefix=f"stereoforge-inpaint-{eye}")
-                         for eye in self.job.eyes}
+                         if job.threads is None or job.threads > 1 else _InLine() for eye in self.job.eyes}
         #: How far ahead of the frame it fills an inpainter looks (its window's radius).
         self._window = getattr(self._inpainters[self.job.eyes[0]], "radius", 0)
         self._next: int | None = None  # the frame the inpainters carry on with
@@ -157,3 +158,18 @@ class Fills:
     def __exit__(self, *exc) -> None:
         for thread in self._threads.values():
             thread.shutdown(wait=True)
+
+
+class _InLine:
+    """An executor that runs each call at once, on the caller's thread."""
+
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - raised again by future.result(), as a thread's would be
+            future.set_exception(exc)
+        return future
+
+    def shutdown(self, wait: bool = True) -> None:
+        pass

@@ -26,6 +26,7 @@ from ..io.video import AudioClip, check_audio
 from ..plan import Plan, Progress, check_can_write
 from ..shot import EYES, UPSTREAM, eye_path, frame_name
 from ..spec import video_container
+from .writes import WRITERS
 
 #: A pixel covered less than this is dropout (the splatter's default, and the rule for Blender's alpha).
 COVERAGE_THRESHOLD = 0.5
@@ -60,6 +61,13 @@ class Job:
     eyes: tuple[str, ...] = EYES
     #: The streams the encode stage makes videos of (a farm encodes each in a task of its own); ``None``: all.
     streams: tuple[str, ...] | None = None
+    #: The encode stage makes the composite frames it finds missing, from filled/ (a farm's encode task starts
+    #: while composite tasks still make the later frames, so that the one video's encoding overlaps them).
+    compose: bool = False
+    #: The threads the run may keep busy: ``None``, as many as help on this machine (files written on
+    #: :data:`~stereoforge.stages.writes.WRITERS` threads while the next frame is made, torch's and OpenCV's own
+    #: pools); 1 for a farm's task, which its one CPU reserves (files written in line, one-thread libraries).
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.chunk is not None:
@@ -67,6 +75,20 @@ class Job:
             if not 1 <= first <= last <= self.plan.count:
                 raise InputError(f"--chunk {first}:{last} does not fit the shot's {self.plan.count} frames; give "
                                  f"A:B with 1 <= A <= B <= {self.plan.count}")
+
+    @property
+    def writers(self) -> int:
+        """Threads that write the frames' files while the run goes on (0: in line)."""
+        return WRITERS if self.threads is None else min(WRITERS, self.threads - 1)
+
+    def limit_threads(self) -> None:
+        """Size torch's and OpenCV's thread pools to :attr:`threads`, when it is set (they are the process's)."""
+        if self.threads is not None:
+            import cv2
+            import torch
+
+            torch.set_num_threads(self.threads)
+            cv2.setNumThreads(self.threads)
 
     @property
     def dir(self) -> str:

@@ -7,19 +7,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-#: Threads that write; a stage waits when this many writes per thread are pending, so memory stays flat. 0: each
-#: write in line, on the stage's own thread (a farm's task of one thread, :mod:`stereoforge.farm`).
+#: Threads that write in a process that may use the machine's cores (a job without
+#: :attr:`~stereoforge.stages.Job.threads`); a stage waits when this many writes per thread are pending, so memory
+#: stays flat.
 WRITERS = 2
 _PENDING_PER_WRITER = 4
 
 
 class Writes:
-    """A context manager that runs ``submit(fn, *args)`` on :data:`WRITERS` threads; leaving it waits for every
-    write (a stopped run keeps the frames it finished) and raises the first one's error (as writing in line
-    would have)."""
+    """A context manager that runs ``submit(fn, *args)`` on ``writers`` threads (0: each write in line, on the
+    stage's own thread, as a job of one thread does: :attr:`stereoforge.stages.Job.writers`); leaving it waits for
+    every write (a stopped run keeps the frames it finished) and raises the first one's error (as writing in
+    line would have)."""
 
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(WRITERS, thread_name_prefix="stereoforge-write") if WRITERS else None
+    def __init__(self, writers: int) -> None:
+        self._writers = writers
+        self._pool = ThreadPoolExecutor(writers, thread_name_prefix="stereoforge-write") if writers else None
         self._pending: list[Future] = []
 
     def submit(self, fn: Callable[..., object], *args) -> None:
@@ -27,7 +30,7 @@ class Writes:
             fn(*args)
             return
         self._pending.append(self._pool.submit(fn, *args))
-        if len(self._pending) > WRITERS * _PENDING_PER_WRITER:
+        if len(self._pending) > self._writers * _PENDING_PER_WRITER:
             self._pending.pop(0).result()
 
     def wait(self) -> None:
