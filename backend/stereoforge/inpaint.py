@@ -141,10 +141,10 @@ def _require(clip: Clip, n: int) -> EyeFrame:
 def nearest_covered_along_rows(dropout: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each pixel, the column of the nearest covered pixel at or left of it, and at or right of it.
 
-    Returns two (H, W) int arrays; -1 where no covered pixel lies to the left, W where none lies to the right.
+    Returns two (H, W) int32 arrays; -1 where no covered pixel lies to the left, W where none lies to the right.
     """
     h, w = dropout.shape
-    cols = np.broadcast_to(np.arange(w), (h, w))
+    cols = np.broadcast_to(np.arange(w, dtype=np.int32), (h, w))
     left = np.maximum.accumulate(np.where(dropout, -1, cols), axis=1)
     right = np.minimum.accumulate(np.where(dropout, w, cols)[:, ::-1], axis=1)[:, ::-1]
     return left, right
@@ -200,7 +200,7 @@ class _Frame:
     blank: np.ndarray  # (H, W) float32 1/0: holes whose output is the fill alone
     source: np.ndarray  # (H, W) float32 1/0: a clean covered pixel other frames may copy
     inv_depth: np.ndarray  # (H, W) float32 1 / depth; 0 in holes
-    inv_limit: np.ndarray  # (H, W) float32 in holes: a copied pixel must have 1 / depth under this
+    inv_limit: np.ndarray  # (N,) float32: a pixel copied into the hole pixel must have 1 / depth under this
     grey: np.ndarray  # (H, W) uint8: the frame with holes filled, for optical flow
     flow_from: _FlowSamples  # where the flow of the holes is read (see :func:`_flow_samples`)
 
@@ -249,23 +249,21 @@ class BackgroundInpainter:
         if rows.size:
             # From here on, only the hole pixels: their positions (N, 1, 2), as cv2.remap reads them.
             at = np.stack((cols, rows), axis=-1).astype(np.float32)[:, None, :]
-            inv_limit = f.inv_limit[rows, cols]
             colour, weight = np.zeros((rows.size, 3), np.float32), np.zeros(rows.size, np.float32)
             for k in range(1, self.radius + 1):
                 for m in (n - k, n + k):
                     other = self._frame(m)
                     if other is not None:  # nearer frames count more: their flow is surer
                         where = at + self._flow_to(n, m)[:, None, :]
-                        self._gather(inv_limit, other, where, 0.5 ** (k - 1), colour, weight)
+                        self._gather(f.inv_limit, other, where, 0.5 ** (k - 1), colour, weight)
             seen = weight > 0
             out[rows[seen], cols[seen]] = colour[seen] / weight[seen][:, None]
             if not seen.all():
                 out[rows[~seen], cols[~seen]] = self._made_up(n, f, at[~seen], ~seen, out)
+        # Covered pixels are the eye's own, encoded exactly as the other inpainters encode them (``f.srgb`` holds
+        # them as :func:`to_uint8_srgb` encodes them before rounding); dropout that the edge of a covered surface
+        # covers in part keeps that part, over the fill.
         codes = np.rint(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
-        # Covered pixels are the eye's own, encoded exactly as the other inpainters encode them; dropout that
-        # the edge of a covered surface covers in part keeps that part, over the fill.
-        covered = ~eye.dropout
-        codes[covered] = to_uint8_srgb(eye.rgb[covered])
         part = f.edge > 0.0
         if part.any():
             a = f.edge[part][:, None]
@@ -367,13 +365,14 @@ class BackgroundInpainter:
         depth = np.where(dropout, np.inf, eye.depth).astype(np.float32)
         srgb, depth, holes = _fill_cracks(srgb, depth, eye.alpha, dropout, self.crack_tolerance)
         inv_depth = np.where(holes, 0.0, 1.0 / np.maximum(depth, 1e-6)).astype(np.float32)
-        inv_limit, bg_col, other_col = _background_side(inv_depth, holes, self.crack_tolerance)
-        srgb = _background_fill(srgb, inv_depth, holes, bg_col, other_col)
+        rows, cols = np.nonzero(holes)
+        nearest = nearest_covered_along_rows(holes)
+        inv_limit, bg_col, other_col = _background_side(inv_depth, nearest, rows, cols, self.crack_tolerance)
+        srgb = _background_fill(srgb, inv_depth, holes, nearest, rows, cols, bg_col, other_col)
         grey = cv2.cvtColor(np.rint(srgb * 255.0).astype(np.uint8), cv2.COLOR_RGB2GRAY)
         edge = _edge_coverage(eye.alpha, eye.depth, dropout)
         blank = (holes & (edge <= 0.0)).astype(np.float32)
-        rows, cols = np.nonzero(holes)
-        side = np.where(other_col[rows, cols] < 0, bg_col[rows, cols], -1)
+        side = np.where(other_col < 0, bg_col, -1)
         opened = side >= 0
         band = _background_band(inv_depth, holes, rows[opened], cols[opened], side[opened])
         return _Frame(srgb, rows, cols, side, band, edge, blank, _clean_source(eye.alpha, dropout, inv_depth),
@@ -414,25 +413,21 @@ def _fill_cracks(srgb: np.ndarray, depth: np.ndarray, alpha: np.ndarray, dropout
     return srgb, depth, dropout & ~crack
 
 
-def _background_side(inv_depth: np.ndarray, holes: np.ndarray,
-                     tolerance: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Which depths count as background for each hole pixel, and where its background side is.
+def _background_side(inv_depth: np.ndarray, nearest: tuple[np.ndarray, np.ndarray], rows: np.ndarray,
+                     cols: np.ndarray, tolerance: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which depths count as background for the hole pixels ``rows``, ``cols`` (N,), and where their background
+    side is (``nearest``: :func:`nearest_covered_along_rows` of the holes). Worked out at the hole pixels only:
+    they are a few percent of the frame.
 
-    Returns ``(inv_limit, bg_col, other_col)``: per hole pixel, the largest inverse depth a pixel copied into
-    it may have (halfway, in disparity, between the hole's background and foreground sides: the farther and
+    Returns ``(inv_limit, bg_col, other_col)``, (N,) each: the largest inverse depth a pixel copied into it
+    may have (halfway, in disparity, between the hole's background and foreground sides: the farther and
     the nearer of its nearest covered neighbours along the row; 10 % nearer than the background at the frame
     border, where only one side is known); the column of the background side (-1 for none: a row with no
     covered pixel); and the column of the other side where both sides lie on one surface (within
     ``tolerance`` in inverse depth: a gap inside a surface, not a disocclusion), else -1.
     """
-    h, w = holes.shape
-    inv_limit = np.zeros((h, w), np.float32)
-    bg_col = np.full((h, w), -1, np.int32)
-    other_col = np.full((h, w), -1, np.int32)
-    if not holes.any():
-        return inv_limit, bg_col, other_col
-    left, right = nearest_covered_along_rows(holes)
-    rows = np.broadcast_to(np.arange(h)[:, None], (h, w))
+    w = inv_depth.shape[1]
+    left, right = nearest[0][rows, cols], nearest[1][rows, cols]
     has_left, has_right = left >= 0, right < w
     inv_l = np.where(has_left, inv_depth[rows, left.clip(0, w - 1)], np.inf)
     inv_r = np.where(has_right, inv_depth[rows, right.clip(0, w - 1)], np.inf)
@@ -440,16 +435,15 @@ def _background_side(inv_depth: np.ndarray, holes: np.ndarray,
     both = has_left & has_right
     inv_fg = np.where(both, np.maximum(inv_l, inv_r), inv_bg)
     limit = np.where(both, 0.5 * (inv_bg + inv_fg), 1.1 * inv_bg)
-    inv_limit[holes] = np.maximum(limit[holes], 1.05 * inv_bg[holes])
-    inv_limit[holes & ~(has_left | has_right)] = np.inf  # a row without covered pixels: nothing is known
+    inv_limit = np.maximum(limit, 1.05 * inv_bg)
+    inv_limit[~(has_left | has_right)] = np.inf  # a row without covered pixels: nothing is known
     side = np.where(has_left & (~has_right | (inv_l <= inv_r)), left, np.where(has_right, right, -1))
-    bg_col[holes] = side[holes]
-    one_surface = holes & both & (inv_fg <= (1.0 + tolerance) * inv_bg)
-    other_col[one_surface] = (left + right - side)[one_surface]
-    return inv_limit, bg_col, other_col
+    one_surface = both & (inv_fg <= (1.0 + tolerance) * inv_bg)
+    return inv_limit, side, np.where(one_surface, left + right - side, -1)
 
 
-def _background_fill(srgb: np.ndarray, inv_depth: np.ndarray, holes: np.ndarray, bg_col: np.ndarray,
+def _background_fill(srgb: np.ndarray, inv_depth: np.ndarray, holes: np.ndarray,
+                     nearest: tuple[np.ndarray, np.ndarray], rows: np.ndarray, cols: np.ndarray, bg_col: np.ndarray,
                      other_col: np.ndarray) -> np.ndarray:
     """``srgb`` with each hole pixel filled from its background side: disocclusions open along rows, and the
     background next to a hole along its row is the best guess of what the hole hides; the foreground on the
@@ -462,15 +456,15 @@ def _background_fill(srgb: np.ndarray, inv_depth: np.ndarray, holes: np.ndarray,
     slanted structure continues slanted. The fill is then smoothed a little down the columns, among
     hole pixels only, so rows do not streak. Rows with no covered pixel take a fill from all around
     (push-pull).
+
+    ``rows``, ``cols``, ``bg_col``, ``other_col`` (N,): the hole pixels and their sides (:func:`_background_side`);
+    ``nearest``: :func:`nearest_covered_along_rows` of the holes.
     """
     fill = srgb.copy()
-    rows, cols = np.nonzero(holes)
     if rows.size == 0:
         return fill
-    start = bg_col[rows, cols]
-    known = start >= 0
-    r, c, c0 = rows[known], cols[known], start[known]
-    nearest = nearest_covered_along_rows(holes)
+    known = bg_col >= 0
+    r, c, c0 = rows[known], cols[known], bg_col[known]
     strip = (nearest[0][r, c] < 0) | (nearest[1][r, c] >= holes.shape[1])
     read_r, read_c0 = r.copy(), c0.copy()
     if strip.any():  # at the frame's edge: continue the background's structure, not only its row
@@ -478,7 +472,7 @@ def _background_fill(srgb: np.ndarray, inv_depth: np.ndarray, holes: np.ndarray,
         read_r[strip], read_c0[strip] = structure_sides(grey, inv_depth, holes, nearest, r[strip], c[strip],
                                                         c0[strip])
     colour = _side_colour(srgb, inv_depth, holes, read_r, c, read_c0)
-    c1 = other_col[r, c]
+    c1 = other_col[known]
     two = c1 >= 0
     if two.any():
         # Linear along the row between the two sides: each weighs by the distance to the other.
@@ -577,22 +571,24 @@ def _outward(side: np.ndarray, cols: np.ndarray, offsets: np.ndarray, width: int
 def _edge_coverage(alpha: np.ndarray, depth: np.ndarray, dropout: np.ndarray) -> np.ndarray:
     """The coverage of dropout pixels that continue a covered surface: covered in part, and next to a covered
     pixel of about the same depth (an antialiased edge). Points that landed alone in a hole (flying pixels:
-    a source pixel that mixed foreground and background) count for nothing. 0 elsewhere."""
-    part = dropout & (alpha > 0.0)
+    a source pixel that mixed foreground and background) count for nothing. 0 elsewhere. Worked out at the
+    pixels covered in part only: they are few."""
     edge = np.zeros(alpha.shape, np.float32)
-    if not part.any():
+    rows, cols = np.nonzero(dropout & (alpha > 0.0))
+    if rows.size == 0:
         return edge
     h, w = alpha.shape
-    pad = np.pad(np.where(dropout, np.float32(np.nan), depth), 1, constant_values=np.nan)
-    attached = np.zeros_like(part)
+    own = depth[rows, cols]
+    attached = np.zeros(rows.size, bool)
     with np.errstate(invalid="ignore"):
         for dy in (-1, 0, 1):
             for dx in (-1, 0, 1):
                 if dy or dx:
-                    near = pad[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
-                    attached |= np.abs(near - depth) <= 0.05 * depth
-    keep = part & attached
-    edge[keep] = alpha[keep]
+                    r, c = rows + dy, cols + dx
+                    inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)
+                    r, c = r.clip(0, h - 1), c.clip(0, w - 1)
+                    attached |= inside & ~dropout[r, c] & (np.abs(depth[r, c] - own) <= 0.05 * own)
+    edge[rows[attached], cols[attached]] = alpha[rows[attached], cols[attached]]
     return edge
 
 
@@ -650,14 +646,14 @@ class _FlowSamples:
     rest_cols: np.ndarray
 
 
-def _flow_samples(rows: np.ndarray, cols: np.ndarray, bg_col: np.ndarray, inv_depth: np.ndarray,
+def _flow_samples(rows: np.ndarray, cols: np.ndarray, start: np.ndarray, inv_depth: np.ndarray,
                   holes: np.ndarray) -> _FlowSamples:
     """The samples of :func:`_complete`: for each run of hole pixels, the covered pixels 4 to 18 columns
     beyond its background-side neighbour (every other one) that lie on that neighbour's surface. Next to the
     hole the measured flow is pulled by the fill of the hole (which differs from frame to frame) and by the
-    foreground across it; patch-based flow spreads that over several pixels."""
+    foreground across it; patch-based flow spreads that over several pixels. ``start`` (N,): each hole
+    pixel's background-side column (-1 for none)."""
     w = inv_depth.shape[1]
-    start = bg_col[rows, cols]
     _, first, run = np.unique(rows.astype(np.int64) * (w + 1) + (start + 1), return_index=True,
                               return_inverse=True)
     run_rows, run_start = rows[first], start[first]
