@@ -379,12 +379,23 @@ class BackgroundInpainter:
                       inv_depth, inv_limit, grey, _flow_samples(rows, cols, bg_col, inv_depth, holes))
 
 
+#: cv2.remap takes maps under 32767 pixels high: :func:`_sample` hands it the points in rows of this many.
+_SAMPLE_ROW = 1024
+
+
 def _sample(image: np.ndarray, where: np.ndarray, interpolation: int = cv2.INTER_LINEAR,
             border: int = cv2.BORDER_CONSTANT) -> np.ndarray:
     """``image`` (H, W[, C]) at positions ``where`` (N, 1, 2) (x, y): (N[, C]); 0 outside the image (or the edge
-    value, with replicate)."""
-    out = cv2.remap(image, where, None, interpolation, borderMode=border, borderValue=0)
-    return out.reshape(where.shape[0], *image.shape[2:])
+    value, with replicate). Any number of points: they go to cv2.remap in rows of :data:`_SAMPLE_ROW` (the last
+    padded), each point resampled on its own."""
+    count = where.shape[0]
+    if count == 0:
+        return np.zeros((0, *image.shape[2:]), image.dtype)
+    points = np.zeros((-(-count // _SAMPLE_ROW) * _SAMPLE_ROW, 2), np.float32)
+    points[:count] = where.reshape(count, 2)
+    out = cv2.remap(image, points.reshape(-1, _SAMPLE_ROW, 2), None, interpolation, borderMode=border,
+                    borderValue=0)
+    return out.reshape(-1, *image.shape[2:])[:count]
 
 
 def _fill_cracks(srgb: np.ndarray, depth: np.ndarray, alpha: np.ndarray, dropout: np.ndarray,
@@ -608,8 +619,6 @@ class _InverseFlow:
     are a few percent of the frame, and each pixel's value is the one the whole frame's resampling gives."""
 
     flow: np.ndarray
-    #: cv2.remap takes maps under 32767 pixels high: the points go in rows of this many.
-    ROW = 1024
 
     def __getitem__(self, index: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         rows, cols = np.broadcast_arrays(*index)
@@ -617,12 +626,8 @@ class _InverseFlow:
             return np.zeros((*rows.shape, 2), np.float32)
         ahead = self.flow[rows, cols]
         where = np.stack((cols.astype(np.float32) - ahead[..., 0], rows.astype(np.float32) - ahead[..., 1]), axis=-1)
-        count = rows.size
-        padded = np.zeros((-(-count // self.ROW) * self.ROW, 2), np.float32)
-        padded[:count] = where.reshape(-1, 2)
-        back = cv2.remap(self.flow, padded.reshape(-1, self.ROW, 2), None, cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)
-        return -back.reshape(-1, 2)[:count].reshape(*rows.shape, 2)
+        back = _sample(self.flow, where.reshape(-1, 1, 2), border=cv2.BORDER_REPLICATE)
+        return -back.reshape(*rows.shape, 2)
 
 
 @dataclass
