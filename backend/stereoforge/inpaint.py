@@ -405,23 +405,28 @@ def _fill_cracks(srgb: np.ndarray, depth: np.ndarray, alpha: np.ndarray, dropout
     Returns ``(srgb, depth, holes)``: colour and depth with the cracks filled, and the dropout left.
     """
     thin = dropout & (cv2.morphologyEx(dropout.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) == 0)
-    if not thin.any():
+    rows, cols = np.nonzero(thin)
+    if rows.size == 0:
         return srgb, depth, dropout
-    covered = ~dropout
+    # Worked out over the thin dropout's bounding box and the 5 x 5 neighbourhood its pixels read (thin dropout
+    # is a few pixels here and there), which gives them the values the whole frame's filters give.
+    h, w = dropout.shape
+    box = slice(max(rows.min() - 2, 0), min(rows.max() + 3, h)), slice(max(cols.min() - 2, 0), min(cols.max() + 3, w))
+    covered, thin, boxed_depth = ~dropout[box], thin[box], depth[box]
     kernel = np.ones((5, 5), np.uint8)
-    finite = np.where(covered, depth, 0.0).astype(np.float32)
+    finite = np.where(covered, boxed_depth, 0.0).astype(np.float32)
     far = cv2.dilate(finite, kernel)
-    near = cv2.erode(np.where(covered, depth, np.float32(3e38)).astype(np.float32), kernel)
+    near = cv2.erode(np.where(covered, boxed_depth, np.float32(3e38)).astype(np.float32), kernel)
     crack = thin & (far > 0) & (far <= near * (1.0 + tolerance))
     if not crack.any():
         return srgb, depth, dropout
-    weight = np.where(covered, alpha, 0.0).astype(np.float32)
+    weight = np.where(covered, alpha[box], 0.0).astype(np.float32)
     norm = np.maximum(cv2.GaussianBlur(weight, (5, 5), 1.0), 1e-12)
-    colour = cv2.GaussianBlur(srgb * weight[..., None], (5, 5), 1.0) / norm[..., None]
+    colour = cv2.GaussianBlur(srgb[box] * weight[..., None], (5, 5), 1.0) / norm[..., None]
     mean_depth = cv2.GaussianBlur(finite * weight, (5, 5), 1.0) / norm
-    srgb, depth = srgb.copy(), depth.copy()
-    srgb[crack], depth[crack] = colour[crack], mean_depth[crack]
-    return srgb, depth, dropout & ~crack
+    srgb, depth, holes = srgb.copy(), depth.copy(), dropout.copy()
+    srgb[box][crack], depth[box][crack], holes[box][crack] = colour[crack], mean_depth[crack], False
+    return srgb, depth, holes
 
 
 def _background_side(inv_depth: np.ndarray, nearest: tuple[np.ndarray, np.ndarray], rows: np.ndarray,
@@ -539,24 +544,46 @@ def _smooth_by_distance(values: np.ndarray, rows: np.ndarray, cols: np.ndarray, 
     and narrow holes (the Blender scenes') keep their fill as it is."""
     width = per_px * distance
     used = [sigma for k, sigma in enumerate(sigmas) if k == 0 or sigmas[k - 1] < width.max()]
-    # Blurred over the pixels' bounding box only: outside it all is zero, as the constant border is.
-    y, x = rows - rows.min(), cols - cols.min()
-    inside = np.zeros((y.max() + 1, x.max() + 1), np.float32)
-    inside[y, x] = 1.0
-    image = np.zeros((*inside.shape, 3), np.float32)
-    image[y, x] = values
-    levels = [values]
-    for sigma in used:
-        blur = lambda a, sigma=sigma: cv2.GaussianBlur(a, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
-        levels.append(_channels(blur(image), 3)[y, x] / np.maximum(blur(inside)[y, x], 1e-12)[:, None])
     logs = np.interp(np.log2(np.maximum(width, used[0])), np.log2(used), np.arange(1, len(used) + 1))
     at = np.where(width < used[0], width / used[0], logs)
     low = np.floor(at).astype(int)
     high = np.minimum(low + 1, len(used))
     t = (at - low)[:, None]
-    levels = np.stack(levels)
+    # Blurred over the pixels' bounding box: outside it all is zero, as the constant border is.
+    y, x = rows - rows.min(), cols - cols.min()
+    inside = np.zeros((y.max() + 1, x.max() + 1), np.float32)
+    inside[y, x] = 1.0
+    image = np.zeros((*inside.shape, 3), np.float32)
+    image[y, x] = values
+    # Each blur only at the pixels that read it (the wider ones at the pixels deep in wide holes); the others
+    # weigh it by 0.
+    levels = np.zeros((len(used) + 1, rows.size, 3), np.float32)
+    levels[0] = values
+    for k, sigma in enumerate(used, start=1):
+        need = (low == k) | (high == k)
+        if need.any():
+            levels[k, need] = _normalised_blur_at(image, inside, y[need], x[need], sigma)
     every = np.arange(rows.size)
     return (1.0 - t) * levels[low, every] + t * levels[high, every]
+
+
+def _normalised_blur_at(image: np.ndarray, weight: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                        sigma: float) -> np.ndarray:
+    """(N, 3): the Gaussian blur (``sigma``, zero beyond the edges) of ``image`` (H, W, 3) over that of ``weight``
+    (H, W), at pixels ``rows``, ``cols``. Blurred over a box around each run of nearby columns the pixels
+    occupy, as far beyond them as the kernel reaches: each pixel gets the value the whole image's blur gives
+    it, for a fraction of the work when the pixels are a few strips."""
+    reach = int(np.ceil(4.0 * sigma)) + 1  # beyond OpenCV's kernel radius for float images, round(8 sigma + 1) / 2
+    out = np.empty((rows.size, 3), np.float32)
+    order = np.argsort(cols, kind="stable")
+    for part in np.split(order, np.nonzero(np.diff(cols[order]) > 2 * reach)[0] + 1):
+        r, c = rows[part], cols[part]
+        r0, c0 = max(r.min() - reach, 0), max(c.min() - reach, 0)
+        box = slice(r0, min(r.max() + reach + 1, weight.shape[0])), slice(c0, min(c.max() + reach + 1, weight.shape[1]))
+        blurred, total = (cv2.GaussianBlur(np.ascontiguousarray(a[box]), (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
+                          for a in (image, weight))
+        out[part] = _channels(blurred, 3)[r - r0, c - c0] / np.maximum(total[r - r0, c - c0], 1e-12)[:, None]
+    return out
 
 
 def _side_colour(srgb: np.ndarray, inv_depth: np.ndarray, holes: np.ndarray, rows: np.ndarray, cols: np.ndarray,
