@@ -50,6 +50,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 import cv2
@@ -499,10 +500,11 @@ def _background_fill(srgb: np.ndarray, inv_depth: np.ndarray, holes: np.ndarray,
     if not known.all():
         rest_r, rest_c = rows[~known], cols[~known]
         fill[rest_r, rest_c] = push_pull(srgb, (~holes).astype(np.float32))[rest_r, rest_c]
-    inside = holes.astype(np.float32)
-    blur = lambda x: cv2.GaussianBlur(x, (1, 5), sigmaX=0, sigmaY=1.0, borderType=cv2.BORDER_CONSTANT)
-    smooth = _channels(blur(fill * inside[..., None]), 3) / np.maximum(blur(inside), 1e-12)[..., None]
-    fill[holes] = smooth[holes]
+    # Zero outside the holes (``np.zeros`` costs nothing where the blur's boxes never reach).
+    inside, masked = np.zeros(holes.shape, np.float32), np.zeros(fill.shape, np.float32)
+    inside[rows, cols], masked[rows, cols] = 1.0, fill[rows, cols]
+    down = partial(cv2.GaussianBlur, ksize=(1, 5), sigmaX=0, sigmaY=1.0, borderType=cv2.BORDER_CONSTANT)
+    fill[rows, cols] = _normalised_blur_at(masked, inside, rows, cols, down, reach=2)
     return fill
 
 
@@ -562,26 +564,27 @@ def _smooth_by_distance(values: np.ndarray, rows: np.ndarray, cols: np.ndarray, 
     for k, sigma in enumerate(used, start=1):
         need = (low == k) | (high == k)
         if need.any():
-            levels[k, need] = _normalised_blur_at(image, inside, y[need], x[need], sigma)
+            blur = partial(cv2.GaussianBlur, ksize=(0, 0), sigmaX=sigma, borderType=cv2.BORDER_CONSTANT)
+            # OpenCV's kernel for float images reaches round(8 sigma + 1) // 2 pixels.
+            levels[k, need] = _normalised_blur_at(image, inside, y[need], x[need], blur, int(np.ceil(4.0 * sigma)) + 1)
     every = np.arange(rows.size)
     return (1.0 - t) * levels[low, every] + t * levels[high, every]
 
 
 def _normalised_blur_at(image: np.ndarray, weight: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-                        sigma: float) -> np.ndarray:
-    """(N, 3): the Gaussian blur (``sigma``, zero beyond the edges) of ``image`` (H, W, 3) over that of ``weight``
-    (H, W), at pixels ``rows``, ``cols``. Blurred over a box around each run of nearby columns the pixels
-    occupy, as far beyond them as the kernel reaches: each pixel gets the value the whole image's blur gives
-    it, for a fraction of the work when the pixels are a few strips."""
-    reach = int(np.ceil(4.0 * sigma)) + 1  # beyond OpenCV's kernel radius for float images, round(8 sigma + 1) / 2
+                        blur: Callable[[np.ndarray], np.ndarray], reach: int) -> np.ndarray:
+    """(N, 3): ``blur`` (a filter with a constant border of 0 that reads no farther than ``reach`` pixels) of
+    ``image`` (H, W, 3) over that of ``weight`` (H, W), at pixels ``rows``, ``cols``. Filtered over a box around
+    each run of nearby columns the pixels occupy, ``reach`` beyond them: each pixel gets the value the whole
+    image's filter gives it, for a fraction of the work when the pixels are a few strips of the frame."""
     out = np.empty((rows.size, 3), np.float32)
     order = np.argsort(cols, kind="stable")
-    for part in np.split(order, np.nonzero(np.diff(cols[order]) > 2 * reach)[0] + 1):
+    apart = max(2 * reach, 16)  # columns this far apart go in separate boxes; nearer ones share one
+    for part in np.split(order, np.nonzero(np.diff(cols[order]) > apart)[0] + 1):
         r, c = rows[part], cols[part]
         r0, c0 = max(r.min() - reach, 0), max(c.min() - reach, 0)
         box = slice(r0, min(r.max() + reach + 1, weight.shape[0])), slice(c0, min(c.max() + reach + 1, weight.shape[1]))
-        blurred, total = (cv2.GaussianBlur(np.ascontiguousarray(a[box]), (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
-                          for a in (image, weight))
+        blurred, total = (blur(np.ascontiguousarray(a[box])) for a in (image, weight))
         out[part] = _channels(blurred, 3)[r - r0, c - c0] / np.maximum(total[r - r0, c - c0], 1e-12)[:, None]
     return out
 
