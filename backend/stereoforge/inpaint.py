@@ -54,6 +54,7 @@ from functools import partial
 from typing import Protocol
 
 import cv2
+import numba
 import numpy as np
 
 from .exemplar import exemplar_estimates
@@ -665,17 +666,16 @@ class _FlowSamples:
     """Where the flow of a frame's hole pixels is read: the pixels of a hole's run along a row share their
     background side, so they share their samples, and runs are far fewer than pixels.
 
-    ``run`` (N,): each hole pixel's run; per run, ``rows`` (U,), ``taps`` (U, K) columns, ``use`` (U, K) which
-    taps count, ``middle`` (U,) the index of the median among them, ``ok`` (U,) whether any counts; and
-    ``rest_rows``/``rest_cols``: covered pixels (a sparse grid) whose median flow stands in where
-    no tap counts (rare: a row with no covered pixel).
+    ``run`` (N,): each hole pixel's run; ``tap_rows``, ``tap_cols`` (M,): the taps that count, run after run,
+    and ``counts`` (U,) how many each run has; ``ok`` (U,) whether any counts; and ``rest_rows``/``rest_cols``:
+    covered pixels (a sparse grid) whose median flow stands in where no tap counts (rare: a row with no
+    covered pixel).
     """
 
     run: np.ndarray
-    rows: np.ndarray
-    taps: np.ndarray
-    use: np.ndarray
-    middle: np.ndarray
+    tap_rows: np.ndarray
+    tap_cols: np.ndarray
+    counts: np.ndarray
     ok: np.ndarray
     rest_rows: np.ndarray
     rest_cols: np.ndarray
@@ -699,8 +699,8 @@ def _flow_samples(rows: np.ndarray, cols: np.ndarray, start: np.ndarray, inv_dep
     sparse = np.zeros_like(holes)
     sparse[::8, ::8] = ~holes[::8, ::8]
     rest_rows, rest_cols = np.nonzero(sparse)
-    return _FlowSamples(run.reshape(-1), run_rows, taps, use, (count - 1).clip(0) // 2, count > 0, rest_rows,
-                        rest_cols)
+    return _FlowSamples(run.reshape(-1), np.broadcast_to(run_rows[:, None], taps.shape)[use], taps[use], count,
+                        count > 0, rest_rows, rest_cols)
 
 
 def _complete(flow: np.ndarray | _InverseFlow, f: _Frame) -> np.ndarray:
@@ -708,13 +708,34 @@ def _complete(flow: np.ndarray | _InverseFlow, f: _Frame) -> np.ndarray:
     the hole): the (lower) median of the samples of :func:`_flow_samples`; where a run has none, the median
     flow of the frame's covered pixels."""
     s = f.flow_from
-    # Taps that do not count sort after the others, as +inf.
-    samples = np.sort(np.where(s.use[..., None], flow[s.rows[:, None], s.taps], np.inf), axis=1)
-    per_run = np.take_along_axis(samples, s.middle[:, None, None].repeat(2, axis=2), 1)[:, 0]
+    per_run = _lower_medians(np.ascontiguousarray(flow[s.tap_rows, s.tap_cols], np.float32), s.counts)
     if not s.ok.all():
         rest = flow[s.rest_rows, s.rest_cols]
         per_run[~s.ok] = np.median(rest, axis=0) if rest.size else 0.0
     return per_run[s.run].astype(np.float32)
+
+
+@numba.njit(cache=True, nogil=True)
+def _lower_medians(values, counts):  # pragma: no cover
+    """(U, 2) float32: for each of ``counts`` (U,) groups of ``values`` (M, 2) (one after the other), the lower
+    median of each column (the ``(count - 1) // 2``-th smallest); +inf for an empty group."""
+    out = np.full((counts.size, 2), np.inf, np.float32)
+    sorted_ = np.empty(max(counts.max(), 1) if counts.size else 1, np.float32)
+    start = 0
+    for u in range(counts.size):
+        n = counts[u]
+        for c in range(2):
+            for i in range(n):  # insertion sort: a handful of values
+                v = values[start + i, c]
+                j = i
+                while j > 0 and sorted_[j - 1] > v:
+                    sorted_[j] = sorted_[j - 1]
+                    j -= 1
+                sorted_[j] = v
+            if n > 0:
+                out[u, c] = sorted_[(n - 1) // 2]
+        start += n
+    return out
 
 
 # -- clips in memory and streams ----------------------------------------------------------------------------
