@@ -259,6 +259,27 @@ def test_every_inpainter_keeps_covered_pixels():
         np.testing.assert_array_equal(filled[covered], to_uint8_srgb(frame.rgb)[covered], err_msg=name)
 
 
+def test_a_hole_of_more_pixels_than_remap_takes_in_one_column_is_filled():
+    # cv2.remap refuses maps of 32767 rows or more: the hole's pixels (a 4K frame's wide dropout) must not go
+    # to it as one column.
+    h, w = 256, 320
+    coarse = np.random.default_rng(1).random((h // 8, w // 8, 3)).astype(np.float32)
+    rgb = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC).clip(0, 1) * 0.5 + 0.25
+    dropout = np.zeros((h, w), bool)
+    dropout[20:236, 100:280] = True
+    assert dropout.sum() > 32767
+    frame = EyeFrame(rgb, np.where(dropout, 0.0, 1.0).astype(np.float32), np.where(dropout, np.inf, 5.0).astype(
+        np.float32), dropout)
+    filled = fill_all([frame, frame])
+    codes = to_uint8_srgb(rgb)
+    for out in filled:
+        np.testing.assert_array_equal(out[~dropout], codes[~dropout])
+        # Filled from the plane around it (both sides of each row), not left black.
+        hole_mean, plane_mean = out[dropout].mean(axis=0), codes[~dropout].mean(axis=0)
+        assert np.abs(hole_mean - plane_mean).max() < 12, (hole_mean, plane_mean)
+        assert out[dropout].min() > 40
+
+
 def test_bad_options_are_refused():
     with pytest.raises(ValueError, match="persistence"):
         BackgroundInpainter(FrameList([]), persistence=2.0)

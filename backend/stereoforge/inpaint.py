@@ -50,9 +50,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 import cv2
+import numba
 import numpy as np
 
 from .exemplar import exemplar_estimates
@@ -141,10 +143,10 @@ def _require(clip: Clip, n: int) -> EyeFrame:
 def nearest_covered_along_rows(dropout: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each pixel, the column of the nearest covered pixel at or left of it, and at or right of it.
 
-    Returns two (H, W) int arrays; -1 where no covered pixel lies to the left, W where none lies to the right.
+    Returns two (H, W) int32 arrays; -1 where no covered pixel lies to the left, W where none lies to the right.
     """
     h, w = dropout.shape
-    cols = np.broadcast_to(np.arange(w), (h, w))
+    cols = np.broadcast_to(np.arange(w, dtype=np.int32), (h, w))
     left = np.maximum.accumulate(np.where(dropout, -1, cols), axis=1)
     right = np.minimum.accumulate(np.where(dropout, w, cols)[:, ::-1], axis=1)[:, ::-1]
     return left, right
@@ -200,7 +202,7 @@ class _Frame:
     blank: np.ndarray  # (H, W) float32 1/0: holes whose output is the fill alone
     source: np.ndarray  # (H, W) float32 1/0: a clean covered pixel other frames may copy
     inv_depth: np.ndarray  # (H, W) float32 1 / depth; 0 in holes
-    inv_limit: np.ndarray  # (H, W) float32 in holes: a copied pixel must have 1 / depth under this
+    inv_limit: np.ndarray  # (N,) float32: a pixel copied into the hole pixel must have 1 / depth under this
     grey: np.ndarray  # (H, W) uint8: the frame with holes filled, for optical flow
     flow_from: _FlowSamples  # where the flow of the holes is read (see :func:`_flow_samples`)
 
@@ -249,23 +251,21 @@ class BackgroundInpainter:
         if rows.size:
             # From here on, only the hole pixels: their positions (N, 1, 2), as cv2.remap reads them.
             at = np.stack((cols, rows), axis=-1).astype(np.float32)[:, None, :]
-            inv_limit = f.inv_limit[rows, cols]
             colour, weight = np.zeros((rows.size, 3), np.float32), np.zeros(rows.size, np.float32)
             for k in range(1, self.radius + 1):
                 for m in (n - k, n + k):
                     other = self._frame(m)
                     if other is not None:  # nearer frames count more: their flow is surer
                         where = at + self._flow_to(n, m)[:, None, :]
-                        self._gather(inv_limit, other, where, 0.5 ** (k - 1), colour, weight)
+                        self._gather(f.inv_limit, other, where, 0.5 ** (k - 1), colour, weight)
             seen = weight > 0
             out[rows[seen], cols[seen]] = colour[seen] / weight[seen][:, None]
             if not seen.all():
                 out[rows[~seen], cols[~seen]] = self._made_up(n, f, at[~seen], ~seen, out)
+        # Covered pixels are the eye's own, encoded exactly as the other inpainters encode them (``f.srgb`` holds
+        # them as :func:`to_uint8_srgb` encodes them before rounding); dropout that the edge of a covered surface
+        # covers in part keeps that part, over the fill.
         codes = np.rint(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
-        # Covered pixels are the eye's own, encoded exactly as the other inpainters encode them; dropout that
-        # the edge of a covered surface covers in part keeps that part, over the fill.
-        covered = ~eye.dropout
-        codes[covered] = to_uint8_srgb(eye.rgb[covered])
         part = f.edge > 0.0
         if part.any():
             a = f.edge[part][:, None]
@@ -367,25 +367,37 @@ class BackgroundInpainter:
         depth = np.where(dropout, np.inf, eye.depth).astype(np.float32)
         srgb, depth, holes = _fill_cracks(srgb, depth, eye.alpha, dropout, self.crack_tolerance)
         inv_depth = np.where(holes, 0.0, 1.0 / np.maximum(depth, 1e-6)).astype(np.float32)
-        inv_limit, bg_col, other_col = _background_side(inv_depth, holes, self.crack_tolerance)
-        srgb = _background_fill(srgb, inv_depth, holes, bg_col, other_col)
+        rows, cols = np.nonzero(holes)
+        nearest = nearest_covered_along_rows(holes)
+        inv_limit, bg_col, other_col = _background_side(inv_depth, nearest, rows, cols, self.crack_tolerance)
+        srgb = _background_fill(srgb, inv_depth, holes, nearest, rows, cols, bg_col, other_col)
         grey = cv2.cvtColor(np.rint(srgb * 255.0).astype(np.uint8), cv2.COLOR_RGB2GRAY)
         edge = _edge_coverage(eye.alpha, eye.depth, dropout)
         blank = (holes & (edge <= 0.0)).astype(np.float32)
-        rows, cols = np.nonzero(holes)
-        side = np.where(other_col[rows, cols] < 0, bg_col[rows, cols], -1)
+        side = np.where(other_col < 0, bg_col, -1)
         opened = side >= 0
         band = _background_band(inv_depth, holes, rows[opened], cols[opened], side[opened])
         return _Frame(srgb, rows, cols, side, band, edge, blank, _clean_source(eye.alpha, dropout, inv_depth),
                       inv_depth, inv_limit, grey, _flow_samples(rows, cols, bg_col, inv_depth, holes))
 
 
+#: cv2.remap takes maps under 32767 pixels high: :func:`_sample` hands it the points in rows of this many.
+_SAMPLE_ROW = 1024
+
+
 def _sample(image: np.ndarray, where: np.ndarray, interpolation: int = cv2.INTER_LINEAR,
             border: int = cv2.BORDER_CONSTANT) -> np.ndarray:
     """``image`` (H, W[, C]) at positions ``where`` (N, 1, 2) (x, y): (N[, C]); 0 outside the image (or the edge
-    value, with replicate)."""
-    out = cv2.remap(image, where, None, interpolation, borderMode=border, borderValue=0)
-    return out.reshape(where.shape[0], *image.shape[2:])
+    value, with replicate). Any number of points: they go to cv2.remap in rows of :data:`_SAMPLE_ROW` (the last
+    padded), each point resampled on its own."""
+    count = where.shape[0]
+    if count == 0:
+        return np.zeros((0, *image.shape[2:]), image.dtype)
+    points = np.zeros((-(-count // _SAMPLE_ROW) * _SAMPLE_ROW, 2), np.float32)
+    points[:count] = where.reshape(count, 2)
+    out = cv2.remap(image, points.reshape(-1, _SAMPLE_ROW, 2), None, interpolation, borderMode=border,
+                    borderValue=0)
+    return out.reshape(-1, *image.shape[2:])[:count]
 
 
 def _fill_cracks(srgb: np.ndarray, depth: np.ndarray, alpha: np.ndarray, dropout: np.ndarray,
@@ -395,44 +407,45 @@ def _fill_cracks(srgb: np.ndarray, depth: np.ndarray, alpha: np.ndarray, dropout
     Returns ``(srgb, depth, holes)``: colour and depth with the cracks filled, and the dropout left.
     """
     thin = dropout & (cv2.morphologyEx(dropout.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) == 0)
-    if not thin.any():
+    rows, cols = np.nonzero(thin)
+    if rows.size == 0:
         return srgb, depth, dropout
-    covered = ~dropout
+    # Worked out over the thin dropout's bounding box and the 5 x 5 neighbourhood its pixels read (thin dropout
+    # is a few pixels here and there), which gives them the values the whole frame's filters give.
+    h, w = dropout.shape
+    box = slice(max(rows.min() - 2, 0), min(rows.max() + 3, h)), slice(max(cols.min() - 2, 0), min(cols.max() + 3, w))
+    covered, thin, boxed_depth = ~dropout[box], thin[box], depth[box]
     kernel = np.ones((5, 5), np.uint8)
-    finite = np.where(covered, depth, 0.0).astype(np.float32)
+    finite = np.where(covered, boxed_depth, 0.0).astype(np.float32)
     far = cv2.dilate(finite, kernel)
-    near = cv2.erode(np.where(covered, depth, np.float32(3e38)).astype(np.float32), kernel)
+    near = cv2.erode(np.where(covered, boxed_depth, np.float32(3e38)).astype(np.float32), kernel)
     crack = thin & (far > 0) & (far <= near * (1.0 + tolerance))
     if not crack.any():
         return srgb, depth, dropout
-    weight = np.where(covered, alpha, 0.0).astype(np.float32)
+    weight = np.where(covered, alpha[box], 0.0).astype(np.float32)
     norm = np.maximum(cv2.GaussianBlur(weight, (5, 5), 1.0), 1e-12)
-    colour = cv2.GaussianBlur(srgb * weight[..., None], (5, 5), 1.0) / norm[..., None]
+    colour = cv2.GaussianBlur(srgb[box] * weight[..., None], (5, 5), 1.0) / norm[..., None]
     mean_depth = cv2.GaussianBlur(finite * weight, (5, 5), 1.0) / norm
-    srgb, depth = srgb.copy(), depth.copy()
-    srgb[crack], depth[crack] = colour[crack], mean_depth[crack]
-    return srgb, depth, dropout & ~crack
+    srgb, depth, holes = srgb.copy(), depth.copy(), dropout.copy()
+    srgb[box][crack], depth[box][crack], holes[box][crack] = colour[crack], mean_depth[crack], False
+    return srgb, depth, holes
 
 
-def _background_side(inv_depth: np.ndarray, holes: np.ndarray,
-                     tolerance: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Which depths count as background for each hole pixel, and where its background side is.
+def _background_side(inv_depth: np.ndarray, nearest: tuple[np.ndarray, np.ndarray], rows: np.ndarray,
+                     cols: np.ndarray, tolerance: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which depths count as background for the hole pixels ``rows``, ``cols`` (N,), and where their background
+    side is (``nearest``: :func:`nearest_covered_along_rows` of the holes). Worked out at the hole pixels only:
+    they are a few percent of the frame.
 
-    Returns ``(inv_limit, bg_col, other_col)``: per hole pixel, the largest inverse depth a pixel copied into
-    it may have (halfway, in disparity, between the hole's background and foreground sides: the farther and
+    Returns ``(inv_limit, bg_col, other_col)``, (N,) each: the largest inverse depth a pixel copied into it
+    may have (halfway, in disparity, between the hole's background and foreground sides: the farther and
     the nearer of its nearest covered neighbours along the row; 10 % nearer than the background at the frame
     border, where only one side is known); the column of the background side (-1 for none: a row with no
     covered pixel); and the column of the other side where both sides lie on one surface (within
     ``tolerance`` in inverse depth: a gap inside a surface, not a disocclusion), else -1.
     """
-    h, w = holes.shape
-    inv_limit = np.zeros((h, w), np.float32)
-    bg_col = np.full((h, w), -1, np.int32)
-    other_col = np.full((h, w), -1, np.int32)
-    if not holes.any():
-        return inv_limit, bg_col, other_col
-    left, right = nearest_covered_along_rows(holes)
-    rows = np.broadcast_to(np.arange(h)[:, None], (h, w))
+    w = inv_depth.shape[1]
+    left, right = nearest[0][rows, cols], nearest[1][rows, cols]
     has_left, has_right = left >= 0, right < w
     inv_l = np.where(has_left, inv_depth[rows, left.clip(0, w - 1)], np.inf)
     inv_r = np.where(has_right, inv_depth[rows, right.clip(0, w - 1)], np.inf)
@@ -440,16 +453,15 @@ def _background_side(inv_depth: np.ndarray, holes: np.ndarray,
     both = has_left & has_right
     inv_fg = np.where(both, np.maximum(inv_l, inv_r), inv_bg)
     limit = np.where(both, 0.5 * (inv_bg + inv_fg), 1.1 * inv_bg)
-    inv_limit[holes] = np.maximum(limit[holes], 1.05 * inv_bg[holes])
-    inv_limit[holes & ~(has_left | has_right)] = np.inf  # a row without covered pixels: nothing is known
+    inv_limit = np.maximum(limit, 1.05 * inv_bg)
+    inv_limit[~(has_left | has_right)] = np.inf  # a row without covered pixels: nothing is known
     side = np.where(has_left & (~has_right | (inv_l <= inv_r)), left, np.where(has_right, right, -1))
-    bg_col[holes] = side[holes]
-    one_surface = holes & both & (inv_fg <= (1.0 + tolerance) * inv_bg)
-    other_col[one_surface] = (left + right - side)[one_surface]
-    return inv_limit, bg_col, other_col
+    one_surface = both & (inv_fg <= (1.0 + tolerance) * inv_bg)
+    return inv_limit, side, np.where(one_surface, left + right - side, -1)
 
 
-def _background_fill(srgb: np.ndarray, inv_depth: np.ndarray, holes: np.ndarray, bg_col: np.ndarray,
+def _background_fill(srgb: np.ndarray, inv_depth: np.ndarray, holes: np.ndarray,
+                     nearest: tuple[np.ndarray, np.ndarray], rows: np.ndarray, cols: np.ndarray, bg_col: np.ndarray,
                      other_col: np.ndarray) -> np.ndarray:
     """``srgb`` with each hole pixel filled from its background side: disocclusions open along rows, and the
     background next to a hole along its row is the best guess of what the hole hides; the foreground on the
@@ -462,15 +474,15 @@ def _background_fill(srgb: np.ndarray, inv_depth: np.ndarray, holes: np.ndarray,
     slanted structure continues slanted. The fill is then smoothed a little down the columns, among
     hole pixels only, so rows do not streak. Rows with no covered pixel take a fill from all around
     (push-pull).
+
+    ``rows``, ``cols``, ``bg_col``, ``other_col`` (N,): the hole pixels and their sides (:func:`_background_side`);
+    ``nearest``: :func:`nearest_covered_along_rows` of the holes.
     """
     fill = srgb.copy()
-    rows, cols = np.nonzero(holes)
     if rows.size == 0:
         return fill
-    start = bg_col[rows, cols]
-    known = start >= 0
-    r, c, c0 = rows[known], cols[known], start[known]
-    nearest = nearest_covered_along_rows(holes)
+    known = bg_col >= 0
+    r, c, c0 = rows[known], cols[known], bg_col[known]
     strip = (nearest[0][r, c] < 0) | (nearest[1][r, c] >= holes.shape[1])
     read_r, read_c0 = r.copy(), c0.copy()
     if strip.any():  # at the frame's edge: continue the background's structure, not only its row
@@ -478,7 +490,7 @@ def _background_fill(srgb: np.ndarray, inv_depth: np.ndarray, holes: np.ndarray,
         read_r[strip], read_c0[strip] = structure_sides(grey, inv_depth, holes, nearest, r[strip], c[strip],
                                                         c0[strip])
     colour = _side_colour(srgb, inv_depth, holes, read_r, c, read_c0)
-    c1 = other_col[r, c]
+    c1 = other_col[known]
     two = c1 >= 0
     if two.any():
         # Linear along the row between the two sides: each weighs by the distance to the other.
@@ -489,10 +501,11 @@ def _background_fill(srgb: np.ndarray, inv_depth: np.ndarray, holes: np.ndarray,
     if not known.all():
         rest_r, rest_c = rows[~known], cols[~known]
         fill[rest_r, rest_c] = push_pull(srgb, (~holes).astype(np.float32))[rest_r, rest_c]
-    inside = holes.astype(np.float32)
-    blur = lambda x: cv2.GaussianBlur(x, (1, 5), sigmaX=0, sigmaY=1.0, borderType=cv2.BORDER_CONSTANT)
-    smooth = _channels(blur(fill * inside[..., None]), 3) / np.maximum(blur(inside), 1e-12)[..., None]
-    fill[holes] = smooth[holes]
+    # Zero outside the holes (``np.zeros`` costs nothing where the blur's boxes never reach).
+    inside, masked = np.zeros(holes.shape, np.float32), np.zeros(fill.shape, np.float32)
+    inside[rows, cols], masked[rows, cols] = 1.0, fill[rows, cols]
+    down = partial(cv2.GaussianBlur, ksize=(1, 5), sigmaX=0, sigmaY=1.0, borderType=cv2.BORDER_CONSTANT)
+    fill[rows, cols] = _normalised_blur_at(masked, inside, rows, cols, down, reach=2)
     return fill
 
 
@@ -534,24 +547,47 @@ def _smooth_by_distance(values: np.ndarray, rows: np.ndarray, cols: np.ndarray, 
     and narrow holes (the Blender scenes') keep their fill as it is."""
     width = per_px * distance
     used = [sigma for k, sigma in enumerate(sigmas) if k == 0 or sigmas[k - 1] < width.max()]
-    # Blurred over the pixels' bounding box only: outside it all is zero, as the constant border is.
-    y, x = rows - rows.min(), cols - cols.min()
-    inside = np.zeros((y.max() + 1, x.max() + 1), np.float32)
-    inside[y, x] = 1.0
-    image = np.zeros((*inside.shape, 3), np.float32)
-    image[y, x] = values
-    levels = [values]
-    for sigma in used:
-        blur = lambda a, sigma=sigma: cv2.GaussianBlur(a, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
-        levels.append(_channels(blur(image), 3)[y, x] / np.maximum(blur(inside)[y, x], 1e-12)[:, None])
     logs = np.interp(np.log2(np.maximum(width, used[0])), np.log2(used), np.arange(1, len(used) + 1))
     at = np.where(width < used[0], width / used[0], logs)
     low = np.floor(at).astype(int)
     high = np.minimum(low + 1, len(used))
     t = (at - low)[:, None]
-    levels = np.stack(levels)
+    # Blurred over the pixels' bounding box: outside it all is zero, as the constant border is.
+    y, x = rows - rows.min(), cols - cols.min()
+    inside = np.zeros((y.max() + 1, x.max() + 1), np.float32)
+    inside[y, x] = 1.0
+    image = np.zeros((*inside.shape, 3), np.float32)
+    image[y, x] = values
+    # Each blur only at the pixels that read it (the wider ones at the pixels deep in wide holes); the others
+    # weigh it by 0.
+    levels = np.zeros((len(used) + 1, rows.size, 3), np.float32)
+    levels[0] = values
+    for k, sigma in enumerate(used, start=1):
+        need = (low == k) | (high == k)
+        if need.any():
+            blur = partial(cv2.GaussianBlur, ksize=(0, 0), sigmaX=sigma, borderType=cv2.BORDER_CONSTANT)
+            # OpenCV's kernel for float images reaches round(8 sigma + 1) // 2 pixels.
+            levels[k, need] = _normalised_blur_at(image, inside, y[need], x[need], blur, int(np.ceil(4.0 * sigma)) + 1)
     every = np.arange(rows.size)
     return (1.0 - t) * levels[low, every] + t * levels[high, every]
+
+
+def _normalised_blur_at(image: np.ndarray, weight: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                        blur: Callable[[np.ndarray], np.ndarray], reach: int) -> np.ndarray:
+    """(N, 3): ``blur`` (a filter with a constant border of 0 that reads no farther than ``reach`` pixels) of
+    ``image`` (H, W, 3) over that of ``weight`` (H, W), at pixels ``rows``, ``cols``. Filtered over a box around
+    each run of nearby columns the pixels occupy, ``reach`` beyond them: each pixel gets the value the whole
+    image's filter gives it, for a fraction of the work when the pixels are a few strips of the frame."""
+    out = np.empty((rows.size, 3), np.float32)
+    order = np.argsort(cols, kind="stable")
+    apart = max(2 * reach, 16)  # columns this far apart go in separate boxes; nearer ones share one
+    for part in np.split(order, np.nonzero(np.diff(cols[order]) > apart)[0] + 1):
+        r, c = rows[part], cols[part]
+        r0, c0 = max(r.min() - reach, 0), max(c.min() - reach, 0)
+        box = slice(r0, min(r.max() + reach + 1, weight.shape[0])), slice(c0, min(c.max() + reach + 1, weight.shape[1]))
+        blurred, total = (blur(np.ascontiguousarray(a[box])) for a in (image, weight))
+        out[part] = _channels(blurred, 3)[r - r0, c - c0] / np.maximum(total[r - r0, c - c0], 1e-12)[:, None]
+    return out
 
 
 def _side_colour(srgb: np.ndarray, inv_depth: np.ndarray, holes: np.ndarray, rows: np.ndarray, cols: np.ndarray,
@@ -577,22 +613,24 @@ def _outward(side: np.ndarray, cols: np.ndarray, offsets: np.ndarray, width: int
 def _edge_coverage(alpha: np.ndarray, depth: np.ndarray, dropout: np.ndarray) -> np.ndarray:
     """The coverage of dropout pixels that continue a covered surface: covered in part, and next to a covered
     pixel of about the same depth (an antialiased edge). Points that landed alone in a hole (flying pixels:
-    a source pixel that mixed foreground and background) count for nothing. 0 elsewhere."""
-    part = dropout & (alpha > 0.0)
+    a source pixel that mixed foreground and background) count for nothing. 0 elsewhere. Worked out at the
+    pixels covered in part only: they are few."""
     edge = np.zeros(alpha.shape, np.float32)
-    if not part.any():
+    rows, cols = np.nonzero(dropout & (alpha > 0.0))
+    if rows.size == 0:
         return edge
     h, w = alpha.shape
-    pad = np.pad(np.where(dropout, np.float32(np.nan), depth), 1, constant_values=np.nan)
-    attached = np.zeros_like(part)
+    own = depth[rows, cols]
+    attached = np.zeros(rows.size, bool)
     with np.errstate(invalid="ignore"):
         for dy in (-1, 0, 1):
             for dx in (-1, 0, 1):
                 if dy or dx:
-                    near = pad[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
-                    attached |= np.abs(near - depth) <= 0.05 * depth
-    keep = part & attached
-    edge[keep] = alpha[keep]
+                    r, c = rows + dy, cols + dx
+                    inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)
+                    r, c = r.clip(0, h - 1), c.clip(0, w - 1)
+                    attached |= inside & ~dropout[r, c] & (np.abs(depth[r, c] - own) <= 0.05 * own)
+    edge[rows[attached], cols[attached]] = alpha[rows[attached], cols[attached]]
     return edge
 
 
@@ -612,8 +650,6 @@ class _InverseFlow:
     are a few percent of the frame, and each pixel's value is the one the whole frame's resampling gives."""
 
     flow: np.ndarray
-    #: cv2.remap takes maps under 32767 pixels high: the points go in rows of this many.
-    ROW = 1024
 
     def __getitem__(self, index: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         rows, cols = np.broadcast_arrays(*index)
@@ -621,12 +657,8 @@ class _InverseFlow:
             return np.zeros((*rows.shape, 2), np.float32)
         ahead = self.flow[rows, cols]
         where = np.stack((cols.astype(np.float32) - ahead[..., 0], rows.astype(np.float32) - ahead[..., 1]), axis=-1)
-        count = rows.size
-        padded = np.zeros((-(-count // self.ROW) * self.ROW, 2), np.float32)
-        padded[:count] = where.reshape(-1, 2)
-        back = cv2.remap(self.flow, padded.reshape(-1, self.ROW, 2), None, cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)
-        return -back.reshape(-1, 2)[:count].reshape(*rows.shape, 2)
+        back = _sample(self.flow, where.reshape(-1, 1, 2), border=cv2.BORDER_REPLICATE)
+        return -back.reshape(*rows.shape, 2)
 
 
 @dataclass
@@ -634,30 +666,29 @@ class _FlowSamples:
     """Where the flow of a frame's hole pixels is read: the pixels of a hole's run along a row share their
     background side, so they share their samples, and runs are far fewer than pixels.
 
-    ``run`` (N,): each hole pixel's run; per run, ``rows`` (U,), ``taps`` (U, K) columns, ``use`` (U, K) which
-    taps count, ``middle`` (U,) the index of the median among them, ``ok`` (U,) whether any counts; and
-    ``rest_rows``/``rest_cols``: covered pixels (a sparse grid) whose median flow stands in where
-    no tap counts (rare: a row with no covered pixel).
+    ``run`` (N,): each hole pixel's run; ``tap_rows``, ``tap_cols`` (M,): the taps that count, run after run,
+    and ``counts`` (U,) how many each run has; ``ok`` (U,) whether any counts; and ``rest_rows``/``rest_cols``:
+    covered pixels (a sparse grid) whose median flow stands in where no tap counts (rare: a row with no
+    covered pixel).
     """
 
     run: np.ndarray
-    rows: np.ndarray
-    taps: np.ndarray
-    use: np.ndarray
-    middle: np.ndarray
+    tap_rows: np.ndarray
+    tap_cols: np.ndarray
+    counts: np.ndarray
     ok: np.ndarray
     rest_rows: np.ndarray
     rest_cols: np.ndarray
 
 
-def _flow_samples(rows: np.ndarray, cols: np.ndarray, bg_col: np.ndarray, inv_depth: np.ndarray,
+def _flow_samples(rows: np.ndarray, cols: np.ndarray, start: np.ndarray, inv_depth: np.ndarray,
                   holes: np.ndarray) -> _FlowSamples:
     """The samples of :func:`_complete`: for each run of hole pixels, the covered pixels 4 to 18 columns
     beyond its background-side neighbour (every other one) that lie on that neighbour's surface. Next to the
     hole the measured flow is pulled by the fill of the hole (which differs from frame to frame) and by the
-    foreground across it; patch-based flow spreads that over several pixels."""
+    foreground across it; patch-based flow spreads that over several pixels. ``start`` (N,): each hole
+    pixel's background-side column (-1 for none)."""
     w = inv_depth.shape[1]
-    start = bg_col[rows, cols]
     _, first, run = np.unique(rows.astype(np.int64) * (w + 1) + (start + 1), return_index=True,
                               return_inverse=True)
     run_rows, run_start = rows[first], start[first]
@@ -668,8 +699,8 @@ def _flow_samples(rows: np.ndarray, cols: np.ndarray, bg_col: np.ndarray, inv_de
     sparse = np.zeros_like(holes)
     sparse[::8, ::8] = ~holes[::8, ::8]
     rest_rows, rest_cols = np.nonzero(sparse)
-    return _FlowSamples(run.reshape(-1), run_rows, taps, use, (count - 1).clip(0) // 2, count > 0, rest_rows,
-                        rest_cols)
+    return _FlowSamples(run.reshape(-1), np.broadcast_to(run_rows[:, None], taps.shape)[use], taps[use], count,
+                        count > 0, rest_rows, rest_cols)
 
 
 def _complete(flow: np.ndarray | _InverseFlow, f: _Frame) -> np.ndarray:
@@ -677,13 +708,34 @@ def _complete(flow: np.ndarray | _InverseFlow, f: _Frame) -> np.ndarray:
     the hole): the (lower) median of the samples of :func:`_flow_samples`; where a run has none, the median
     flow of the frame's covered pixels."""
     s = f.flow_from
-    # Taps that do not count sort after the others, as +inf.
-    samples = np.sort(np.where(s.use[..., None], flow[s.rows[:, None], s.taps], np.inf), axis=1)
-    per_run = np.take_along_axis(samples, s.middle[:, None, None].repeat(2, axis=2), 1)[:, 0]
+    per_run = _lower_medians(np.ascontiguousarray(flow[s.tap_rows, s.tap_cols], np.float32), s.counts)
     if not s.ok.all():
         rest = flow[s.rest_rows, s.rest_cols]
         per_run[~s.ok] = np.median(rest, axis=0) if rest.size else 0.0
     return per_run[s.run].astype(np.float32)
+
+
+@numba.njit(cache=True, nogil=True)
+def _lower_medians(values, counts):  # pragma: no cover
+    """(U, 2) float32: for each of ``counts`` (U,) groups of ``values`` (M, 2) (one after the other), the lower
+    median of each column (the ``(count - 1) // 2``-th smallest); +inf for an empty group."""
+    out = np.full((counts.size, 2), np.inf, np.float32)
+    sorted_ = np.empty(max(counts.max(), 1) if counts.size else 1, np.float32)
+    start = 0
+    for u in range(counts.size):
+        n = counts[u]
+        for c in range(2):
+            for i in range(n):  # insertion sort: a handful of values
+                v = values[start + i, c]
+                j = i
+                while j > 0 and sorted_[j - 1] > v:
+                    sorted_[j] = sorted_[j - 1]
+                    j -= 1
+                sorted_[j] = v
+            if n > 0:
+                out[u, c] = sorted_[(n - 1) // 2]
+        start += n
+    return out
 
 
 # -- clips in memory and streams ----------------------------------------------------------------------------
