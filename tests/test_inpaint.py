@@ -370,6 +370,23 @@ def test_exemplar_estimates_continue_the_backgrounds_texture_and_never_copy_the_
     assert np.all(np.abs(estimates[:, 0] - estimates[:, 1]) < 0.02)  # grey like the stripes: no red came in
 
 
+def test_exemplar_candidates_whose_patch_touches_an_unknown_pixel_never_count():
+    """Every candidate beyond the hole pixel has an unknown pixel in its patch, where the hole pixel's own patch
+    is known (unknown columns every other one, the candidates' centres red between them); the hole pixel has
+    15 known patch pixels. No candidate can be compared on all of them, so none matches: no estimate (NaN, the
+    background-side fill stays), never a blend of the red centres."""
+    h, w, y, x = 30, 40, 15, 10
+    image = np.full((h, w, 3), 0.5, np.float32)
+    image[:, x + 1::2] = RED  # the candidates' centres
+    known = np.ones((h, w), bool)
+    known[y, x] = False
+    known[:, x + 2::2] = False
+    estimate = exemplar_estimates(image, known, np.array([y]), np.array([x]), np.array([1]))
+    assert np.isnan(estimate).all()
+    known[:, x + 2::2] = True  # the same candidates, compared on all the known pixels: they count
+    assert not np.isnan(exemplar_estimates(image, known, np.array([y]), np.array([x]), np.array([1]))).any()
+
+
 def test_a_hole_whose_background_side_is_a_sliver_moves_as_the_sliver():
     """A hole (columns 20 to 29) between a near surface and a sliver of far background 2 pixels wide (columns 30
     and 31), with a nearer surface beyond it: no pixel 4 to 18 columns beyond the background side lies on the
