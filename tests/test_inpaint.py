@@ -7,6 +7,8 @@ plane alone, splatted the same way. Motion is chosen so that shifts are whole pi
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import cv2
 import numpy as np
 import pytest
@@ -21,6 +23,8 @@ from stereoforge.inpaint import (
     BackgroundInpainter,
     EyeFrame,
     FrameList,
+    _complete,
+    _flow_samples,
     fill_clip,
     nearest_covered_along_rows,
 )
@@ -364,6 +368,44 @@ def test_exemplar_estimates_continue_the_backgrounds_texture_and_never_copy_the_
     along_row = np.abs(truth[rows, 26] - truth[rows, cols]).mean()  # the background side's neighbour, continued
     assert error < 0.05 < 0.2 < along_row
     assert np.all(np.abs(estimates[:, 0] - estimates[:, 1]) < 0.02)  # grey like the stripes: no red came in
+
+
+def test_exemplar_candidates_whose_patch_touches_an_unknown_pixel_never_count():
+    """Every candidate beyond the hole pixel has an unknown pixel in its patch, where the hole pixel's own patch
+    is known (unknown columns every other one, the candidates' centres red between them); the hole pixel has
+    15 known patch pixels. No candidate can be compared on all of them, so none matches: no estimate (NaN, the
+    background-side fill stays), never a blend of the red centres."""
+    h, w, y, x = 30, 40, 15, 10
+    image = np.full((h, w, 3), 0.5, np.float32)
+    image[:, x + 1::2] = RED  # the candidates' centres
+    known = np.ones((h, w), bool)
+    known[y, x] = False
+    known[:, x + 2::2] = False
+    estimate = exemplar_estimates(image, known, np.array([y]), np.array([x]), np.array([1]))
+    assert np.isnan(estimate).all()
+    known[:, x + 2::2] = True  # the same candidates, compared on all the known pixels: they count
+    assert not np.isnan(exemplar_estimates(image, known, np.array([y]), np.array([x]), np.array([1]))).any()
+
+
+def test_a_hole_whose_background_side_is_a_sliver_moves_as_the_sliver():
+    """A hole (columns 20 to 29) between a near surface and a sliver of far background 2 pixels wide (columns 30
+    and 31), with a nearer surface beyond it: no pixel 4 to 18 columns beyond the background side lies on the
+    sliver's surface, so the sliver's own pixels give the hole's flow (2, 0), not the frame's median (-4, 0),
+    the motion of the surfaces around it."""
+    h, w = 16, 60
+    inv_depth = np.full((h, w), 0.5, np.float32)
+    inv_depth[:, :20] = 1.0
+    inv_depth[:, 30:32] = 0.1
+    holes = np.zeros((h, w), bool)
+    holes[4:12, 20:30] = True
+    inv_depth[holes] = 0.0
+    rows, cols = np.nonzero(holes)
+    samples = _flow_samples(rows, cols, np.full(rows.size, 30), inv_depth, holes)
+    assert samples.ok.all()
+    flow = np.zeros((h, w, 2), np.float32)
+    flow[...] = (-4.0, 0.0)
+    flow[:, 30:32] = (2.0, 0.0)
+    assert np.array_equal(_complete(flow, SimpleNamespace(flow_from=samples)), np.tile([2.0, 0.0], (rows.size, 1)))
 
 
 def slanted_bars(h: int, w: int, period: float = 16.0) -> np.ndarray:

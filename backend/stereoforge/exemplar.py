@@ -3,7 +3,8 @@
 For each hole pixel, in the order given (outwards from the hole's background side, so that each one sees the
 pixels filled before it), the square patch around it is compared with the patches around background pixels
 beyond its background side (a band of rows above and below, up to ``reach`` columns out): over the patch
-pixels known on both sides, the mean squared difference. The best ``candidates`` are averaged, each weighed by
+pixels known around the hole pixel, the mean squared difference; a candidate whose patch lacks one of them
+is no match (where none matches, there is no estimate). The best ``candidates`` are averaged, each weighed by
 ``exp(-(d - d_best) / spread)``: a blend of the background's continuations that agree with what surrounds the
 hole pixel, not one copy (a single copy is right only where it is exactly in phase with the truth, and off by
 a whole texture's contrast elsewhere). The pixel then counts as known for the pixels after it.
@@ -58,7 +59,9 @@ def _estimate(image, known, rows, cols, steps, radius, band, reach, candidates, 
                         if tx < 0 or tx >= w or not seen[ty, tx]:
                             continue
                         if not known[sy + py, sx + px]:
-                            total = 1e30
+                            # Not comparable on all of them: never a match (infinite, it cannot enter the
+                            # best, whatever their number).
+                            total = np.inf
                             break
                         for c in range(3):
                             e = work[ty, tx, c] - image[sy + py, sx + px, c]

@@ -686,21 +686,36 @@ def _flow_samples(rows: np.ndarray, cols: np.ndarray, start: np.ndarray, inv_dep
     """The samples of :func:`_complete`: for each run of hole pixels, the covered pixels 4 to 18 columns
     beyond its background-side neighbour (every other one) that lie on that neighbour's surface. Next to the
     hole the measured flow is pulled by the fill of the hole (which differs from frame to frame) and by the
-    foreground across it; patch-based flow spreads that over several pixels. ``start`` (N,): each hole
-    pixel's background-side column (-1 for none)."""
+    foreground across it; patch-based flow spreads that over several pixels. Where the background side is a
+    sliver (another surface, nearer, within 4 columns: background seen between two objects; about 1 % of the
+    runs of the bench pipeline clip, in nearly every frame), its pixels from the neighbour out are the samples:
+    pulled a little too, but the sliver's motion, where the frame's median is the surfaces' around it. ``start``
+    (N,): each hole pixel's background-side column (-1 for none)."""
     w = inv_depth.shape[1]
     _, first, run = np.unique(rows.astype(np.int64) * (w + 1) + (start + 1), return_index=True,
                               return_inverse=True)
-    run_rows, run_start = rows[first], start[first]
-    taps = _outward(run_start, cols[first], np.arange(4, 20, 2), w)
-    inv = inv_depth[run_rows[:, None], taps]
-    use = (run_start[:, None] >= 0) & (np.abs(inv - inv_depth[run_rows, run_start.clip(0)][:, None]) <= 0.05 * inv)
+    run_rows, run_start, run_cols = rows[first], start[first], cols[first]
+    taps, use = _surface_taps(inv_depth, run_rows, run_start, run_cols, np.arange(4, 20, 2))
+    sliver = ~use.any(axis=1)
+    if sliver.any():
+        near, near_use = _surface_taps(inv_depth, run_rows, run_start, run_cols, np.arange(4))
+        taps, use = np.concatenate((taps, near), axis=1), np.concatenate((use, near_use & sliver[:, None]), axis=1)
     count = use.sum(axis=1)
     sparse = np.zeros_like(holes)
     sparse[::8, ::8] = ~holes[::8, ::8]
     rest_rows, rest_cols = np.nonzero(sparse)
     return _FlowSamples(run.reshape(-1), np.broadcast_to(run_rows[:, None], taps.shape)[use], taps[use], count,
                         count > 0, rest_rows, rest_cols)
+
+
+def _surface_taps(inv_depth: np.ndarray, rows: np.ndarray, side: np.ndarray, cols: np.ndarray,
+                  offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The columns ``offsets`` beyond each run's background side ``side`` (away from its hole pixel at
+    ``rows``, ``cols``; (U,) each), (U, K), and (U, K) bool whether each lies on the side's surface (within
+    5 % in inverse depth; never a hole, whose inverse depth is 0, nor anything where there is no side, -1)."""
+    taps = _outward(side, cols, offsets, inv_depth.shape[1])
+    inv = inv_depth[rows[:, None], taps]
+    return taps, (side[:, None] >= 0) & (np.abs(inv - inv_depth[rows, side.clip(0)][:, None]) <= 0.05 * inv)
 
 
 def _complete(flow: np.ndarray | _InverseFlow, f: _Frame) -> np.ndarray:
