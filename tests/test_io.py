@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
+import av
 import cv2
 import numpy as np
 import OpenEXR
 import pytest
 
 from stereoforge.errors import InputError
-from stereoforge.io.frames import natural_key, open_depth, open_source
+from stereoforge.io.frames import _frames_from_seek, natural_key, open_depth, open_source
 from stereoforge.io.images import (
     atomic_path,
     linear_to_srgb,
@@ -202,6 +205,7 @@ def test_open_depth_stack_folder_and_selection(tmp_path):
                                                         (2, clip[4, 0, 0])]
     # Depth made for the selection only.
     np.save(tmp_path / "sel.npy", clip[2:5])
+    assert [(i, d[0, 0]) for i, d in part.frames(start=2)] == [(2, clip[4, 0, 0])]
     first = next(open_depth(tmp_path / "sel.npy", 3, (2, 5), (H, W), total=6).frames())[1]
     assert first[0, 0] == clip[2, 0, 0]
 
@@ -213,6 +217,7 @@ def test_open_depth_stack_folder_and_selection(tmp_path):
     for k in (1, 2, 10):
         write_exr(folder / f"d{k}.exr", {"Z": np.full((H, W), k, np.float32)})
     assert [d[0, 0] for _, d in open_depth(folder, 3, None, (H, W)).frames()] == [1, 2, 10]
+    assert [(i, d[0, 0]) for i, d in open_depth(folder, 3, None, (H, W)).frames(start=1)] == [(1, 2), (2, 10)]
 
     # A single image may take a one-frame stack.
     np.save(tmp_path / "one.npy", clip[:1])
@@ -252,6 +257,7 @@ def test_folder_natural_sort_ignores_hidden_files(tmp_path):
     selected = open_source(tmp_path, frames=(1, None))
     assert (selected.count, selected.first_index) == (2, 1)
     assert [to_uint8_srgb(rgb)[0, 0, 0] for _, rgb in selected.frames()] == [40, 200]
+    assert [(i, to_uint8_srgb(rgb)[0, 0, 0]) for i, rgb in selected.frames(start=1)] == [(1, 200)]
 
 
 def test_folder_size_mismatch_names_the_file(tmp_path):
@@ -296,6 +302,58 @@ def test_video_round_trip_and_selection(tmp_path):
         open_source(path, frames=(8, 12))
 
 
+def write_coded_video(path, codec: str, options: dict, pix_fmt: str, timestamps: list[int]) -> None:
+    """A textured clip panning sideways (so that an inter-frame codec predicts and reorders frames), written
+    with PyAV straight to ``codec``, one frame at each of ``timestamps`` (in 1/72 s)."""
+    texture = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=24, options=options)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, pix_fmt
+        stream.codec_context.time_base = Fraction(1, 72)
+        for i, pts in enumerate(timestamps):
+            frame = av.VideoFrame.from_ndarray(np.roll(texture, 3 * i, axis=1), format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 72)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+
+GOP = {"g": "24", "keyint_min": "24", "sc_threshold": "0"}
+EVEN, LATE, UNEVEN = [3 * i for i in range(60)], [500 + 3 * i for i in range(60)], [3 * i + i % 3 for i in range(60)]
+
+
+@pytest.mark.parametrize("name, codec, options, pix_fmt, timestamps", [
+    ("h264.mp4", "libx264", {**GOP, "bf": "3"}, "yuv420p", EVEN),
+    ("h265.mp4", "libx265", {"x265-params": "keyint=24:min-keyint=24:scenecut=0:bframes=3:log-level=error"},
+     "yuv420p", EVEN),
+    ("late.mkv", "libx264", {**GOP, "bf": "2"}, "yuv420p", LATE),
+    ("late.mp4", "libx264", {**GOP, "bf": "2"}, "yuv420p", LATE),
+    ("uneven.mkv", "libx264", {**GOP, "bf": "3"}, "yuv420p", UNEVEN),
+    ("mjpeg.mkv", "mjpeg", {}, "yuvj420p", EVEN),
+], ids=["h264 b-frames", "h265", "mkv first pts 500", "mp4 first pts 500", "variable rate", "mjpeg all-intra"])
+def test_video_frames_from_a_start_equal_sequential_decoding(tmp_path, name, codec, options, pix_fmt, timestamps):
+    path = tmp_path / name
+    write_coded_video(path, codec, options, pix_fmt, timestamps)
+    source = open_source(path)
+    sequential = [rgb for _, rgb in source.frames()]
+    assert len(sequential) == 60
+    numbers = source.index.display_index()
+    keyframes = sorted(numbers[pts] for pts, key in zip(source.index.pts, source.index.keyframe, strict=True) if key)
+    keyframe = keyframes[2]  # the third, so that a seek skips frames
+    assert keyframe >= 2
+    for start in (0, 1, keyframe, keyframe + 1, 59):
+        read = list(source.frames(start))
+        assert [i for i, _ in read] == list(range(start, 60))
+        for i, rgb in read:
+            np.testing.assert_array_equal(rgb, sequential[i], err_msg=f"frame {i} read from {start}")
+    # It seeks: decoding starts at a later packet than the first, and lands where it can give the frame exactly.
+    assert source.index.starts_for(keyframe + 1, numbers)[-1] > 0
+    assert next(_frames_from_seek(path, source.index, keyframe + 1))[0] == keyframe + 1
+
+    selected = open_source(path, frames=(20, 50))
+    assert [(i, rgb.tobytes()) for i, rgb in selected.frames(start=25)] == [
+        (i - 20, sequential[i].tobytes()) for i in range(45, 50)]
+
+
 def test_broken_videos_raise_input_error(tmp_path):
     (tmp_path / "garbage.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
     with pytest.raises(InputError, match=r"cannot decode video '.*garbage\.mp4'"):
@@ -306,6 +364,8 @@ def test_broken_videos_raise_input_error(tmp_path):
     (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
     with pytest.raises(InputError, match=r"cut\.mp4"):
         list(open_source(tmp_path / "cut.mp4").frames())
+    with pytest.raises(InputError, match=r"cut\.mp4"):
+        list(open_source(tmp_path / "cut.mp4").frames(start=3))
 
 
 def test_odd_sizes_are_padded(tmp_path):

@@ -18,7 +18,8 @@ import mmap
 import os
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
 import av
@@ -135,14 +136,144 @@ def open_video(path: Path) -> av.container.InputContainer:
     return container
 
 
-def _count_video_frames(container: av.container.InputContainer, path: Path) -> int:
-    # stream.frames is 0 in many containers (mkv, webm); counting demuxed packets reads the file but decodes
-    # nothing. Empty packets are flushes and discarded packets are dropped by the decoder: neither is a frame.
+def _video_index(container: av.container.InputContainer, path: Path) -> VideoIndex:
+    # stream.frames is 0 in many containers (mkv, webm); demuxing every packet counts the frames while
+    # decoding nothing. Empty packets are flushes and discarded packets are dropped by the decoder: neither is
+    # a frame.
     stream = container.streams.video[0]
     try:
-        return sum(1 for packet in container.demux(stream) if packet.size > 0 and not packet.is_discard)
+        packets = [(packet.pts, packet.dts, packet.is_keyframe) for packet in container.demux(stream)
+                   if packet.size > 0 and not packet.is_discard]
     except av.FFmpegError as err:
         raise undecodable(path, err) from err
+    return VideoIndex(pts=tuple(p[0] for p in packets), dts=tuple(p[1] for p in packets),
+                      keyframe=tuple(p[2] for p in packets))
+
+
+@dataclass(frozen=True)
+class VideoIndex:
+    """A video's frame packets in decode order, as demuxed when its frames are counted: what it takes to start
+    decoding at a frame k without decoding the frames before it.
+
+    A frame's index (display order) is the rank of its timestamp among all the frames' timestamps, so
+    B-frames, variable frame rates, edit lists and a first timestamp other than 0 all number frames as
+    sequential decoding does.
+
+    Attributes:
+        pts, dts: each packet's presentation and decode timestamps (stream time base; None where unknown).
+        keyframe: each packet starts a point where decoding can begin.
+    """
+
+    pts: tuple[int | None, ...]
+    dts: tuple[int | None, ...]
+    keyframe: tuple[bool, ...]
+
+    def display_index(self) -> dict[int, int] | None:
+        """Timestamp -> frame index, or None when timestamps cannot number the frames (one missing or two
+        equal): such a video is decoded from its start."""
+        if None in self.pts or len(set(self.pts)) != len(self.pts):
+            return None
+        return {pts: index for index, pts in enumerate(sorted(self.pts))}
+
+    def starts_for(self, first: int, numbers: dict[int, int]) -> list[int]:
+        """The packets, in decode order, that decoding can start from to give frame ``first`` and every later
+        frame exactly: keyframes shown no later than ``first``, with no frame shown from ``first`` on decoded
+        before them (frames shown before a keyframe, an open GOP's leading frames, may come out broken: they
+        are passed)."""
+        earliest = min(position for position, pts in enumerate(self.pts) if numbers[pts] >= first)
+        return [position for position in range(earliest + 1)
+                if self.keyframe[position] and numbers[self.pts[position]] <= first]
+
+
+class _Unseekable(Exception):
+    """Seeking cannot give the frames exactly (raised before any frame is yielded): decode from the start."""
+
+
+def _frames_from_start(path: Path) -> Iterator[tuple[int, av.VideoFrame]]:
+    """``(index, frame)`` for every frame, decoding from the first."""
+    container = open_video(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        yield from enumerate(container.decode(stream))
+    finally:
+        container.close()
+
+
+def _land(container: av.container.InputContainer, stream: av.video.VideoStream, index: VideoIndex, first: int,
+          numbers: dict[int, int]) -> av.Packet:
+    """Seek to the keyframe to decode frame ``first`` from and return its packet, checked to be one decoding
+    can start from. Containers index keyframes by presentation (mkv) or decode (mp4) timestamps, so the
+    keyframe's pts is tried, then its dts; a landing on a packet that cannot give ``first`` exactly is refused.
+
+    Raises:
+        _Unseekable: neither lands on a packet that can start the decoding.
+    """
+    starts = index.starts_for(first, numbers)
+    if not starts:
+        raise _Unseekable
+    decoded_at = {pts: position for position, pts in enumerate(index.pts)}
+    for target in dict.fromkeys((index.pts[starts[-1]], index.dts[starts[-1]])):
+        if target is None:
+            continue
+        container.seek(target, stream=stream, backward=True, any_frame=False)
+        landing = next(container.demux(stream), None)
+        if (landing is not None and landing.size > 0 and not landing.is_discard
+                and decoded_at.get(landing.pts) in starts):
+            return landing
+    raise _Unseekable
+
+
+def _frames_from_seek(path: Path, index: VideoIndex, first: int) -> Iterator[tuple[int, av.VideoFrame]]:
+    """``(index, frame)`` for frames ``first`` on, seeking to a keyframe before it and decoding forward; each
+    frame is numbered by its timestamp.
+
+    Raises:
+        _Unseekable: before anything is yielded, when this cannot give exactly what decoding from the start
+            gives (timestamps that cannot number the frames, a landing or a first frame that does not fit).
+        InputError: a frame is missing after the first (a damaged file).
+    """
+    numbers = index.display_index()
+    if numbers is None:
+        raise _Unseekable
+    container = open_video(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        landing = _land(container, stream, index, first, numbers)
+        expected = first
+        for packet in chain([landing], container.demux(stream)):
+            for frame in packet.decode():
+                number = numbers.get(frame.pts)
+                if expected == first and (number is None or number < first):
+                    if number is None:
+                        raise _Unseekable
+                    continue  # before the selection, or an open GOP's leading frame
+                if number != expected:
+                    if expected == first:
+                        raise _Unseekable
+                    raise InputError(f"video '{path}' skipped frame {expected} when decoding; the file may be "
+                                     "damaged: re-encode it")
+                yield number, frame
+                expected += 1
+    finally:
+        container.close()
+
+
+def _numbered_frames(path: Path, index: VideoIndex | None, first: int) -> Iterator[tuple[int, av.VideoFrame]]:
+    """``(index, frame)`` from frame ``first`` on (frames before it may come too, for the caller to pass):
+    by seeking where that gives exactly the frames sequential decoding gives, else from the start."""
+    if first and index is not None:
+        seeking = _frames_from_seek(path, index, first)
+        try:
+            head = next(seeking)
+        except (_Unseekable, StopIteration, av.FFmpegError):  # sequential decoding gives the error, if any
+            pass
+        else:
+            yield head
+            yield from seeking
+            return
+    yield from _frames_from_start(path)
 
 
 def _display_turn(path: Path) -> str | None:
@@ -188,6 +319,7 @@ class Source:
         first_index: 0-based index in the original of the first selected frame.
         total: frames in the original, before selection.
         files: the selected frame files (image and folder sources; empty for video).
+        index: a video's frame packets, to start decoding at a later frame (None for images and folders).
     """
 
     path: Path
@@ -200,14 +332,16 @@ class Source:
     first_index: int
     total: int
     files: tuple[Path, ...] = ()
+    index: VideoIndex | None = field(default=None, repr=False, compare=False)
 
-    def frames(self) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(i, rgb)`` for each selected frame: ``i`` 0-based over the selection, ``rgb`` float32
-        (H, W, 3) linear light. Raises :class:`InputError` on a frame that cannot be read."""
+    def frames(self, start: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(i, rgb)`` for each selected frame from ``start`` on: ``i`` 0-based over the selection,
+        ``rgb`` float32 (H, W, 3) linear light. The frames before ``start`` are not read (a video seeks to a
+        keyframe before it and decodes forward). Raises :class:`InputError` on a frame that cannot be read."""
         if self.kind == "video":
-            yield from self._video_frames()
+            yield from self._video_frames(start)
             return
-        for i, file in enumerate(self.files):
+        for i, file in enumerate(self.files[start:], start):
             rgb = read_image(file)
             if rgb.shape[:2] != (self.height, self.width):
                 raise InputError(f"image '{file}' is {rgb.shape[1]}x{rgb.shape[0]} but the source is "
@@ -222,26 +356,20 @@ class Source:
             if progress:
                 progress(i + 1)
 
-    def _video_frames(self, convert: bool = True) -> Iterator[tuple[int, np.ndarray | None]]:
-        stop = self.first_index + self.count
-        index = 0
-        container = open_video(self.path)
+    def _video_frames(self, start: int = 0, convert: bool = True) -> Iterator[tuple[int, np.ndarray | None]]:
+        first, stop = self.first_index + start, self.first_index + self.count
+        reached = 0  # frames decoded up to here, for the messages
         try:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            # Frames before the selection are decoded (the codec needs them) but not converted.
-            for frame in container.decode(stream):
-                if index >= self.first_index:
+            for index, frame in _numbered_frames(self.path, self.index, first):
+                if index >= first:  # frames before are decoded (the codec needs them) but not converted
                     yield index - self.first_index, _frame_to_linear(frame) if convert else None
-                index += 1
-                if index >= stop:
+                reached = index + 1
+                if reached >= stop:
                     break
         except av.FFmpegError as err:
-            raise undecodable(self.path, f"frame {index}: {err.strerror or err}") from err
-        finally:
-            container.close()
-        if index < stop:
-            raise InputError(f"video '{self.path}' ended after {index} decodable frames where {self.total} "
+            raise undecodable(self.path, f"frame {reached}: {err.strerror or err}") from err
+        if reached < stop:
+            raise InputError(f"video '{self.path}' ended after {reached} decodable frames where {self.total} "
                              "were counted; the file may be damaged: re-encode it")
 
 
@@ -287,7 +415,8 @@ def open_source(path: str | os.PathLike, frames: FrameRange | None = None) -> So
             width, height = stream.codec_context.width, stream.codec_context.height
             rate = stream.average_rate or stream.guessed_rate
             listed = stream.frames  # from the container's index where it has one (mp4, mov), else 0
-            total = _count_video_frames(container, path)
+            index = _video_index(container, path)
+            total = len(index.pts)
         finally:
             container.close()
         if total < listed:
@@ -302,7 +431,8 @@ def open_source(path: str | os.PathLike, frames: FrameRange | None = None) -> So
             raise undecodable(path, "no frames found")
         start, stop = select_range(total, frames, path)
         return Source(path=path, kind="video", width=width, height=height, count=stop - start,
-                      fps=float(rate) if rate else None, is_float=False, first_index=start, total=total)
+                      fps=float(rate) if rate else None, is_float=False, first_index=start, total=total,
+                      index=index)
     raise InputError(f"source '{path}' has an unsupported type '{ext}'; give an image "
                      f"({', '.join(IMAGE_EXTENSIONS)}), a folder of images, or a video "
                      f"({', '.join(VIDEO_EXTENSIONS)})")
@@ -332,10 +462,10 @@ class DepthSource:
     stack: np.ndarray | None = None
     start: int = 0
 
-    def frames(self) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(i, depth)`` for each selected frame: ``i`` 0-based over the selection, ``depth`` float32
-        (H, W) raw values."""
-        for i in range(self.count):
+    def frames(self, start: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(i, depth)`` for each selected frame from ``start`` on (the frames before are not read):
+        ``i`` 0-based over the selection, ``depth`` float32 (H, W) raw values."""
+        for i in range(start, self.count):
             if self.stack is not None:
                 depth = np.array(self.stack[self.start + i], dtype=np.float32)
                 _drop_mapped_pages(self.stack)

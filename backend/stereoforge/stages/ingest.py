@@ -26,11 +26,11 @@ def run(job: Job) -> None:
         return
     source, depth = open_inputs(plan.spec)
     last = max(todo)
-    # Decoding is sequential (a video cannot skip ahead cheaply): frames already written are decoded and passed.
+    # Reading starts at the first frame to write (a video seeks to a keyframe before it); later ones written pass.
     # The files are written on other threads while the next frame is decoded; depth uncompressed (read back
     # by the next stages, it is written twice as fast so).
     with Writes(job.writers) as writes:
-        for (i, rgb), (_, raw) in zip(source.frames(), depth.frames(), strict=True):
+        for (i, rgb), (_, raw) in zip(source.frames(min(todo) - 1), depth.frames(min(todo) - 1), strict=True):
             n = i + 1
             if n not in todo:
                 continue
