@@ -31,6 +31,14 @@ def test_bench_splat_reports_ms_per_frame(capsys):
     assert positive(figures["numpy_ms_per_frame"]) and positive(figures["speedup"])
 
 
+def test_bench_chunk_reads_the_last_frames_both_ways(capsys):
+    assert main(["bench", "chunk", "--height", "24", "--width", "32", "--frames", "12", "--last", "3",
+                 "--repeat", "1", "--json"]) == 0
+    figures = last_json_line(capsys)
+    assert (figures["frames"], figures["last"]) == (12, 3)
+    assert positive(figures["from_start_cpu_s"]) and positive(figures["from_chunk_cpu_s"])
+
+
 def test_bench_splat_times_toe_without_the_yardstick(capsys):
     assert main(["bench", "splat", "--height", "24", "--width", "32", "--frames", "2", "--repeat", "1",
                  "--device", "cpu", "--convergence-mode", "TOE", "--no-reference", "--json"]) == 0

@@ -2,6 +2,7 @@
 
     stereoforge bench splat [--height H --width W --frames N --device cpu|cuda --json]
     stereoforge bench pipeline [--height H --width W --frames N --device ... --inpaint NAME --json]
+    stereoforge bench chunk [--height H --width W --frames N --last N --repeat N --json]
 
 ``bench splat`` times :func:`stereoforge.splat.splat_eye` alone: both eyes of warm synthetic RGB-D frames, with
 their dropout masks, already in memory on the device (no file I/O), in batches as ``convert`` splats them, each
@@ -12,6 +13,10 @@ and prints both and their ratio.
 ``bench pipeline`` writes a synthetic clip (a textured video and a ``.npy`` stack of relative depth with moving
 objects), runs ``convert`` on it and prints each stage's seconds per frame and the peak memory: resident set
 size (the process's peak, and the peak sampled while ``convert`` ran) and, on a GPU, torch's peak allocation.
+
+``bench chunk`` writes the same clip and times what ``ingest`` reads for a farm chunk of the clip's last frames:
+the source and depth frames from the chunk's first frame on (a video seeks to a keyframe before it), against
+reading them from the clip's first frame, as ingest did before it could start at a frame.
 
 Timings are the best of ``--repeat`` runs: on a shared machine the best is the least disturbed one. Speed
 targets live here, in the figures this prints, never in tests.
@@ -452,6 +457,41 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def bench_chunk(height: int = 480, width: int = 854, frames: int = 300, last: int = 10,
+                repeat: int = 3) -> dict:
+    """CPU seconds (best of ``repeat``) to read the source and depth frames of a chunk of the clip's ``last``
+    frames, from the chunk's first frame and from the clip's first; each frame converted as ingest converts it."""
+    from ..io.frames import open_depth, open_source
+
+    start = frames - last
+    with tempfile.TemporaryDirectory(prefix="stereoforge-bench-") as folder:
+        video, depth_path = write_synthetic_clip(folder, frames, height, width)
+        source = open_source(video)
+        depth = open_depth(depth_path, source.count, None, (source.height, source.width))
+
+        def read(first: int) -> float:
+            begin = _cpu_seconds()
+            chunk = [i for (i, _), _ in zip(source.frames(first), depth.frames(first), strict=True) if i >= start]
+            assert chunk == list(range(start, frames))
+            return _cpu_seconds() - begin
+
+        times = {name: min(read(first) for _ in range(repeat)) for name, first in (("from_start", 0),
+                                                                                   ("from_chunk", start))}
+    return {"height": height, "width": width, "frames": frames, "last": last,
+            "from_start_cpu_s": times["from_start"], "from_chunk_cpu_s": times["from_chunk"]}
+
+
+def cmd_chunk(args: argparse.Namespace) -> int:
+    r = bench_chunk(args.height, args.width, args.frames, args.last, args.repeat)
+    print(f"ingest's reading of frames {r['frames'] - r['last'] + 1}..{r['frames']} of a {r['frames']}-frame "
+          f"{r['width']}x{r['height']} clip (video + depth stack), CPU seconds, best of {args.repeat}:")
+    print(f"  from the chunk's first frame {r['from_chunk_cpu_s']:.3f} s; from the clip's first frame "
+          f"{r['from_start_cpu_s']:.3f} s")
+    if args.json:
+        print(json.dumps(r))
+    return 0
+
+
 # -- command line ---------------------------------------------------------------------------------------------
 
 
@@ -504,4 +544,15 @@ def register(subparsers):
                                                      "folder)")
     p.add_argument("--keep", action="store_true", help="keep the clip and the shot folder")
     p.set_defaults(func=cmd_pipeline)
+
+    p = sub.add_parser("chunk", help="ingest's reading of a farm chunk at a clip's end, seeking or not",
+                       description="Write a synthetic clip (video and depth stack) and time reading its last "
+                                   "frames from the chunk's first frame (a video seeks) and from the clip's first.")
+    p.add_argument("--height", type=int, default=480, help="frame height in pixels (default: %(default)s)")
+    p.add_argument("--width", type=int, default=854, help="frame width in pixels (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=300, help="frames in the clip (default: %(default)s)")
+    p.add_argument("--last", type=int, default=10, help="frames in the chunk, at the end (default: %(default)s)")
+    p.add_argument("--repeat", type=int, default=3, help="runs; the best counts (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="end with one line of JSON holding the figures")
+    p.set_defaults(func=cmd_chunk)
     return sub
