@@ -26,6 +26,7 @@ from stereoforge import farm, pipeline
 from stereoforge.cli import main
 from stereoforge.dev.bench import write_synthetic_clip
 from stereoforge.errors import Cancelled
+from stereoforge.inpaint import INPAINTERS, PerFrame, fill_telea
 from stereoforge.pipeline import convert
 from stereoforge.server import run_job
 from stereoforge.shot import INTERMEDIATES
@@ -220,6 +221,27 @@ def test_encode_makes_the_composite_frames_it_finds_missing(work, single):
     assert not (work.shot / "out" / "frames" / "sbs" / "sbs_000007.png").exists()
     assert len(pipeline.run_group(job.plan, ("encode",), KEEP, compose=True)) == 2
     assert_same_files(work.set_aside("composed-by-encode"), single)
+
+
+def test_a_chunk_with_a_frame_by_frame_inpainter_fills_only_its_own_frames(work, monkeypatch):
+    """With telea, which fills each frame on its own, a chunk's eyes+inpaint+composite fills the chunk's frames
+    and no earlier ones (the default inpainter's fills carry over, so it fills again from its last checkpoint;
+    telea's do not) and writes no checkpoint into filled/."""
+    filled: list[int] = []
+
+    class Counted(PerFrame):
+        def fill(self, n: int):
+            filled.append(n)
+            return super().fill(n)
+
+    monkeypatch.setitem(INPAINTERS, "telea", lambda clip: Counted(fill_telea, clip))
+    job, _ = pipeline.prepare(work.spec(inpaint="telea", keep=None), None, None, None)
+    pipeline.run_group(job.plan, ("ingest",), ())
+    pipeline.run_group(job.plan, ("eyes", "inpaint", "composite"), (), chunk=(13, 24))
+    assert sorted(filled) == sorted(2 * list(range(13, 25)))  # each eye's frames 13 to 24, once
+    assert len(list((work.shot / "out" / "frames" / "sbs").glob("*.png"))) == 12
+    assert not (work.shot / "filled").exists()
+    work.set_aside("telea-chunk")
 
 
 def test_farm_recipe_gives_the_bytes_of_one_process(work, single, capsys):

@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-from ..inpaint import INPAINTERS
+from ..inpaint import INPAINTERS, PerFrame
 from ..io.images import write_png
 from .eyes import EyeFrames
 from .job import Job
@@ -48,7 +48,9 @@ class Fills:
     ``keep``: write every fill into filled/; the inpainters resume from the fill of the frame before, read back
     from there. Otherwise only checkpoints are written (:data:`CHECKPOINT_EVERY`), and a run that starts after
     the first frame (a resume) or skips frames fills again the frames from the last checkpoint before: its fills
-    are those of a run that never stopped. ``eyes``: where the inpainters read the eyes (else eyes/ and masks/).
+    are those of a run that never stopped. An inpainter that fills each frame on its own (telea, none:
+    :class:`~stereoforge.inpaint.PerFrame`) needs neither: it fills the frames asked for and no others.
+    ``eyes``: where the inpainters read the eyes (else eyes/ and masks/).
     """
 
     def __init__(self, job: Job, writes: Writes, eyes: EyeFrames | None, keep: bool):
@@ -61,6 +63,8 @@ class Fills:
         # in a job of one thread (a farm's task).
         self._threads = {eye: ThreadPoolExecutor(1, thread_name_prefix=f"stereoforge-inpaint-{eye}")
                          if job.threads is None or job.threads > 1 else _InLine() for eye in self.job.eyes}
+        #: Each frame's fill depends on no other fill: no frame is filled again, no checkpoint written.
+        self._frame_by_frame = all(isinstance(inpainter, PerFrame) for inpainter in self._inpainters.values())
         #: How far ahead of the frame it fills an inpainter looks (its window's radius).
         self._window = getattr(self._inpainters[self.job.eyes[0]], "radius", 0)
         self._next: int | None = None  # the frame the inpainters carry on with
@@ -78,11 +82,12 @@ class Fills:
             for m in range(self._first_to_refill(n), n):
                 self._fill(m)
         codes = self._fill(n)
-        if self.keep or n % CHECKPOINT_EVERY == 0:
+        checkpoint = not self.keep and not self._frame_by_frame and n % CHECKPOINT_EVERY == 0
+        if self.keep or checkpoint:
             for eye in self.job.eyes:
                 if not os.path.exists(self.job.filled_frame(eye, n)):
                     self.writes.submit(write_png, self.job.filled_frame(eye, n), codes[eye])
-        if not self.keep and n % CHECKPOINT_EVERY == 0:
+        if checkpoint:
             self._checkpoint(n)
         return codes
 
@@ -114,7 +119,9 @@ class Fills:
     def _first_to_refill(self, n: int) -> int:
         """The first frame to fill again before frame ``n``: the inpainters go on from the last frame they
         filled, or from a checkpoint on disk (the frame before ``n``, or the last one before it), or from the
-        shot's start."""
+        shot's start. None for an inpainter that fills each frame on its own."""
+        if self._frame_by_frame:
+            return n
         if self._next is not None and self._next <= n:
             return self._next
         for m in range(n - 1, 0, -1):
