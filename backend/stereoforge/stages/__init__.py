@@ -13,7 +13,9 @@ writes its own frames, skipping those that exist (every file is written under a 
 when complete, so a frame that exists is done). :data:`RUN` maps each stage's name to it; a farm runner calls
 the stages through it, one at a time, with a :class:`Job`.
 
-``convert`` runs them through :func:`runs`: eyes, inpaint and composite, when they run in one process, hand
+``convert`` runs them through :func:`runs`, its groups of stages at once where one reads the files of another as
+they come (:mod:`.overlap`: the point clouds and the eyes from ingest's frames, the videos from the composed
+frames); eyes, inpaint and composite, when they run in one process, hand
 their frames over in memory and write eyes/, masks/ and filled/ only where asked (``--keep``) or where a stage
 that reads them does not run now (:data:`stereoforge.shot.INTERMEDIATES`); the other files are the same.
 :func:`groups` decides which stages run together, for one process and for a farm's tasks (:func:`run` runs a
@@ -26,7 +28,7 @@ from collections.abc import Callable
 
 from ..composite import MULTIVIEW_EXR
 from ..shot import INTERMEDIATES, STAGES, UPSTREAM
-from . import cloud, composite, encode, eyes, ingest, inpaint
+from . import cloud, composite, encode, eyes, ingest, inpaint, overlap
 from .job import Job
 from .writes import Writes
 
@@ -85,12 +87,14 @@ def run(job: Job, group: tuple[str, ...], written: tuple[str, ...]) -> object:
     return _together(job, group, written, "+".join(group))
 
 
-def runs(job: Job, stages: tuple[str, ...]) -> list[tuple[str, Callable[[], object]]]:
-    """How a run of ``stages`` (in order) goes in one process: ``(label, call)`` pairs, one per group
-    (:func:`groups`), labelled with its stages (``eyes+inpaint+composite``)."""
+def runs(job: Job, stages: tuple[str, ...]) -> dict[str, tuple[float, object]]:
+    """Run ``stages`` (in order) in one process, their groups (:func:`groups`) at once where one may read the
+    files of another as they come (:mod:`.overlap`). Returns, for each group labelled with its stages
+    (``eyes+inpaint+composite``), its seconds (the groups' seconds overlap) and what it returned (encode: the
+    videos' paths)."""
     grouped = groups(job, stages)
     to_write = written(job, stages, grouped)
-    return [("+".join(group), lambda group=group: run(job, group, to_write)) for group in grouped]
+    return overlap.run_all(job, grouped, lambda group_job, group: run(group_job, group, to_write))
 
 
 def _together(job: Job, together: tuple[str, ...], written: tuple[str, ...], label: str) -> None:

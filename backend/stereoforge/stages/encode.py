@@ -31,6 +31,7 @@ def run(job: Job) -> list[str]:
             if os.path.exists(path):
                 job.progress(f"encode {stream}", plan.count, plan.count)
                 continue
+            job.wait_for("encode", job.composite_frame(stream, 1))
             first = read_image(job.composite_frame(stream, 1))
             h, w = first.shape[:2]
             with VideoWriter(path, w, h, plan.fps, codec=plan.spec.codec, crf=plan.spec.crf,
@@ -40,6 +41,7 @@ def run(job: Job) -> list[str]:
                     if job.cancel():
                         raise Cancelled(f"cancelled while encoding '{path}'; the frames are kept in "
                                         f"'{job.path('out', 'frames')}'")
+                    job.wait_for("encode", job.composite_frame(stream, n))
                     video.write(_composite(job.composite_frame(stream, n)))
                     job.progress(f"encode {stream}", n, plan.count)
     return written
