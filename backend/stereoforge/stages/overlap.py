@@ -26,7 +26,7 @@ from ..shot import UPSTREAM
 from .job import POLL_S, Job
 
 #: The stages that may read the files of the stage before while it runs (they wait for each one): ingest's
-#: frames become point clouds and eyes, the composed frames a video. Each reads frames in order, one at a time.
+#: frames become point clouds and eyes, the composed frames a video. Each reads the frames in their order.
 FOLLOWERS = ("cloud", "eyes", "encode")
 
 
@@ -99,6 +99,7 @@ def _first_error(job: Job, errors: dict[str, BaseException], labels: list[str]) 
 
 
 def _one_at_a_time(lock: threading.Lock, call: Callable) -> Callable:
+    """``call``, made by one thread at a time (a JSON line or a progress bar is written whole)."""
     def locked(*args) -> None:
         with lock:
             call(*args)
