@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import ray
 
-from stereoforge import farm
+from stereoforge import farm, pipeline
 from stereoforge.cli import main
 from stereoforge.dev.bench import write_synthetic_clip
 from stereoforge.errors import Cancelled
@@ -208,6 +208,18 @@ def test_generate_runs_its_convert_part_on_ray(cluster, tmp_path, capsys):
     capsys.readouterr()
     assert sum(name.startswith("filled/") for name in shots["here"]) == 6
     assert shots["ray"] == shots["here"]
+
+
+def test_encode_makes_the_composite_frames_it_finds_missing(work, single):
+    """A farm's encode task starts once the first composite part is done (``Job.compose``): the frames that the
+    other parts have not made yet it makes itself, from filled/; the shot is the bytes of one process."""
+    job, _ = pipeline.prepare(work.spec(), None, None, None)
+    for group in (("ingest",), ("cloud",), ("eyes",), ("inpaint",)):
+        pipeline.run_group(job.plan, group, KEEP)
+    pipeline.run_group(job.plan, ("composite",), KEEP, chunk=(1, 6))
+    assert not (work.shot / "out" / "frames" / "sbs" / "sbs_000007.png").exists()
+    assert len(pipeline.run_group(job.plan, ("encode",), KEEP, compose=True)) == 2
+    assert_same_files(work.set_aside("composed-by-encode"), single)
 
 
 def test_farm_recipe_gives_the_bytes_of_one_process(work, single, capsys):

@@ -10,9 +10,11 @@ each task runs it (:func:`stereoforge.pipeline.run_group`) on its part of the sh
                                      memory, its fills written for composite
     eyes+inpaint+composite           contiguous frame ranges (whole splat batches) for an inpainter that fills
                                      each frame on its own (telea, none)
-    ingest, cloud, composite, eyes   contiguous frame ranges, one per worker
+    ingest, cloud, composite, eyes   contiguous frame ranges, one per worker (composite's first range short
+                                     when encode follows, see below)
     inpaint                          one task per eye, for a model (it reads the eyes from files)
-    encode                           one task per video
+    encode                           one task per video; with more than one worker it starts once the first
+                                     composite range is done and makes any frame still missing itself
 
 Every task is submitted at once, after the tasks of the group whose files it reads (Ray starts it when those
 are done), so no stage waits for one it does not read. A task reads what those wrote into the shot folder, the
@@ -164,10 +166,11 @@ def _convert(spec: ConvertSpec, address: str, progress, cancel, log, workers: in
     # at the end (eyes/, masks/, filled/ unless --keep asks for them), so the shot holds what it would hold.
     passed_on = [os.path.join(p.shot_dir, folder) for folder in INTERMEDIATES if folder not in written(job, stages)
                  and not os.path.exists(os.path.join(p.shot_dir, folder))]
-    parts = {group: split(p, group, width) for group in grouped}
+    overlap = _overlaps_encode(grouped, width)
+    parts = {group: split(p, group, width, overlap) for group in grouped}
     labels = {"+".join(group): "+".join(_read_from(group, grouped)) for group in grouped}
     t0 = time.perf_counter()
-    results, finished = _wait(_submit(task, shared, handed_on, parts),
+    results, finished = _wait(_submit(task, shared, handed_on, parts, overlap),
                               {"+".join(group): [_frames(p, part) for part in ps] for group, ps in parts.items()},
                               labels, progress, cancel)
     for label, read_from in labels.items():  # a group's seconds: from the end of the one it reads to its own end
@@ -182,33 +185,51 @@ def _convert(spec: ConvertSpec, address: str, progress, cancel, log, workers: in
     return {**pipeline.result_of(p, videos, timings), "task_cpu": cpu}
 
 
-def _submit(task, shared, written: tuple[str, ...], parts: dict[tuple[str, ...], list[dict]]) -> dict[str, list]:
+def _submit(task, shared, written: tuple[str, ...], parts: dict[tuple[str, ...], list[dict]],
+            overlap: bool) -> dict[str, list]:
     """Submit every group's tasks (``parts``: group -> its parts, in the order the groups run) now, each given
     the tasks of the group it reads from, so that Ray starts it when those are done: no barrier waits for a
     group that a task does not read (the point clouds are made while the eyes are filled). The groups on the way
     to the videos go first: a worker that frees up while the other fills the slower eye makes the point clouds.
-    Returns each group's label -> its tasks' references, in the order the groups run."""
+    ``overlap`` (:func:`_overlaps_encode`): encode waits for the first composite part only. Returns each group's
+    label -> its tasks' references, in the order the groups run."""
     grouped = list(parts)
     refs: dict[tuple[str, ...], list] = {}
     for group in sorted(grouped, key=lambda group: -_followers(group, grouped)):
         after = refs.get(_read_from(group, grouped), [])
+        if overlap and group == ("encode",):
+            after = after[:1]
         name = f"stereoforge.{'+'.join(group)}"
         refs[group] = [task.options(name=name).remote(shared, group, written, part, *after) for part in parts[group]]
     return {"+".join(group): refs[group] for group in grouped}
 
 
-def split(p: Plan, group: tuple[str, ...], workers: int) -> list[dict]:
+def _overlaps_encode(grouped: list[tuple[str, ...]], workers: int) -> bool:
+    """Whether the encoding overlaps the composite tasks: with more than one worker, when composite runs on its
+    own before encode (reading filled/), the encode tasks start once a short first composite part is done and
+    make any frame they find missing themselves (:attr:`stereoforge.stages.Job.compose`), while the other parts
+    make the later frames (a video's encoding, one task, would otherwise wait for the last composite frame)."""
+    return workers > 1 and ("composite",) in grouped and ("encode",) in grouped
+
+
+def split(p: Plan, group: tuple[str, ...], workers: int, overlap: bool = False) -> list[dict]:
     """The parts a group of stages (:func:`stereoforge.stages.groups`) of the planned shot ``p`` is split into
     for ``workers`` workers, each the keyword arguments of :func:`stereoforge.pipeline.run_group` (``chunk``,
-    ``eyes`` or ``streams``)."""
+    ``eyes``, ``streams``, ``compose``). ``overlap`` (:func:`_overlaps_encode`): composite's first part is short
+    (a 2 ``workers``-th of the shot), the others share the rest, and encode makes missing frames."""
     from . import pipeline
     from .composite import stream_names
     from .stages import Job
 
     if group == ("encode",):
-        return [{"streams": (stream,)} for layout in Job(p).video_layouts() for stream in stream_names(layout)]
+        return [{"streams": (stream,), "compose": overlap}
+                for layout in Job(p).video_layouts() for stream in stream_names(layout)]
     if "inpaint" in group and not pipeline.fills_frame_by_frame(p.spec):
         return [{"eyes": (eye,)} for eye in EYES]
+    if overlap and group == ("composite",) and p.count > 1:
+        first = -(-p.count // (2 * workers))
+        return [{"chunk": (1, first)}] + [{"chunk": (first + a, first + b)}
+                                          for a, b in frame_ranges(p.count - first, workers - 1)]
     # Eyes are splatted in batches: chunks of whole batches splat the batches one run splats.
     return [{"chunk": chunk}
             for chunk in frame_ranges(p.count, workers, p.spec.batch if "eyes" in group else 1)]

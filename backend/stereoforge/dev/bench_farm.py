@@ -160,7 +160,8 @@ def cmd_farm(args: argparse.Namespace) -> int:
 def _print_cpu(r: dict) -> None:
     """The CPU seconds of each Ray run's tasks by stage (all tasks, and the longest: the stage's critical path
     when it has no more tasks than workers), and the speed-up they give: what a machine that others share lets
-    one measure, where the clock is disturbed."""
+    one measure, where the clock is disturbed. The stages that overlap (the point clouds beside the eyes, the
+    encoding beside the later composite parts) are added one after the other: the seconds are an upper bound."""
     print("  CPU seconds of the tasks by stage (all / longest), and the seconds they take on the run's workers:")
     estimates = {}
     for n in r["workers"]:
@@ -169,8 +170,8 @@ def _print_cpu(r: dict) -> None:
         print(f"  {_ray_run(n):<16} {estimates[n]:14.1f}  "
               + " ".join(f"{stage} {sum(parts):.1f}/{max(parts):.1f}" for stage, parts in cpu.items()))
     low, high = r["workers"][0], r["workers"][-1]
-    print(f"  {f'CPU-bound speed-up {high}/{low}':<30} {estimates[low] / estimates[high]:.2f}x (the driver, Ray's "
-          "scheduling and the waits for files not counted)")
+    print(f"  {f'CPU-bound speed-up {high}/{low}':<30} {estimates[low] / estimates[high]:.2f}x (stages that overlap "
+          "counted one after the other; the driver and Ray's scheduling not counted)")
 
 
 def _counts(text: str) -> tuple[int, ...]:

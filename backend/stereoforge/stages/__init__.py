@@ -10,16 +10,15 @@
 
 Each module has one entry point, ``run(job)``: it reads what the stage before wrote into the shot folder and
 writes its own frames, skipping those that exist (every file is written under a temporary name and renamed
-when complete, so a frame that exists is done). :data:`RUN` maps each stage's name to it; a farm runner calls
-the stages through it, one at a time, with a :class:`Job`.
+when complete, so a frame that exists is done). :data:`RUN` maps each stage's name to it.
 
-``convert`` runs them through :func:`runs`, its groups of stages at once where one reads the files of another as
-they come (:mod:`.overlap`: the point clouds and the eyes from ingest's frames, the videos from the composed
-frames); eyes, inpaint and composite, when they run in one process, hand
-their frames over in memory and write eyes/, masks/ and filled/ only where asked (``--keep``) or where a stage
-that reads them does not run now (:data:`stereoforge.shot.INTERMEDIATES`); the other files are the same.
-:func:`groups` decides which stages run together, for one process and for a farm's tasks (:func:`run` runs a
-group).
+:func:`groups` decides which stages run together, in one process and in a farm's tasks, and :func:`run` runs a
+group: eyes, inpaint and composite, when they run in one group, hand their frames over in memory and write
+eyes/, masks/ and filled/ only where asked (``--keep``) or where a stage that reads them does not run now or
+runs in another group (:func:`written`); the other files are the same. ``convert`` runs the groups through
+:func:`runs`, at once where one reads the files of another as they come (:mod:`.overlap`: the point clouds
+and the eyes from ingest's frames, the videos from the composed frames); a farm's task runs one group on its
+part of the shot (:func:`stereoforge.pipeline.run_group`).
 """
 
 from __future__ import annotations

@@ -32,13 +32,19 @@ def run(job: Job, fills: Fills | None = None, label: str = "composite") -> None:
     with contextlib.nullcontext(fills.writes) if fills is not None else Writes(job.writers) as writes:
         for n in job.frames_to_do(label, outputs):
             if fills is None:
-                left, right = (read_image(job.filled_frame(eye, n)) for eye in EYES)
-            else:  # the codes themselves (the inpainter keeps them: copied before the floating window)
-                codes = fills.fill(n)
-                left, right = (codes[eye].copy() if spec.floating_window else codes[eye] for eye in EYES)
-            _compose(job, n, left, right, fills, writes)
+                compose_from_files(job, n, writes)
+                continue
+            # The codes themselves (the inpainter keeps them: copied before the floating window).
+            codes = fills.fill(n)
+            _compose(job, n, *(codes[eye].copy() if spec.floating_window else codes[eye] for eye in EYES), fills,
+                     writes)
         if fills is not None:
             fills.finish()
+
+
+def compose_from_files(job: Job, n: int, writes: Writes) -> None:
+    """Write frame ``n`` of every layout from the filled eyes in filled/."""
+    _compose(job, n, *(read_image(job.filled_frame(eye, n)) for eye in EYES), None, writes)
 
 
 def _compose(job: Job, n: int, left: np.ndarray, right: np.ndarray, fills: Fills | None, writes: Writes) -> None:

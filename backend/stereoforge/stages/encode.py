@@ -12,7 +12,9 @@ from ..composite import STEREO_METADATA, VR180, stream_names
 from ..errors import Cancelled, InputError
 from ..io.images import read_image, read_png8
 from ..io.video import VideoWriter
+from .composite import compose_from_files
 from .job import Job
+from .writes import Writes
 
 
 def run(job: Job) -> list[str]:
@@ -31,8 +33,7 @@ def run(job: Job) -> list[str]:
             if os.path.exists(path):
                 job.progress(f"encode {stream}", plan.count, plan.count)
                 continue
-            job.wait_for("encode", job.composite_frame(stream, 1))
-            first = read_image(job.composite_frame(stream, 1))
+            first = read_image(_frame(job, stream, 1))
             h, w = first.shape[:2]
             with VideoWriter(path, w, h, plan.fps, codec=plan.spec.codec, crf=plan.spec.crf,
                              stereo=STEREO_METADATA.get(layout), audio=audio,
@@ -41,10 +42,21 @@ def run(job: Job) -> list[str]:
                     if job.cancel():
                         raise Cancelled(f"cancelled while encoding '{path}'; the frames are kept in "
                                         f"'{job.path('out', 'frames')}'")
-                    job.wait_for("encode", job.composite_frame(stream, n))
-                    video.write(_composite(job.composite_frame(stream, n)))
+                    video.write(_composite(_frame(job, stream, n)))
                     job.progress(f"encode {stream}", n, plan.count)
     return written
+
+
+def _frame(job: Job, stream: str, n: int) -> str:
+    """Composite frame ``n`` of ``stream``; made here from the filled eyes when ``job.compose`` asks and no other
+    task has made it yet, waited for while the composite stage makes it beside this one (:meth:`Job.wait_for`)."""
+    path = job.composite_frame(stream, n)
+    if job.compose and not os.path.exists(path):
+        job.make_dirs("composite")
+        with Writes(job.writers) as writes:
+            compose_from_files(job, n, writes)
+    job.wait_for("encode", path)
+    return path
 
 
 def _composite(path: str) -> np.ndarray:

@@ -64,6 +64,9 @@ class Job:
     eyes: tuple[str, ...] = EYES
     #: The streams the encode stage makes videos of (a farm encodes each in a task of its own); ``None``: all.
     streams: tuple[str, ...] | None = None
+    #: The encode stage makes the composite frames it finds missing, from filled/ (a farm's encode task starts
+    #: while composite tasks still make the later frames, so that the one video's encoding overlaps them).
+    compose: bool = False
     #: The threads the run may keep busy: ``None``, as many as help on this machine (files written on
     #: :data:`~stereoforge.stages.writes.WRITERS` threads while the next frame is made, torch's and OpenCV's own
     #: pools); 1 for a farm's task, which its one CPU reserves (files written in line, one-thread libraries).
