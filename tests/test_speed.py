@@ -216,8 +216,10 @@ class EncodeFollows:
     def __init__(self):
         self.fused, self.fused_thread, self.encoded_at = 0, None, None
         self.encoded = threading.Event()
+        self.events: list[tuple[str, int, int]] = []
 
     def progress(self, stage: str, done: int, total: int) -> None:
+        self.events.append((stage, done, total))
         if stage == FUSED:
             self.fused, self.fused_thread = done, threading.get_ident()
         elif stage.startswith("encode") and self.encoded_at is None:
@@ -235,6 +237,10 @@ def test_the_encoder_follows_the_composite_frames_and_makes_the_stage_by_stage_v
     follows = EncodeFollows()
     convert(spec(clip, shot), progress=follows.progress, cancel=follows.cancel)
     assert follows.encoded_at <= 3, f"the video began after {follows.encoded_at} of {FRAMES} frames were composed"
+    # The stages' progress lines interleave; each stage's own count goes up to its total.
+    for stage in ("ingest", FUSED, "encode sbs"):
+        counts = [(done, total) for name, done, total in follows.events if name == stage]
+        assert counts == sorted(counts) and counts[-1] == (FRAMES, FRAMES), (stage, counts)
     same_files(shot, reference)
     assert (shot / VIDEO).read_bytes() == (reference / VIDEO).read_bytes()
 
