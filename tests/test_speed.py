@@ -12,6 +12,7 @@ its composite frames to the byte, and the intermediates it keeps must be those f
 
 from __future__ import annotations
 
+import signal
 import threading
 from pathlib import Path
 
@@ -270,6 +271,27 @@ def test_a_run_stopped_while_its_stages_overlap_resumes_to_the_same_files(clip, 
     with pytest.raises(Cancelled):
         convert(spec(clip, shot), progress=stop.progress, cancel=stop.cancel)
     assert not (shot / VIDEO).exists()
+    assert [p.name for p in shot.rglob("*") if p.name.startswith(".") or ".tmp" in p.name] == []
+    convert(spec(clip, shot))
+    same_files(shot, reference)
+
+
+def test_ctrl_c_stops_every_stage_and_the_run_resumes_to_the_same_files(clip, reference, tmp_path):
+    """Ctrl-C reaches the calling thread, which waits for the stages' threads: they stop between frames and
+    are gone when KeyboardInterrupt comes out, leaving no video and nothing half-written."""
+    shot = tmp_path / "shot"
+    sent = threading.Event()
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage == FUSED and done == 2 and not sent.is_set():
+            sent.set()
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        convert(spec(clip, shot), progress=progress)
+    ours = tuple(f"stereoforge-{name}" for name in ("ingest", FUSED, "encode", "inpaint", "write"))
+    assert [t.name for t in threading.enumerate() if t.name.startswith(ours)] == []
+    assert not (shot / VIDEO).exists() and 2 <= len(files(shot, "out/frames")) < FRAMES
     assert [p.name for p in shot.rglob("*") if p.name.startswith(".") or ".tmp" in p.name] == []
     convert(spec(clip, shot))
     same_files(shot, reference)

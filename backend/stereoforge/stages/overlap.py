@@ -64,18 +64,23 @@ def run_all(job: Job, grouped: list[tuple[str, ...]], run: Callable[[Job, tuple[
 
     threads = [threading.Thread(target=run_group, args=(group,), name=f"stereoforge-{'+'.join(group)}")
                for group in grouped]
+    # Waits on each group's ``ended``, not on Thread.join: Python 3.11 takes a join interrupted by Ctrl-C for
+    # the thread's end, and would not wait again.
     try:
         for thread in threads:
             thread.start()
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(POLL_S * 5)
+        for group in grouped:
+            ended[group].wait()
     except BaseException:
         stop.set()  # Ctrl-C or SIGTERM here: the groups stop between frames, keeping the frames they finished
+        for group, thread in zip(grouped, threads, strict=True):
+            if thread.ident is not None:
+                ended[group].wait()
+        raise
+    finally:
         for thread in threads:
             if thread.ident is not None:
-                thread.join()
-        raise
+                thread.join()  # it has ended its group: only its return is left
     if errors:
         try:
             raise _first_error(job, errors, ["+".join(group) for group in grouped])
