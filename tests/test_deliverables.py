@@ -237,20 +237,21 @@ def write_clip(path: Path, codec: str, stereo: str | None = "sbs", audio: AudioC
     return path
 
 
-# The mean error of a frame of colour noise (texture()) is mostly its colour subsampling: 4:4:4 keeps it. Every
-# codec gives the same bytes twice (h265-10 too, since the RGB to YUV conversion runs on one thread: io/video.py's
-# _SCALER_THREADS; tools/encode_repeat.py --codecs h265-10 gave 1 file in 80 runs under load).
-@pytest.mark.parametrize("codec, ext, profile, pix_fmt, error", [
-    ("prores", ".mov", "HQ", "yuv422p10le", 7),
-    ("prores4444", ".mov", "4444", "yuv444p12le", 1),  # FFmpeg's ProRes decoder gives 4444 as 12-bit
-    ("h264", ".mp4", "High", "yuv420p", 11),
-    ("h265-10", ".mp4", "Main 10", "yuv420p10le", 11),
+# The mean error of a frame of colour noise (texture()) is mostly its colour subsampling: 4:4:4 keeps it.
+# x265 is left out of the same-bytes check: on a busy machine 1 to 3 runs in 60 give other bytes even on one
+# frame thread without its pool, in a bare PyAV script too (see io/video.py's ENCODER_THREADS).
+@pytest.mark.parametrize("codec, ext, profile, pix_fmt, error, same_bytes", [
+    ("prores", ".mov", "HQ", "yuv422p10le", 7, True),
+    ("prores4444", ".mov", "4444", "yuv444p12le", 1, True),  # FFmpeg's ProRes decoder gives 4444 as 12-bit
+    ("h264", ".mp4", "High", "yuv420p", 11, True),
+    ("h265-10", ".mp4", "Main 10", "yuv420p10le", 11, False),
 ])
 def test_editorial_codecs_read_back_and_give_the_same_bytes_twice(inputs, tmp_path, codec, ext, profile, pix_fmt,
-                                                                  error):
+                                                                  error, same_bytes):
     audio = AudioClip(str(inputs[0]))
     first = write_clip(tmp_path / f"a{ext}", codec, audio=audio)
-    assert sha256(first) == sha256(write_clip(tmp_path / f"b{ext}", codec, audio=audio))
+    if same_bytes:
+        assert sha256(first) == sha256(write_clip(tmp_path / f"b{ext}", codec, audio=audio))
     with av.open(str(first)) as container:
         context = container.streams.video[0].codec_context
         assert (context.profile, context.pix_fmt, len(container.streams.audio)) == (profile, pix_fmt, 1)
