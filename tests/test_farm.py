@@ -300,6 +300,10 @@ def test_killed_worker_is_retried_and_its_stage_resumes(cluster, work, single):
             os.kill(pid, signal.SIGCONT)
         time.sleep(0.005)
     runner.join(timeout=300)
+    # The tests after this one get a fresh cluster: in this driver, a later ray.cancel aborted the process
+    # (Ray's "Tried to complete task that was not pending", about 18 s after the killed attempt) in 3 of 5 runs.
+    ray.shutdown()
+    farm.connect(farm.LOCAL, workers=2)
     assert killed is not None, "the inpaint stage ended before a worker could be killed"
     assert failure == []
     assert not alive(killed)
