@@ -598,8 +598,8 @@ def test_a_killed_runs_temporary_file_is_removed_by_the_next_run(long_clip, many
     code, _ = run_and_signal(long_args(clip, shot), "composite" if stage == "encode" else stage, kill)
     assert code == -signal.SIGKILL
     left = temporaries(shot)
-    if stage == "encode":
-        assert [Path(p).parent.name for p in left] == ["video"]
+    if stage == "encode":  # the encoder follows the composite frames: theirs may be caught half-written too
+        assert "video" in [Path(p).parent.name for p in left]
     capfd.readouterr()
     assert main(long_args(clip, shot)) == 0
     err = capfd.readouterr().err

@@ -1,6 +1,10 @@
 """The fast path of one process: eyes, inpaint and composite hand their frames over in memory, and eyes/,
 masks/ and filled/ are written only when asked (``--keep``) or when a stage that reads them runs later.
 
+The groups of stages run at once where one reads the files of another as they come
+(:mod:`stereoforge.stages.overlap`): the encoder follows the composite frames, and its video is the one a run
+stage by stage makes.
+
 Every test compares with the reference of a run made stage by stage (one ``convert --stages STAGE`` after
 another, each reading the files the one before wrote, as the add-on and a farm run them): the fast path must give
 its composite frames to the byte, and the intermediates it keeps must be those files.
@@ -8,6 +12,8 @@ its composite frames to the byte, and the intermediates it keeps must be those f
 
 from __future__ import annotations
 
+import signal
+import threading
 from pathlib import Path
 
 import cv2
@@ -15,13 +21,14 @@ import numpy as np
 import pytest
 
 from stereoforge.composite import MULTIVIEW_EXR
-from stereoforge.errors import Cancelled
+from stereoforge.errors import Cancelled, InputError
 from stereoforge.io.images import read_exr_channels, read_png8
 from stereoforge.pipeline import convert
 from stereoforge.plan import plan
 from stereoforge.shot import INTERMEDIATES, STAGES
 from stereoforge.spec import ConvertSpec
-from stereoforge.stages import Job, groups, inpaint, runs, written
+from stereoforge.stages import Job, groups, inpaint, written
+from stereoforge.stages.job import POLL_S
 
 H, W, FRAMES = 48, 80, 14
 #: Checkpoints of the fill this often in these tests (the clip is short), so that a resume meets each case.
@@ -167,13 +174,13 @@ def test_a_resume_with_the_fills_kept_reads_the_last_one_back(clip, reference, t
 
 def test_which_stages_run_together(clip, tmp_path):
     job = Job(plan(spec(clip, tmp_path / "shot")))
-    labels = lambda stages: [label for label, _ in runs(job, stages)]
+    labels = lambda stages: ["+".join(group) for group in groups(job, stages)]
     assert labels(STAGES) == ["ingest", "cloud", FUSED, "encode"]
     assert labels(("inpaint", "composite")) == ["inpaint+composite"]
     assert labels(("eyes", "composite")) == ["eyes", "composite"]  # not one after the other
     assert labels(("eyes",)) == ["eyes"]
     model = Job(plan(spec(clip, tmp_path / "shot", inpaint_model="some/model")))
-    assert [label for label, _ in runs(model, STAGES)] == list(STAGES)
+    assert groups(model, STAGES) == [(stage,) for stage in STAGES]
 
 
 def test_a_farm_splats_and_fills_each_eye_in_memory_and_hands_the_fills_on(clip, tmp_path):
@@ -186,3 +193,125 @@ def test_a_farm_splats_and_fills_each_eye_in_memory_and_hands_the_fills_on(clip,
     assert written(job, STAGES) == ()
     multiview = Job(plan(spec(clip, tmp_path / "shot", layouts=("sbs", MULTIVIEW_EXR))))
     assert written(multiview, STAGES, groups(multiview, STAGES, by_eye=True)) == ("masks", "filled")
+
+
+# -- the groups of stages at once --------------------------------------------------------------------------------
+
+VIDEO = "out/video/shot_sbs.mp4"
+
+
+def same_files(shot: Path, reference: Path) -> None:
+    """Every file of the shot is the reference's, byte for byte, and it has all of the reference's but the
+    intermediates (shot.json aside: it names its own folder)."""
+    names = [name for name in files(reference, ".") if name != "shot.json" and name.split("/")[0] not in INTERMEDIATES]
+    assert [name for name in files(shot, ".") if name != "shot.json"] == names
+    for name in names:
+        assert (shot / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+class EncodeFollows:
+    """Callbacks that hold the eyes, fills and composite after their third frame until the encoder has put a
+    frame into the video (at most a minute): a run that encodes only once every frame is composed gets there
+    with all of them composed."""
+
+    def __init__(self):
+        self.fused, self.fused_thread, self.encoded_at = 0, None, None
+        self.encoded = threading.Event()
+        self.events: list[tuple[str, int, int]] = []
+
+    def progress(self, stage: str, done: int, total: int) -> None:
+        self.events.append((stage, done, total))
+        if stage == FUSED:
+            self.fused, self.fused_thread = done, threading.get_ident()
+        elif stage.startswith("encode") and self.encoded_at is None:
+            self.encoded_at = self.fused
+            self.encoded.set()
+
+    def cancel(self) -> bool:
+        if threading.get_ident() == self.fused_thread and self.fused == 3:
+            self.encoded.wait(60)
+        return False
+
+
+def test_the_encoder_follows_the_composite_frames_and_makes_the_stage_by_stage_video(clip, reference, tmp_path):
+    shot = tmp_path / "shot"
+    follows = EncodeFollows()
+    convert(spec(clip, shot), progress=follows.progress, cancel=follows.cancel)
+    assert follows.encoded_at <= 3, f"the video began after {follows.encoded_at} of {FRAMES} frames were composed"
+    # The stages' progress lines interleave; each stage's own count goes up to its total.
+    for stage in ("ingest", FUSED, "encode sbs"):
+        counts = [(done, total) for name, done, total in follows.events if name == stage]
+        assert counts == sorted(counts) and counts[-1] == (FRAMES, FRAMES), (stage, counts)
+    same_files(shot, reference)
+    assert (shot / VIDEO).read_bytes() == (reference / VIDEO).read_bytes()
+
+
+class StopWhen:
+    """A ``cancel`` callback that turns true once ``stage`` (a progress label, or its start) has done ``frames``."""
+
+    def __init__(self, stage: str, frames: int):
+        self.stage, self.frames, self.done = stage, frames, 0
+
+    def progress(self, stage: str, done: int, total: int) -> None:
+        if stage.startswith(self.stage):
+            self.done = done
+
+    def cancel(self) -> bool:
+        return self.done >= self.frames
+
+
+@pytest.mark.parametrize("stage, frames", [("ingest", 4), (FUSED, 5), ("encode", 1), ("encode", 9)])
+def test_a_run_stopped_while_its_stages_overlap_resumes_to_the_same_files(clip, reference, tmp_path, stage,
+                                                                          frames):
+    """Stopped while ingest leads the eyes, while the encoder follows the composite, and while it encodes: every
+    group stops, nothing is left half-written (no video, no temporary), and the resumed shot is the reference's,
+    byte for byte."""
+    shot = tmp_path / "shot"
+    stop = StopWhen(stage, frames)
+    with pytest.raises(Cancelled):
+        convert(spec(clip, shot), progress=stop.progress, cancel=stop.cancel)
+    assert not (shot / VIDEO).exists()
+    assert [p.name for p in shot.rglob("*") if p.name.startswith(".") or ".tmp" in p.name] == []
+    convert(spec(clip, shot))
+    same_files(shot, reference)
+
+
+def test_ctrl_c_stops_every_stage_and_the_run_resumes_to_the_same_files(clip, reference, tmp_path):
+    """Ctrl-C reaches the calling thread, which waits for the stages' threads: they stop between frames and
+    are gone when KeyboardInterrupt comes out, leaving no video and nothing half-written."""
+    shot = tmp_path / "shot"
+    sent = threading.Event()
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage == FUSED and done == 2 and not sent.is_set():
+            sent.set()
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        convert(spec(clip, shot), progress=progress)
+    ours = tuple(f"stereoforge-{name}" for name in ("ingest", FUSED, "encode", "inpaint", "write"))
+    assert [t.name for t in threading.enumerate() if t.name.startswith(ours)] == []
+    assert not (shot / VIDEO).exists() and 2 <= len(files(shot, "out/frames")) < FRAMES
+    assert [p.name for p in shot.rglob("*") if p.name.startswith(".") or ".tmp" in p.name] == []
+    convert(spec(clip, shot))
+    same_files(shot, reference)
+
+
+def test_a_follower_waits_for_its_files_and_stops_when_they_cannot_come(clip, tmp_path):
+    """Job.wait_for: it returns once the file is there; when the stage that writes it has ended without it,
+    it names the file; a cancel stops it while it waits."""
+    shot = tmp_path / "shot"
+    ended = threading.Event()
+    job = Job(plan(spec(clip, shot)), upstream_ended=ended)
+    frame = job.composite_frame("sbs", 1)
+    Path(frame).parent.mkdir(parents=True)
+    threading.Timer(5 * POLL_S, lambda: Path(frame).write_bytes(b"done")).start()
+    job.wait_for("encode", frame)
+    assert Path(frame).exists()
+    ended.set()
+    with pytest.raises(InputError, match="sbs_000002.png' is missing"):
+        job.wait_for("encode", job.composite_frame("sbs", 2))
+    ended.clear()
+    job.cancel = lambda: True
+    with pytest.raises(Cancelled, match="during encode"):
+        job.wait_for("encode", job.composite_frame("sbs", 2))

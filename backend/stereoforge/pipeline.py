@@ -9,7 +9,8 @@ Read this module to follow a convert job from start to end:
    ``shot.json``;
 4. each stage's ``run(job)`` (:mod:`stereoforge.stages`: ingest, cloud, eyes, inpaint, composite, encode)
    writes its frames into the shot folder, reading what the stage before wrote; eyes, inpaint and composite
-   hand their frames over in memory instead when they run together (:func:`stereoforge.stages.runs`).
+   hand their frames over in memory instead when they run together, and the stages run at once where one reads
+   the files of another as they come (:func:`stereoforge.stages.runs`).
 
 A farm splits the same steps: :func:`prepare` does 1 to 3 once, then :func:`run_group` runs a part of a group of
 stages (some frames, one eye, one video) in each of several processes (:mod:`stereoforge.farm` on Ray; ``convert
@@ -61,14 +62,9 @@ def _convert(spec: ConvertSpec, progress: Progress | None, cancel: Callable[[], 
     started = time.perf_counter()
     job, stages = prepare(spec, progress, cancel, log, chunk)
     timings = {"plan": time.perf_counter() - started}
-    videos: list[str] = []
-    for label, run in () if prepare_only else runs(job, stages):
-        t0 = time.perf_counter()
-        result = run()
-        if label == "encode":
-            videos = result
-        timings[label] = time.perf_counter() - t0
-    return result_of(job.plan, videos, timings)
+    done = {} if prepare_only else runs(job, stages)
+    timings.update({label: seconds for label, (seconds, _) in done.items()})
+    return result_of(job.plan, done["encode"][1] if "encode" in done else [], timings)
 
 
 def result_of(p: Plan, videos: list[str], timings: dict[str, float]) -> dict:

@@ -287,7 +287,8 @@ def cmd_splat(args: argparse.Namespace) -> int:
 class _RssSampler:
     """Samples this process's resident set size from /proc in a background thread (Linux; else nothing), and
     keeps the peak per stage as ``convert``'s progress names them (``progress`` below): a stage's allocations
-    before its first frame is done count for the stage before."""
+    before its first frame is done count for the stage before, and where stages run at once, for the one that
+    reported last."""
 
     def __init__(self, interval_s: float = 0.02):
         self.interval_s = interval_s
@@ -442,6 +443,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     print(f"  {'stage':<10} {'s/frame':>9}")
     for stage, seconds in r["seconds_per_frame"].items():
         print(f"  {stage:<10} {seconds:9.4f}   {_STAGE_NOTES.get(stage, '')}")
+    print("  (the stages run at once where one reads another's files as they are written: their times overlap)")
     print(f"  {'total':<10} {r['total_seconds_per_frame']:9.4f}   CPU {r['cpu_seconds_per_frame']:.4f} s per frame "
           "(all threads)")
     print(f"  peak RSS {r['peak_rss_mb']:.0f} MB (process); {r['rss_before_mb']:.0f} MB before convert, "

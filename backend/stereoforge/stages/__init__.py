@@ -16,7 +16,9 @@ when complete, so a frame that exists is done). :data:`RUN` maps each stage's na
 group: eyes, inpaint and composite, when they run in one group, hand their frames over in memory and write
 eyes/, masks/ and filled/ only where asked (``--keep``) or where a stage that reads them does not run now or
 runs in another group (:func:`written`); the other files are the same. ``convert`` runs the groups through
-:func:`runs`; a farm's task runs one group on its part of the shot (:func:`stereoforge.pipeline.run_group`).
+:func:`runs`, at once where one reads the files of another as they come (:mod:`.overlap`: the point clouds
+and the eyes from ingest's frames, the videos from the composed frames); a farm's task runs one group on its
+part of the shot (:func:`stereoforge.pipeline.run_group`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from collections.abc import Callable
 
 from ..composite import MULTIVIEW_EXR
 from ..shot import INTERMEDIATES, STAGES, UPSTREAM
-from . import cloud, composite, encode, eyes, ingest, inpaint
+from . import cloud, composite, encode, eyes, ingest, inpaint, overlap
 from .job import Job
 from .writes import Writes
 
@@ -84,12 +86,14 @@ def run(job: Job, group: tuple[str, ...], written: tuple[str, ...]) -> object:
     return _together(job, group, written, "+".join(group))
 
 
-def runs(job: Job, stages: tuple[str, ...]) -> list[tuple[str, Callable[[], object]]]:
-    """How a run of ``stages`` (in order) goes in one process: ``(label, call)`` pairs, one per group
-    (:func:`groups`), labelled with its stages (``eyes+inpaint+composite``)."""
+def runs(job: Job, stages: tuple[str, ...]) -> dict[str, tuple[float, object]]:
+    """Run ``stages`` (in order) in one process, their groups (:func:`groups`) at once where one may read the
+    files of another as they come (:mod:`.overlap`). Returns, for each group labelled with its stages
+    (``eyes+inpaint+composite``), its seconds (the groups' seconds overlap) and what it returned (encode: the
+    videos' paths)."""
     grouped = groups(job, stages)
     to_write = written(job, stages, grouped)
-    return [("+".join(group), lambda group=group: run(job, group, to_write)) for group in grouped]
+    return overlap.run_all(job, grouped, lambda group_job, group: run(group_job, group, to_write))
 
 
 def _together(job: Job, together: tuple[str, ...], written: tuple[str, ...], label: str) -> None:

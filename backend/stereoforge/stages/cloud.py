@@ -21,6 +21,7 @@ def run(job: Job) -> None:
     k = plan.intrinsics
     job.make_dirs("cloud")
     for n in job.frames_to_do("cloud", lambda n: [frame_clip_path(job.dir, n)]):
+        job.wait_for("cloud", job.source_frame(n), job.depth_frame(n))
         rgb, depth = read_image(job.source_frame(n)), read_depth_file(job.depth_frame(n))
         points, colors, widths = cloud_points(rgb, depth, k, stride=plan.spec.cloud_stride)
         with _usd_writing(frame_clip_path(job.dir, n)):

@@ -49,12 +49,13 @@ def run(job: Job) -> list[str]:
 
 def _frame(job: Job, stream: str, n: int) -> str:
     """Composite frame ``n`` of ``stream``; made here from the filled eyes when ``job.compose`` asks and no other
-    task has made it yet."""
+    task has made it yet, waited for while the composite stage makes it beside this one (:meth:`Job.wait_for`)."""
     path = job.composite_frame(stream, n)
     if job.compose and not os.path.exists(path):
         job.make_dirs("composite")
         with Writes(job.writers) as writes:
             compose_from_files(job, n, writes)
+    job.wait_for("encode", path)
     return path
 
 

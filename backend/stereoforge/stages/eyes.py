@@ -95,6 +95,7 @@ class EyeFrames:
         job = self.job
         k, device = job.plan.intrinsics, job.plan.device
         views = eye_views(job.plan.rigs[numbers[0] - 1], k.fx)
+        job.wait_for("eyes", *(path for n in numbers for path in (job.source_frame(n), job.depth_frame(n))))
         frames = [(read_image(job.source_frame(n)), read_depth_file(job.depth_frame(n))) for n in numbers]
         color = torch.from_numpy(np.stack([f[0] for f in frames])).permute(0, 3, 1, 2).to(device)
         depth = torch.from_numpy(np.stack([f[1] for f in frames])).to(device)

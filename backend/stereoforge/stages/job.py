@@ -11,6 +11,7 @@ inpaint chunk; ``encode`` makes whole videos and ignores the chunk.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -28,6 +29,8 @@ from ..shot import EYES, UPSTREAM, eye_path, frame_name
 from ..spec import video_container
 from .writes import WRITERS
 
+#: How often a run that waits for a file, or for the stages it reads to end, looks again, in seconds.
+POLL_S = 0.02
 #: A pixel covered less than this is dropout (the splatter's default, and the rule for Blender's alpha).
 COVERAGE_THRESHOLD = 0.5
 
@@ -68,6 +71,10 @@ class Job:
     #: :data:`~stereoforge.stages.writes.WRITERS` threads while the next frame is made, torch's and OpenCV's own
     #: pools); 1 for a farm's task, which its one CPU reserves (files written in line, one-thread libraries).
     threads: int | None = None
+    #: Set when the group of stages that writes the files this run reads has ended, where it runs beside this one
+    #: (:mod:`stereoforge.stages.overlap`): until then a read waits for its file (:meth:`wait_for`). ``None``:
+    #: those files are written (or this run does not make them).
+    upstream_ended: threading.Event | None = None
 
     def __post_init__(self) -> None:
         if self.chunk is not None:
@@ -172,6 +179,18 @@ class Job:
             yield n
             done += 1
             self.progress(stage, done, total)
+
+    def wait_for(self, stage: str, *paths: str) -> None:
+        """Wait until the files ``paths`` exist, while the stage that writes them runs beside this one
+        (:attr:`upstream_ended`); ``stage`` is the one that reads them. Returns at once otherwise."""
+        while self.upstream_ended is not None and not all(os.path.exists(p) for p in paths):
+            self.check_cancel(stage)
+            if self.upstream_ended.is_set():  # it wrote what it writes: one last look
+                for path in paths:
+                    if not os.path.exists(path):
+                        raise InputError(f"'{path}' is missing, so the '{stage}' stage cannot go on; run the "
+                                         f"'{UPSTREAM[stage]}' stage again (--stages {UPSTREAM[stage]},{stage})")
+            self.upstream_ended.wait(POLL_S)
 
     def check_cancel(self, stage: str) -> None:
         if self.cancel():
