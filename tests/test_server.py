@@ -334,7 +334,9 @@ def test_a_convert_job_goes_through_its_phases_to_a_stereo_shot(server):
 
 
 def test_a_generate_job_makes_a_finished_stereo_shot(server):
-    job = server.submit(generate_body("shots/gen1"))
+    # Enough denoising steps that a poll every 50 ms sees the generating phase (2 steps of the tiny model took
+    # less: the fresh-clone CI once saw loading model, then encoding).
+    job = server.submit(generate_body("shots/gen1", steps=12))
     seen = []
     job = server.wait(job["id"], seen=seen)
     assert job["state"] == "succeeded", (job["error"], job["log"])
