@@ -119,7 +119,7 @@ class Fills:
     def _first_to_refill(self, n: int) -> int:
         """The first frame to fill again before frame ``n``: the inpainters go on from the last frame they
         filled, or from a checkpoint on disk (the frame before ``n``, or the last one before it), or from the
-        shot's start. None for an inpainter that fills each frame on its own."""
+        shot's start; ``n`` itself for an inpainter that fills each frame on its own."""
         if self._frame_by_frame:
             return n
         if self._next is not None and self._next <= n:
