@@ -94,3 +94,8 @@ def test_bench_farm_prints_each_run_the_speed_up_and_that_the_files_agree(capsys
     assert {"eyes+inpaint", "composite"} <= set(report["runs"]["Ray, 2 workers"]["timings"])
     table = "\n".join(lines[:-1])
     assert "speed-up 2/1" in table and "files identical: yes" in table
+    # The schedule of the 2-worker run: every task on one of its two workers, none before the submission.
+    tasks = [task for group in report["runs"]["Ray, 2 workers"]["tasks"].values() for task in group]
+    assert len({task["worker"] for task in tasks}) <= 2
+    assert all(0 <= task["start"] <= task["end"] and task["cpu"] > 0 for task in tasks)
+    assert "schedule of the 2-worker run" in table and "worker 1: " in table

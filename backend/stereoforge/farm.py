@@ -131,8 +131,9 @@ def convert(spec: ConvertSpec, address: str = LOCAL, progress: Progress | None =
             cancel: Callable[[], bool] | None = None, log: Callable[[str], None] | None = None,
             workers: int | None = None) -> dict:
     """Run (or resume) a convert job on the Ray cluster at ``address`` (see :func:`connect`); returns what
-    :func:`stereoforge.pipeline.convert` returns, with the same files in the shot folder, and ``task_cpu``: each
-    group of stages' label -> the CPU seconds of each of its tasks.
+    :func:`stereoforge.pipeline.convert` returns, with the same files in the shot folder, and ``tasks``: each
+    group of stages' label -> one dict per task, its ``cpu`` seconds, its ``start`` and ``end`` (seconds since
+    the tasks were submitted, by the clock of the task's machine) and the ``worker`` (host:pid) that ran it.
 
     Raises :class:`InputError` for bad input or an address with no cluster, :class:`Cancelled` when
     ``cancel()`` turns true (the tasks are cancelled; finished frames stay) and
@@ -169,20 +170,21 @@ def _convert(spec: ConvertSpec, address: str, progress, cancel, log, workers: in
     overlap = _overlaps_encode(grouped, width)
     parts = {group: split(p, group, width, overlap) for group in grouped}
     labels = {"+".join(group): "+".join(_read_from(group, grouped)) for group in grouped}
-    t0 = time.perf_counter()
+    t0, submitted = time.perf_counter(), time.time()
     results, finished = _wait(_submit(task, shared, handed_on, parts, overlap),
                               {"+".join(group): [_frames(p, part) for part in ps] for group, ps in parts.items()},
                               labels, progress, cancel)
     for label, read_from in labels.items():  # a group's seconds: from the end of the one it reads to its own end
         timings[label] = finished.get(label, t0) - finished.get(read_from, t0)
     videos = [video for paths, _ in results.get("encode", []) for video in paths]
-    cpu = {label: [seconds for _, seconds in done] for label, done in results.items()}
+    tasks = {label: [{**facts, "start": facts["start"] - submitted, "end": facts["end"] - submitted}
+                     for _, facts in done] for label, done in results.items()}
     for folder in passed_on:
         shutil.rmtree(folder, ignore_errors=True)
     # A worker killed while writing left its temporary file: the task's retry wrote the frame anew.
     for path in remove_stale_temporaries(p.shot_dir):
         log(f"removed '{path}', left half-written by a Ray worker that died")
-    return {**pipeline.result_of(p, videos, timings), "task_cpu": cpu}
+    return {**pipeline.result_of(p, videos, timings), "tasks": tasks}
 
 
 def _submit(task, shared, written: tuple[str, ...], parts: dict[tuple[str, ...], list[dict]],
@@ -251,15 +253,17 @@ def _frames(p: Plan, part: dict) -> int:
 
 
 def _run_part(p: Plan, group: tuple[str, ...], written: tuple[str, ...], part: dict,
-              *after) -> tuple[list[str] | None, float]:
+              *after) -> tuple[list[str] | None, dict]:
     """A Ray task: one part of one group of stages of a planned shot, on the one thread its CPU reserves;
     ``after``: the results of the tasks whose files it reads (Ray starts it once they are done). Returns what the
-    group returns and the CPU seconds the task took (``task_cpu``: what a loaded machine's clock cannot tell,
-    the work of each part)."""
+    group returns, and the CPU seconds the task took (what a loaded machine's clock cannot tell, the work of
+    each part), when it ran (``time.time``) and where: ``bench farm`` prints the schedule."""
     from . import pipeline
 
-    started = time.process_time()
-    return pipeline.run_group(p, group, written, threads=1, **part), time.process_time() - started
+    start, cpu = time.time(), time.process_time()
+    result = pipeline.run_group(p, group, written, threads=1, **part)
+    return result, {"cpu": time.process_time() - cpu, "start": start, "end": time.time(),
+                    "worker": f"{socket.gethostname()}:{os.getpid()}"}
 
 
 def _read_from(group: tuple[str, ...], grouped: list[tuple[str, ...]]) -> tuple[str, ...]:

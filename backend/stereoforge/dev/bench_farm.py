@@ -70,7 +70,7 @@ def _on_ray(spec, workers: int) -> dict:
     finally:
         ray.shutdown()
     return {"start_seconds": ready - started, "seconds": seconds, "timings": result["timings"],
-            "task_cpu": result["task_cpu"]}
+            "tasks": result["tasks"]}
 
 
 def _in_one_process(spec) -> dict:
@@ -150,6 +150,7 @@ def cmd_farm(args: argparse.Namespace) -> int:
     runs = ", ".join(r["runs"])
     print(f"  files identical: {'yes' if r['identical'] else 'NO'} ({r['files']} files; {runs})")
     _print_cpu(r)
+    _print_schedule(r["runs"][_ray_run(high)])
     if "workdir" in r:
         print(f"  clip and shots kept in {r['workdir']}")
     if args.json:
@@ -165,13 +166,25 @@ def _print_cpu(r: dict) -> None:
     print("  CPU seconds of the tasks by stage (all / longest), and the seconds they take on the run's workers:")
     estimates = {}
     for n in r["workers"]:
-        cpu = r["runs"][_ray_run(n)]["task_cpu"]
+        cpu = {label: [task["cpu"] for task in tasks] for label, tasks in r["runs"][_ray_run(n)]["tasks"].items()}
         estimates[n] = sum(max(max(parts), sum(parts) / n) for parts in cpu.values())
         print(f"  {_ray_run(n):<16} {estimates[n]:14.1f}  "
               + " ".join(f"{stage} {sum(parts):.1f}/{max(parts):.1f}" for stage, parts in cpu.items()))
     low, high = r["workers"][0], r["workers"][-1]
     print(f"  {f'CPU-bound speed-up {high}/{low}':<30} {estimates[low] / estimates[high]:.2f}x (stages that overlap "
           "counted one after the other; the driver and Ray's scheduling not counted)")
+
+
+def _print_schedule(run: dict) -> None:
+    """When each task of a Ray run ran, worker by worker (seconds since the tasks were submitted; wall and CPU
+    seconds): where a worker waited, and which task ends last."""
+    tasks = sorted(((task, label) for label, group in run["tasks"].items() for task in group),
+                   key=lambda item: item[0]["start"])
+    workers = list(dict.fromkeys(task["worker"] for task, _ in tasks))
+    print(f"  schedule of the {len(workers)}-worker run (start-end s, CPU s):")
+    for number, worker in enumerate(workers, 1):
+        print(f"    worker {number}: " + "  ".join(f"{label} {task['start']:.1f}-{task['end']:.1f} ({task['cpu']:.1f})"
+                                              for task, label in tasks if task["worker"] == worker))
 
 
 def _counts(text: str) -> tuple[int, ...]:
