@@ -31,6 +31,8 @@ from stereoforge.pipeline import convert
 from stereoforge.server import run_job
 from stereoforge.shot import INTERMEDIATES
 from stereoforge.spec import ConvertSpec
+from stereoforge.stages import Job
+from stereoforge.stages.encode import _CompositeFrames
 
 FRAMES, H, W = 24, 72, 128
 LAYOUTS = ("sbs", "anaglyph")
@@ -213,12 +215,34 @@ def test_generate_runs_its_convert_part_on_ray(cluster, tmp_path, capsys):
 
 def test_encode_makes_the_composite_frames_it_finds_missing(work, single):
     """A farm's encode task starts once the first composite part is done (``Job.compose``): the frames that the
-    other parts have not made yet it makes itself, from filled/; the shot is the bytes of one process."""
+    other parts have not made yet it makes itself, from filled/, but a frame a composite task is making beside it
+    it waits for; the shot is the bytes of one process."""
     job, _ = pipeline.prepare(work.spec(), None, None, None)
     for group in (("ingest",), ("cloud",), ("eyes",), ("inpaint",)):
         pipeline.run_group(job.plan, group, KEEP)
     pipeline.run_group(job.plan, ("composite",), KEEP, chunk=(1, 6))
-    assert not (work.shot / "out" / "frames" / "sbs" / "sbs_000007.png").exists()
+    frame = lambda n: work.shot / "out" / "frames" / "sbs" / f"sbs_{n:06d}.png"
+    assert not frame(7).exists()
+    # Right after a frame another task made, the next one is waited for while a composite task makes it...
+    frames = _CompositeFrames(Job(job.plan, compose=True))
+    frames.patience = 30.0  # what a busy machine may take to start the composite task below
+    assert frames.path("sbs", 6) == str(frame(6))
+    found_missing = []
+
+    def composite_task() -> None:
+        found_missing.append(not frame(7).exists())
+        pipeline.run_group(job.plan, ("composite",), KEEP, chunk=(7, 7))
+
+    task = threading.Thread(target=composite_task)
+    task.start()
+    assert frames.path("sbs", 7) == str(frame(7))
+    task.join()
+    assert found_missing == [True] and frames.made_last == 0  # ...not composed twice
+    # ...a frame no task makes is made here after that wait, and the ones after it at once.
+    frames.patience = 0.2
+    for n in (8, 9):
+        assert frames.path("sbs", n) == str(frame(n)) and frames.made_last == n
+    assert not frames.others_made_last
     assert len(pipeline.run_group(job.plan, ("encode",), KEEP, compose=True)) == 2
     assert_same_files(work.set_aside("composed-by-encode"), single)
 

@@ -218,7 +218,7 @@ def split(p: Plan, group: tuple[str, ...], workers: int, overlap: bool = False) 
     """The parts a group of stages (:func:`stereoforge.stages.groups`) of the planned shot ``p`` is split into
     for ``workers`` workers, each the keyword arguments of :func:`stereoforge.pipeline.run_group` (``chunk``,
     ``eyes``, ``streams``, ``compose``). ``overlap`` (:func:`_overlaps_encode`): composite's first part is short
-    (a 2 ``workers``-th of the shot), the others share the rest, and encode makes missing frames."""
+    (a 3 ``workers``-th of the shot), the others share the rest, and encode makes missing frames."""
     from . import pipeline
     from .composite import stream_names
     from .stages import Job
@@ -229,7 +229,10 @@ def split(p: Plan, group: tuple[str, ...], workers: int, overlap: bool = False) 
     if "inpaint" in group and not pipeline.fills_frame_by_frame(p.spec):
         return [{"eyes": (eye,)} for eye in EYES]
     if overlap and group == ("composite",) and p.count > 1:
-        first = -(-p.count // (2 * workers))
+        # The encoder reads the frames faster than one worker composes them (at 854x480 about 35 against 50 ms
+        # a frame): it must not catch up with the second part, which begins as the first does. A third of a
+        # worker's share is first: the encoding then starts early and only just keeps behind.
+        first = -(-p.count // (3 * workers))
         return [{"chunk": (1, first)}] + [{"chunk": (first + a, first + b)}
                                           for a, b in frame_ranges(p.count - first, workers - 1)]
     # Eyes are splatted in batches: chunks of whole batches splat the batches one run splats.

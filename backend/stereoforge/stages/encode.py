@@ -5,6 +5,7 @@ a video is one file."""
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 
@@ -13,8 +14,14 @@ from ..errors import Cancelled, InputError
 from ..io.images import read_image, read_png8
 from ..io.video import VideoWriter
 from .composite import compose_from_files
-from .job import Job
+from .job import POLL_S, Job
 from .writes import Writes
+
+#: How long an encode run that makes the composite frames it finds missing (``Job.compose``) waits for the next
+#: frame right after one a composite task made, before it makes it itself: until it has timed its own making of
+#: a frame, then :data:`PATIENCE` times that.
+FIRST_PATIENCE_S = 0.25
+PATIENCE = 2.0
 
 
 def run(job: Job) -> list[str]:
@@ -23,6 +30,7 @@ def run(job: Job) -> list[str]:
     plan = job.plan
     job.make_dirs("encode")
     audio = job.audio()
+    frames = _CompositeFrames(job)
     written = []
     for layout in job.video_layouts():
         for stream in stream_names(layout):
@@ -33,7 +41,7 @@ def run(job: Job) -> list[str]:
             if os.path.exists(path):
                 job.progress(f"encode {stream}", plan.count, plan.count)
                 continue
-            first = read_image(_frame(job, stream, 1))
+            first = read_image(frames.path(stream, 1))
             h, w = first.shape[:2]
             with VideoWriter(path, w, h, plan.fps, codec=plan.spec.codec, crf=plan.spec.crf,
                              stereo=STEREO_METADATA.get(layout), audio=audio,
@@ -42,21 +50,58 @@ def run(job: Job) -> list[str]:
                     if job.cancel():
                         raise Cancelled(f"cancelled while encoding '{path}'; the frames are kept in "
                                         f"'{job.path('out', 'frames')}'")
-                    video.write(_composite(_frame(job, stream, n)))
+                    video.write(_composite(frames.path(stream, n)))
                     job.progress(f"encode {stream}", n, plan.count)
     return written
 
 
-def _frame(job: Job, stream: str, n: int) -> str:
-    """Composite frame ``n`` of ``stream``; made here from the filled eyes when ``job.compose`` asks and no other
-    task has made it yet, waited for while the composite stage makes it beside this one (:meth:`Job.wait_for`)."""
-    path = job.composite_frame(stream, n)
-    if job.compose and not os.path.exists(path):
-        job.make_dirs("composite")
-        with Writes(job.writers) as writes:
-            compose_from_files(job, n, writes)
-    job.wait_for("encode", path)
-    return path
+class _CompositeFrames:
+    """Where the encoder finds each composite frame: waited for while the composite stage makes it beside this
+    run (:meth:`Job.wait_for`), or, with ``job.compose`` (a farm's encode task, which starts while composite
+    tasks still make the later frames), made here from the filled eyes when no other task has made it.
+
+    Right after a frame that another task made, a missing frame is likely the one that task is composing now:
+    it is waited for a little (:data:`PATIENCE` times this run's own time to make one) before it is made here.
+    Otherwise this run, which encodes as well, would keep catching up with that task and compose each later
+    frame twice, step for step with it."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.others_made_last = False
+        self.made_last = 0
+        self.patience = FIRST_PATIENCE_S
+
+    def path(self, stream: str, n: int) -> str:
+        """Composite frame ``n`` of ``stream``, once it is there."""
+        job, path = self.job, self.job.composite_frame(stream, n)
+        if job.compose:
+            if os.path.exists(path):
+                self.others_made_last = n != self.made_last
+            else:
+                self.others_made_last = self.others_made_last and self._appears(path)
+                if not self.others_made_last:
+                    self._make(n)
+        job.wait_for("encode", path)
+        return path
+
+    def _appears(self, path: str) -> bool:
+        """Whether ``path`` is written within :attr:`patience` seconds."""
+        deadline = time.perf_counter() + self.patience
+        while not os.path.exists(path):
+            self.job.check_cancel("encode")
+            if time.perf_counter() > deadline:
+                return False
+            time.sleep(POLL_S)
+        return True
+
+    def _make(self, n: int) -> None:
+        """Compose frame ``n`` of every layout here, from filled/, and time it."""
+        started = time.perf_counter()
+        self.job.make_dirs("composite")
+        with Writes(self.job.writers) as writes:
+            compose_from_files(self.job, n, writes)
+        self.made_last = n
+        self.patience = PATIENCE * (time.perf_counter() - started)
 
 
 def _composite(path: str) -> np.ndarray:
