@@ -14,7 +14,8 @@ each task runs it (:func:`stereoforge.pipeline.run_group`) on its part of the sh
                                      when encode follows, see below)
     inpaint                          one task per eye, for a model (it reads the eyes from files)
     encode                           one task per video; with more than one worker it starts once the first
-                                     composite range is done and makes any frame still missing itself
+                                     composite range is done and makes any frame still missing itself (one a
+                                     composite task is making beside it it waits for)
 
 Every task is submitted at once, after the tasks of the group whose files it reads (Ray starts it when those
 are done), so no stage waits for one it does not read. A task reads what those wrote into the shot folder, the
