@@ -10,6 +10,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -385,6 +387,53 @@ def test_a_worker_that_dies_fails_its_job_and_the_server_goes_on(server):
     after = server.submit({"kind": "convert", "source": source, "depth": depth, "depth_kind": "metric",
                            "output_dir": "shots/after-crash", "device": "cpu"})
     assert server.wait(after["id"])["state"] == "succeeded"
+
+
+def test_a_killed_servers_worker_stops_its_job_and_exits(tmp_path):
+    """``stereoforge serve`` killed outright (SIGKILL: no "stop" reaches its worker) while a job runs: the
+    worker stops the job between two steps and exits, instead of holding its models and memory for nobody."""
+    root = tmp_path / "root"
+    tiny_models.text_to_video_sd(root / "models" / "t2v")
+    tiny_models.depth_anything(root / "models" / "depth")
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "backend"),
+                                          os.environ.get("PYTHONPATH", "")])}
+    process = subprocess.Popen([sys.executable, "-m", "stereoforge.cli", "serve", "--root", str(root), "--port",
+                                str(port), "--token", TOKEN], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    pid = None
+    try:
+        server = Server(f"http://127.0.0.1:{port}", root)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                pid = server.worker_pid()
+                break
+            except httpx.TransportError:  # not listening yet
+                assert process.poll() is None and time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.2)
+        job = server.submit(generate_body("shots/orphan", steps=400, frames=2))
+        server.wait(job["id"], until=lambda j: j["phase"] == "generating")
+        process.kill()
+        process.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(pid), "the worker of a killed server still runs"
+    finally:
+        process.kill()
+        if pid is not None and _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, ended and waiting for its parent to read it, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_release_frees_the_models(server):

@@ -54,6 +54,9 @@ _LOG_LINES = 100
 MAX_BODY_BYTES = 1 << 20
 #: Text fields longer than this are shortened in job views (the job keeps them whole).
 _SHOWN_CHARS = 256
+#: How often an idle worker process looks whether the server that started it still runs (seconds): a server
+#: killed outright (SIGKILL, the out-of-memory killer, a crashed Blender's backend) sends no "stop".
+_ORPHAN_CHECK_S = 1.0
 #: Job fields naming files that a job reads.
 INPUT_FIELDS = ("source", "depth", "image")
 
@@ -156,8 +159,14 @@ def _worker_main(inbox, outbox, cancel_flag, root: str, read_roots: tuple[str, .
     from .models.loading import loaded, release
 
     outbox.put(("ready", _device_info()))
+    server = multiprocessing.parent_process()
     while True:
-        message = inbox.get()
+        try:
+            message = inbox.get(timeout=_ORPHAN_CHECK_S)
+        except queue.Empty:
+            if server.is_alive():
+                continue
+            return  # the server was killed (no "stop" came): models and memory are not held on for nobody
         if message[0] == "stop":
             return
         if message[0] == "release":
@@ -174,7 +183,8 @@ def _worker_main(inbox, outbox, cancel_flag, root: str, read_roots: tuple[str, .
                 outbox.put(("progress", number, stage, done, total))
 
         def cancel(number=number) -> bool:
-            return cancel_flag.value == number
+            # A killed server can no longer cancel: its job stops as a cancelled one (finished frames kept).
+            return cancel_flag.value == number or not server.is_alive()
 
         try:
             data = confine_job(data, root, read_roots)
