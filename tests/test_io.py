@@ -17,6 +17,7 @@ from stereoforge.io.images import (
     linear_to_srgb,
     read_depth_file,
     read_image,
+    read_png8,
     srgb_to_linear,
     to_uint8_srgb,
     to_uint16_srgb,
@@ -100,6 +101,18 @@ def test_png_8bit_round_trip_keeps_rgb_order(tmp_path):
     linear = read_image(tmp_path / "a.png")
     assert linear.dtype == np.float32 and linear.shape == (H, W, 3)
     np.testing.assert_array_equal(to_uint8_srgb(linear), rgb)
+
+
+def test_a_fast_png_is_stored_not_deflated_and_holds_the_same_pixels(tmp_path):
+    """``write_png(fast=True)`` (the filled eyes, read back soon): the pixels stored as they are, so the file is
+    larger than the raw pixels, and it reads back as the deflated one does."""
+    flat = np.zeros((H, W, 3), np.uint8)
+    flat[H // 2:, :, 1] = 200  # compresses to almost nothing when deflated
+    write_png(tmp_path / "fast.png", flat, fast=True)
+    write_png(tmp_path / "small.png", flat)
+    assert (tmp_path / "fast.png").stat().st_size > flat.nbytes > 20 * (tmp_path / "small.png").stat().st_size
+    np.testing.assert_array_equal(read_png8(tmp_path / "fast.png"), flat)
+    np.testing.assert_array_equal(read_png8(tmp_path / "small.png"), flat)
 
 
 def test_png_16bit_grey_and_rgba(tmp_path):

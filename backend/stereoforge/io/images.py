@@ -647,7 +647,7 @@ def atomic_path(final_path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
+def write_png(path: str | os.PathLike, array: np.ndarray, fast: bool = False) -> None:
     """Write a PNG atomically, losslessly.
 
     Args:
@@ -655,6 +655,8 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
         array: uint8 or uint16, (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA (RGB order; OpenCV's BGR is
             handled here). The values are written as they are: encode linear colour first
             (:func:`to_uint8_srgb`).
+        fast: store the pixels without deflating them, for an intermediate that is read back soon (the filled
+            eyes): at 854x480 about half the time to write and a third to read, for 2.3 times the size.
     """
     array = np.asarray(array)
     if array.dtype not in (np.uint8, np.uint16):
@@ -663,7 +665,7 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
         array = array[..., [2, 1, 0, 3][: array.shape[2]]]
     elif array.ndim != 2:
         raise ValueError(f"write_png needs (H, W), (H, W, 3) or (H, W, 4), got {array.shape}")
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(array))
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(array), [cv2.IMWRITE_PNG_COMPRESSION, 0] if fast else [])
     if not ok:
         raise OSError(f"OpenCV could not encode '{path}' as PNG")
     with atomic_path(path) as temp, open(temp, "wb") as f:

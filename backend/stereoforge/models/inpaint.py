@@ -255,6 +255,6 @@ def inpaint_stage(job) -> None:
             return (start(n) if start else to_uint8_srgb(eye_frame.rgb)), eye_frame.dropout
 
         for n, filled in fill_in_chunks(numbers, load, fill, spec.inpaint_chunk, spec.inpaint_overlap):
-            write_png(target(n), np.clip(filled * 255.0 + 0.5, 0, 255).astype(np.uint8))
+            write_png(target(n), np.clip(filled * 255.0 + 0.5, 0, 255).astype(np.uint8), fast=True)
             done += 1
             job.progress(f"inpaint {eye}", done, total)

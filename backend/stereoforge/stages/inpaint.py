@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from ..io.images import write_png
 from .eyes import EyeFrames
 from .job import Job
 from .writes import Writes
+
+#: A filled frame is read back soon (by composite, or by a resumed run): stored, not deflated.
+_write_fill = partial(write_png, fast=True)
 
 #: Without ``--keep filled``, the fills of every this many frames are written (and the one before the last
 #: removed) for a stopped run to resume from: each frame's fill carries on from the one before, so a resumed
@@ -86,7 +90,7 @@ class Fills:
         if self.keep or checkpoint:
             for eye in self.job.eyes:
                 if not os.path.exists(self.job.filled_frame(eye, n)):
-                    self.writes.submit(write_png, self.job.filled_frame(eye, n), codes[eye])
+                    self.writes.submit(_write_fill, self.job.filled_frame(eye, n), codes[eye])
         if checkpoint:
             self._checkpoint(n)
         return codes
