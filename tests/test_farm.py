@@ -95,8 +95,8 @@ class Work:
 
 
 def stereoforge_tasks() -> list[int]:
-    """Process ids of this machine's Ray workers running a stereoforge task now: Ray titles a worker's process
-    ``ray::`` and the task's name while it runs one (``stereoforge.<stage>``)."""
+    """Process ids of the Ray workers of this test run (:func:`ours`) running a stereoforge task now: Ray titles
+    a worker's process ``ray::`` and the task's name while it runs one (``stereoforge.<stage>``)."""
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -105,9 +105,23 @@ def stereoforge_tasks() -> list[int]:
             title = Path(f"/proc/{entry}/cmdline").read_bytes()
         except OSError:
             continue
-        if title.startswith(b"ray::stereoforge."):
+        if title.startswith(b"ray::stereoforge.") and ours(int(entry)):
             pids.append(int(entry))
     return pids
+
+
+def ours(pid: int) -> bool:
+    """Whether process ``pid`` descends from this one: a worker of the local cluster this process (or a command
+    it runs) started, not one of another run on the same machine (a benchmark, say), which the tests must leave
+    alone."""
+    try:
+        while pid > 1:
+            if pid == os.getpid():
+                return True
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])  # its parent
+    except OSError:  # it ended
+        pass
+    return False
 
 
 def cli(*args: str) -> int:
