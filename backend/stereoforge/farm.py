@@ -22,8 +22,10 @@ are done), so no stage waits for one it does not read. A task reads what those w
 neighbouring frames it needs included, so the files are the bytes one process writes (only shot.json's
 ``created`` time differs). Every node needs stereoforge installed and the shot folder at the same path (shared
 storage). A worker that dies is retried by Ray (:data:`TASK_RETRIES`) and its task skips the frames it
-finished; a cancel (or Ctrl-C) cancels the tasks, and the finished frames stay. Each task runs on one thread
-(``Job.threads``; torch, OpenCV, numba, OpenMP and BLAS): the cluster's parallelism is its workers.
+finished; a cancel (or Ctrl-C, SIGTERM, a task that fails) cancels the tasks: each stops at its next frame, as
+one process does, when it sees the run's cancel marker in the shot folder (see :func:`_stop`), and the finished
+frames stay. Each task runs on one thread (``Job.threads``; torch, OpenCV, numba, OpenMP and BLAS): the
+cluster's parallelism is its workers.
 """
 
 from __future__ import annotations
@@ -31,12 +33,15 @@ from __future__ import annotations
 import logging
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
+from functools import partial
 from typing import TYPE_CHECKING
 
 from .errors import Cancelled, InputError, StereoForgeError, disk_error
@@ -58,6 +63,13 @@ ONE_THREAD_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "
 _OBJECT_STORE_BYTES = 80 * 1024 * 1024
 #: How often the driver looks at its cancel callback while tasks run (seconds).
 _POLL_S = 0.2
+#: A run's cancel marker in the shot folder: a hidden file, this name and the run's id (16 hex digits, new for
+#: each :func:`convert`), whose existence tells the run's tasks to stop (:func:`_stop`).
+CANCEL_MARKER = ".stereoforge-farm-cancel-"
+_MARKER_NAME = re.compile(re.escape(CANCEL_MARKER) + "[0-9a-f]{16}")
+#: How long the tasks get to see the cancel marker and end (seconds): a task looks at it between frames, but
+#: not while it loads a model, say; those still running after it are cancelled by Ray.
+_STOP_S = 30
 
 
 def check_address(address: str) -> None:
@@ -137,7 +149,7 @@ def convert(spec: ConvertSpec, address: str = LOCAL, progress: Progress | None =
     the tasks were submitted, by the clock of the task's machine) and the ``worker`` (host:pid) that ran it.
 
     Raises :class:`InputError` for bad input or an address with no cluster, :class:`Cancelled` when
-    ``cancel()`` turns true (the tasks are cancelled; finished frames stay) and
+    ``cancel()`` turns true (the tasks stop at their next frame; finished frames stay) and
     :class:`~stereoforge.errors.StereoForgeError` when a task fails for good.
     """
     try:
@@ -157,6 +169,7 @@ def _convert(spec: ConvertSpec, address: str, progress, cancel, log, workers: in
     connect(address, workers)
     job, stages = pipeline.prepare(spec, progress, cancel, log)
     p = job.plan
+    marker = _cancel_marker(p.shot_dir)
     timings = {"plan": time.perf_counter() - started}
     shared = ray.put(p)
     width = max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -172,9 +185,9 @@ def _convert(spec: ConvertSpec, address: str, progress, cancel, log, workers: in
     parts = {group: split(p, group, width, overlap) for group in grouped}
     labels = {"+".join(group): "+".join(_read_from(group, grouped)) for group in grouped}
     t0, submitted = time.perf_counter(), time.time()
-    results, finished = _wait(_submit(task, shared, handed_on, parts, overlap),
+    results, finished = _wait(_submit(task, shared, handed_on, parts, overlap, marker),
                               {"+".join(group): [_frames(p, part) for part in ps] for group, ps in parts.items()},
-                              labels, progress, cancel)
+                              labels, progress, cancel, marker)
     for label, read_from in labels.items():  # a group's seconds: from the end of the one it reads to its own end
         timings[label] = finished.get(label, t0) - finished.get(read_from, t0)
     videos = [video for paths, _ in results.get("encode", []) for video in paths]
@@ -189,13 +202,14 @@ def _convert(spec: ConvertSpec, address: str, progress, cancel, log, workers: in
 
 
 def _submit(task, shared, written: tuple[str, ...], parts: dict[tuple[str, ...], list[dict]],
-            overlap: bool) -> dict[str, list]:
+            overlap: bool, marker: str) -> dict[str, list]:
     """Submit every group's tasks (``parts``: group -> its parts, in the order the groups run) now, each given
     the tasks of the group it reads from, so that Ray starts it when those are done: no barrier waits for a
     group that a task does not read (the point clouds are made while the eyes are filled). The groups on the way
     to the videos go first: a worker that frees up while the other fills the slower eye makes the point clouds.
-    ``overlap`` (:func:`_overlaps_encode`): encode waits for the first composite part only. Returns each group's
-    label -> its tasks' references, in the order the groups run."""
+    ``overlap`` (:func:`_overlaps_encode`): encode waits for the first composite part only; ``marker``: the
+    run's cancel marker (:func:`_run_part`). Returns each group's label -> its tasks' references, in the order
+    the groups run."""
     grouped = list(parts)
     refs: dict[tuple[str, ...], list] = {}
     for group in sorted(grouped, key=lambda group: -_followers(group, grouped)):
@@ -203,7 +217,8 @@ def _submit(task, shared, written: tuple[str, ...], parts: dict[tuple[str, ...],
         if overlap and group == ("encode",):
             after = after[:1]
         name = f"stereoforge.{'+'.join(group)}"
-        refs[group] = [task.options(name=name).remote(shared, group, written, part, *after) for part in parts[group]]
+        refs[group] = [task.options(name=name).remote(shared, group, written, part, *after, marker=marker)
+                       for part in parts[group]]
     return {"+".join(group): refs[group] for group in grouped}
 
 
@@ -257,15 +272,20 @@ def _frames(p: Plan, part: dict) -> int:
 
 
 def _run_part(p: Plan, group: tuple[str, ...], written: tuple[str, ...], part: dict,
-              *after) -> tuple[list[str] | None, dict]:
+              *after, marker: str) -> tuple[list[str] | None, dict]:
     """A Ray task: one part of one group of stages of a planned shot, on the one thread its CPU reserves;
     ``after``: the results of the tasks whose files it reads (Ray starts it once they are done). Returns what the
     group returns, and the CPU seconds the task took (what a loaded machine's clock cannot tell, the work of
-    each part), when it ran (``time.time``) and where: ``bench farm`` prints the schedule."""
+    each part), when it ran (``time.time``) and where: ``bench farm`` prints the schedule. It raises
+    :class:`Cancelled` between two frames once the file ``marker`` exists (:func:`_stop`; one ``stat`` a frame,
+    next to the frame's own files), or at once when it starts after it."""
+    cancelled = partial(os.path.exists, marker)
+    if cancelled():  # started after the job's cancel: it loads nothing (the pipeline, a model)
+        raise Cancelled(f"cancelled before {'+'.join(group)} started")
     from . import pipeline
 
     start, cpu = time.time(), time.process_time()
-    result = pipeline.run_group(p, group, written, threads=1, **part)
+    result = pipeline.run_group(p, group, written, cancel=cancelled, threads=1, **part)
     return result, {"cpu": time.process_time() - cpu, "start": start, "end": time.time(),
                     "worker": f"{socket.gethostname()}:{os.getpid()}"}
 
@@ -283,11 +303,11 @@ def _followers(group: tuple[str, ...], grouped: list[tuple[str, ...]]) -> int:
 
 
 def _wait(refs: dict[str, list], sizes: dict[str, list[int]], read_from: dict[str, str], progress,
-          cancel) -> tuple[dict, dict]:
+          cancel, marker: str) -> tuple[dict, dict]:
     """The results of each group's tasks (label -> their results, in order) and when each group's last task
     finished (``time.perf_counter``). ``read_from``: the label of the group each reads from ("" for none): a
     group's progress starts when that one is done, and counts the frames of its finished tasks. A cancel, a
-    Ctrl-C or a task that fails cancels the others."""
+    Ctrl-C or a task that fails stops the others (:func:`_stop`, with the run's cancel ``marker``)."""
     import ray
 
     label_of = {ref: label for label, group_refs in refs.items() for ref in group_refs}
@@ -324,7 +344,7 @@ def _wait(refs: dict[str, list], sizes: dict[str, list[int]], read_from: dict[st
                 running = dict.fromkeys(label_of[ref] for ref in pending if read_from[label_of[ref]] in ("", *finished))
                 raise Cancelled(f"cancelled during {' and '.join(running)}; the frames finished so far are kept")
     except BaseException as exc:
-        _stop(pending)
+        _stop(pending, marker)
         if isinstance(exc, KeyboardInterrupt):
             _Relay.raise_again()
         raise
@@ -349,13 +369,39 @@ def _result(stage: str, ref):
                                "to resume") from None
 
 
-def _stop(pending: list) -> None:
-    """Cancel tasks and wait until they stopped: a task stops between two files, each written whole or not at
-    all."""
+def _cancel_marker(shot_dir: str) -> str:
+    """A new run's cancel marker in ``shot_dir`` (the path: :func:`_stop` makes the file). The markers of
+    earlier runs, left by a driver killed while it stopped its tasks, are removed (a new run id already keeps
+    them from stopping this run's tasks): files named as markers only."""
+    for name in os.listdir(shot_dir):
+        if _MARKER_NAME.fullmatch(name):
+            with suppress(FileNotFoundError):
+                os.remove(os.path.join(shot_dir, name))
+    return os.path.join(shot_dir, CANCEL_MARKER + secrets.token_hex(8))
+
+
+def _stop(pending: list, marker: str) -> None:
+    """Stop the tasks ``pending`` and wait until they ended: the cancel ``marker`` made, each running task stops
+    between two frames (each file written whole or not at all; its :class:`Cancelled` is not a failure of the
+    job), one that waits for the files of another ends with it, and one that waits for a worker ends as it
+    starts. Ray's own ``ray.cancel`` comes only for a task that did not end within :data:`_STOP_S`: in a driver
+    whose worker died and whose task was retried, it can abort the driver (Ray 2.60's "Tried to complete task
+    that was not pending"). The marker goes after."""
     import ray
 
-    for ref in pending:
-        ray.cancel(ref)
-    if pending:
-        ray.wait(pending, num_returns=len(pending), timeout=30)
-
+    if not pending:
+        return
+    try:
+        try:
+            open(marker, "x").close()
+        except OSError:  # no marker can be made (a full disk, say): Ray cancels every task
+            running = pending
+        else:
+            _, running = ray.wait(pending, num_returns=len(pending), timeout=_STOP_S)
+        for ref in running:
+            ray.cancel(ref)
+        if running:
+            ray.wait(running, num_returns=len(running), timeout=_STOP_S)
+    finally:
+        with suppress(FileNotFoundError):
+            os.remove(marker)
