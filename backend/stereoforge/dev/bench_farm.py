@@ -6,11 +6,11 @@ speed-up, and whether the files are the same.
 
 The clip is ``bench pipeline``'s synthetic one (a video with moving objects and relative depth). It is converted
 by one process (``convert``, its threads as usual) unless ``--no-single``, then on a fresh local cluster of each
-worker count (``convert --ray``), each ``--repeat`` times into a new shot folder (the best run counts), and the
-shot folders are compared file by file (SHA-256; shot.json without its ``created`` time). A run's seconds count
-from the plan to the last video; the cluster's start and its
-warm-up (a small clip converted first: the workers' start, their imports of torch and stereoforge, the compiled
-kernels; paid once per cluster) are timed apart.
+worker count (``convert --ray``), in ``--repeat`` rounds that run each once (each one's best run counts; a
+machine that others share disturbs them alike), and every run's shot folder is compared file by file (SHA-256;
+shot.json without its ``created`` time). A run's seconds count from the plan to the last video; the cluster's
+start and its warm-up (a small clip converted first: the workers' start, their imports of torch and
+stereoforge, the compiled kernels; paid once per cluster) are timed apart.
 """
 
 from __future__ import annotations
@@ -57,20 +57,9 @@ def _warm(spec, workers: int) -> None:
         farm.convert(dataclasses.replace(spec, source=video, depth=depth, output_dir=os.path.join(folder, "shot")))
 
 
-def _best(spec, repeat: int, convert) -> dict:
-    """The least disturbed of ``repeat`` runs of ``convert(spec)``, each into a new shot folder: its
-    ``seconds`` and what ``convert`` returned; ``all_seconds``: every run's."""
-    runs = []
-    for _ in range(repeat):
-        shutil.rmtree(spec.output_dir, ignore_errors=True)  # else the next run resumes a finished shot
-        started = time.perf_counter()
-        result = convert(spec)
-        runs.append((time.perf_counter() - started, result))
-    seconds, result = min(runs, key=lambda run: run[0])
-    return {"seconds": seconds, "all_seconds": [run[0] for run in runs], "result": result}
-
-
-def _on_ray(spec, workers: int, repeat: int) -> dict:
+def _on_ray(spec, workers: int) -> dict:
+    """One run on a fresh local cluster of ``workers``, timed from the plan to the last video (its start and
+    warm-up apart)."""
     import ray
 
     from .. import farm
@@ -80,19 +69,20 @@ def _on_ray(spec, workers: int, repeat: int) -> dict:
     _warm(spec, workers)
     ready = time.perf_counter()
     try:
-        best = _best(spec, repeat, farm.convert)
+        result = farm.convert(spec)
+        seconds = time.perf_counter() - ready
     finally:
         ray.shutdown()
-    return {"start_seconds": ready - started, "seconds": best["seconds"], "all_seconds": best["all_seconds"],
-            "timings": best["result"]["timings"], "tasks": best["result"]["tasks"]}
+    return {"start_seconds": ready - started, "seconds": seconds, "timings": result["timings"],
+            "tasks": result["tasks"]}
 
 
-def _in_one_process(spec, repeat: int) -> dict:
+def _in_one_process(spec) -> dict:
     from ..pipeline import convert
 
-    best = _best(spec, repeat, convert)
-    return {"start_seconds": 0.0, "seconds": best["seconds"], "all_seconds": best["all_seconds"],
-            "timings": best["result"]["timings"]}
+    started = time.perf_counter()
+    result = convert(spec)
+    return {"start_seconds": 0.0, "seconds": time.perf_counter() - started, "timings": result["timings"]}
 
 
 def _ray_run(workers: int) -> str:
@@ -104,9 +94,10 @@ def bench_farm(height: int = 480, width: int = 854, frames: int = 48, workers: t
                inpaint: str = DEFAULT_INPAINTER, single: bool = True, workdir: str | None = None,
                keep: bool = False, batch: int = 4, device: str = "cpu", repeat: int = 3) -> dict:
     """Convert one synthetic clip in one process (``single``) and on local Ray clusters of each of ``workers``,
-    ``repeat`` times each; returns ``runs`` (name -> ``start_seconds``, ``seconds`` (the best run's),
-    ``all_seconds``, ``timings`` by stage and, on Ray, ``tasks``, of the best run), ``speed_up`` (the first
-    worker count's seconds over the last's), ``identical`` and ``files``."""
+    ``repeat`` times each, in rounds (each round runs every one once, so that a machine that others share
+    disturbs them alike); returns ``runs`` (name -> ``start_seconds``, ``seconds``, ``timings`` by stage and, on
+    Ray, ``tasks``, of its best run, and ``all_seconds``), ``speed_up`` (the first worker count's best seconds
+    over the last's), ``identical`` (every run's shot folder the same bytes) and ``files``."""
     from ..spec import ConvertSpec
 
     for name, value in (("--height", height), ("--width", width), ("--frames", frames), ("--batch", batch),
@@ -119,27 +110,36 @@ def bench_farm(height: int = 480, width: int = 854, frames: int = 48, workers: t
     root = tempfile.mkdtemp(prefix="stereoforge-bench-farm-", dir=workdir)
     shot = os.path.join(root, "shot")
     runs: dict[str, dict] = {}
-    digests: dict[str, dict] = {}
+    digests: list[dict] = []
     try:
         video, depth = write_synthetic_clip(root, frames, height, width)
         spec = ConvertSpec(source=video, output_dir=shot, depth=depth, depth_kind="relative", near=NEAR, far=FAR,
                            inpaint=inpaint, device=device, batch=batch)
         plan = ([("one process", _in_one_process, ())] if single else []) + [
             (_ray_run(n), _on_ray, (n,)) for n in workers]
-        for name, run, extra in plan:
-            runs[name] = run(spec, *extra, repeat)
-            digests[name] = shot_digest(shot)
-            # The next run writes the same path: the videos are named after the folder, shot.json records it.
-            os.rename(shot, os.path.join(root, f"run{len(runs)}"))
+        for round_ in range(repeat):
+            for name, run, extra in plan:
+                result = run(spec, *extra)
+                every = runs.get(name, {}).get("all_seconds", []) + [result["seconds"]]
+                if name not in runs or result["seconds"] < runs[name]["seconds"]:
+                    runs[name] = result
+                runs[name]["all_seconds"] = every
+                digests.append(shot_digest(shot))
+                # The next run writes the same path: the videos are named after the folder, shot.json records
+                # it. The first round's shots are kept (--keep), the later ones go.
+                if round_ == 0:
+                    os.rename(shot, os.path.join(root, f"run{len(digests)}"))
+                else:
+                    shutil.rmtree(shot)
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
     first, last = (runs[_ray_run(n)]["seconds"] for n in (workers[0], workers[-1]))
-    reference = next(iter(digests.values()))
+    reference = digests[0]
     report = {"frames": frames, "height": height, "width": width, "device": device, "batch": batch,
               "inpaint": inpaint, "workers": list(workers), "repeat": repeat,
               "runs": runs, "speed_up": first / last, "files": len(reference),
-              "identical": all(d == reference for d in digests.values())}
+              "identical": all(d == reference for d in digests)}
     if keep:
         report["workdir"] = root
     return report
@@ -164,7 +164,7 @@ def cmd_farm(args: argparse.Namespace) -> int:
           + " ".join(f"{slow['timings'][stage] / max(fast['timings'][stage], 1e-9):8.2f}x"
                      if stage in slow["timings"] else f"{'-':>9}" for stage in stages))
     runs = ", ".join(r["runs"])
-    print(f"  files identical: {'yes' if r['identical'] else 'NO'} ({r['files']} files; {runs})")
+    print(f"  files identical: {'yes' if r['identical'] else 'NO'} ({r['files']} files; every run of {runs})")
     if r["repeat"] > 1:
         every = (f"{name} " + " ".join(f"{seconds:.1f}" for seconds in run["all_seconds"])
                  for name, run in r["runs"].items())
@@ -228,8 +228,8 @@ def register(bench_subparsers) -> None:
     p.add_argument("--inpaint", choices=tuple(sorted(INPAINTERS)), default=DEFAULT_INPAINTER,
                    help="the inpainter, as convert --inpaint (default: %(default)s)")
     p.add_argument("--repeat", type=int, default=3, metavar="N",
-                   help="runs of each; the best counts, the least disturbed on a shared machine (default: "
-                        "%(default)s)")
+                   help="rounds, each running every configuration once; each one's best run counts, the least "
+                        "disturbed on a shared machine (default: %(default)s)")
     p.add_argument("--no-single", action="store_true", help="skip the run in one process")
     p.add_argument("--workdir", metavar="DIR", help="where to write the clip and the shots (default: a temporary "
                                                      "folder)")
