@@ -22,6 +22,9 @@ from .writes import Writes
 #: a frame, then :data:`PATIENCE` times that.
 FIRST_PATIENCE_S = 0.25
 PATIENCE = 2.0
+#: The frames past the one awaited that the task making it may reach while this run makes another one: the last
+#: frames are made here only beyond them.
+_AHEAD = 2
 
 
 def run(job: Job) -> list[str]:
@@ -63,13 +66,16 @@ class _CompositeFrames:
     Right after a frame that another task made, a missing frame is likely the one that task is composing now:
     it is waited for a little (:data:`PATIENCE` times this run's own time to make one) before it is made here.
     Otherwise this run, which encodes as well, would keep catching up with that task and compose each later
-    frame twice, step for step with it."""
+    frame twice, step for step with it. While it waits, it makes the shot's last frames not made yet, from the
+    end down (the task going forward reaches them last, and finds them made): the two meet, and the video's
+    last frame comes sooner."""
 
     def __init__(self, job: Job) -> None:
         self.job = job
         self.others_made_last = False
         self.made_last = 0
         self.patience = FIRST_PATIENCE_S
+        self.taken_down_to = job.plan.count + 1  # the frames from here on were made here while waiting
 
     def path(self, stream: str, n: int) -> str:
         """Composite frame ``n`` of ``stream``, once it is there."""
@@ -78,21 +84,37 @@ class _CompositeFrames:
             if os.path.exists(path):
                 self.others_made_last = n != self.made_last
             else:
-                self.others_made_last = self.others_made_last and self._appears(path)
+                self.others_made_last = self.others_made_last and self._appears(stream, n)
                 if not self.others_made_last:
                     self._make(n)
         job.wait_for("encode", path)
         return path
 
-    def _appears(self, path: str) -> bool:
-        """Whether ``path`` is written within :attr:`patience` seconds."""
+    def _appears(self, stream: str, n: int) -> bool:
+        """Whether frame ``n`` of ``stream`` is made by another task within :attr:`patience` seconds of this run's
+        waiting (the time it spends making the last frames meanwhile not counted)."""
+        path = self.job.composite_frame(stream, n)
         deadline = time.perf_counter() + self.patience
         while not os.path.exists(path):
             self.job.check_cancel("encode")
-            if time.perf_counter() > deadline:
+            spare = self._last_missing(stream, n)
+            if spare is not None:
+                self._make(spare)
+                deadline = time.perf_counter() + self.patience
+            elif time.perf_counter() > deadline:
                 return False
-            time.sleep(POLL_S)
+            else:
+                time.sleep(POLL_S)
         return True
+
+    def _last_missing(self, stream: str, n: int) -> int | None:
+        """The shot's last frame of ``stream`` not made yet, if it lies well past frame ``n`` (the one another
+        task is likely making: it goes on to the next ones while this run makes one)."""
+        while self.taken_down_to - 1 > n + _AHEAD:
+            self.taken_down_to -= 1
+            if not os.path.exists(self.job.composite_frame(stream, self.taken_down_to)):
+                return self.taken_down_to
+        return None
 
     def _make(self, n: int) -> None:
         """Compose frame ``n`` of every layout here, from filled/, and time it."""
