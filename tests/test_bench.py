@@ -101,3 +101,4 @@ def test_bench_farm_prints_each_run_the_speed_up_and_that_the_files_agree(capsys
     assert len({task["worker"] for task in tasks}) <= 2
     assert all(0 <= task["start"] <= task["end"] and task["cpu"] > 0 for task in tasks)
     assert "schedule of the 2-worker run" in table and "worker 1: " in table
+    assert "speed-up 2/1 by round: " in table

@@ -169,6 +169,8 @@ def cmd_farm(args: argparse.Namespace) -> int:
         every = (f"{name} " + " ".join(f"{seconds:.1f}" for seconds in run["all_seconds"])
                  for name, run in r["runs"].items())
         print("  every run's seconds: " + "; ".join(every))
+        rounds = zip(slow["all_seconds"], fast["all_seconds"], strict=True)
+        print(f"  speed-up {high}/{low} by round: " + " ".join(f"{a / b:.2f}x" for a, b in rounds))
     _print_cpu(r)
     _print_schedule(r["runs"][_ray_run(high)])
     if "workdir" in r:
