@@ -117,13 +117,13 @@ def bench_farm(height: int = 480, width: int = 854, frames: int = 48, workers: t
                            inpaint=inpaint, device=device, batch=batch)
         plan = ([("one process", _in_one_process, ())] if single else []) + [
             (_ray_run(n), _on_ray, (n,)) for n in workers]
+        every: dict[str, list[float]] = {name: [] for name, _, _ in plan}
         for round_ in range(repeat):
             for name, run, extra in plan:
                 result = run(spec, *extra)
-                every = runs.get(name, {}).get("all_seconds", []) + [result["seconds"]]
+                every[name].append(result["seconds"])
                 if name not in runs or result["seconds"] < runs[name]["seconds"]:
                     runs[name] = result
-                runs[name]["all_seconds"] = every
                 digests.append(shot_digest(shot))
                 # The next run writes the same path: the videos are named after the folder, shot.json records
                 # it. The first round's shots are kept (--keep), the later ones go.
@@ -134,6 +134,8 @@ def bench_farm(height: int = 480, width: int = 854, frames: int = 48, workers: t
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
+    for name, run in runs.items():
+        run["all_seconds"] = every[name]
     first, last = (runs[_ray_run(n)]["seconds"] for n in (workers[0], workers[-1]))
     reference = digests[0]
     report = {"frames": frames, "height": height, "width": width, "device": device, "batch": batch,
